@@ -1,0 +1,38 @@
+# oasa: `make demo` and `make test` each set up .venv on first use, then run.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+JOBS   ?= 2
+
+.PHONY: demo test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps make a second run start at once; they are redone when pyproject.toml changes.
+$(VENV)/.stamp-base: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(PY)
+	$(PIP) install -e '.[dev]'
+	touch $@ $(VENV)/.stamp-base
+
+demo: $(VENV)/.stamp-base
+	$(VENV)/bin/oasa demo
+
+test: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -n $(JOBS) --doctest-modules oasa sim quant hw tests
+
+lint: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(VENV)/.stamp-dev
+	$(PY) bench/golden_speed.py
+	$(PY) bench/amaranth_speed.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,200 @@
+"""The output-stationary systolic array, with skew and drain inside."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from oasa.config import ArrayConfig
+from oasa.hw.layouts import act_beat_layout, result_layout, weight_beat_layout
+from oasa.hw.pe import ProcessingElement
+from oasa.sim.cycles import array_latency
+
+__all__ = ["SystolicArray"]
+
+
+def _delayed(m: Module, value, cycles: int, name: str):
+    """``value`` delayed by ``cycles`` registers (``cycles`` >= 0)."""
+    for n in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{n}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+class SystolicArray(wiring.Component):
+    """R x C output-stationary systolic array of :class:`ProcessingElement`.
+
+    The caller presents plain, unskewed beats: beat k of a tile carries x[m0 + i, k] for
+    every row i (``i_act``) and w[k, n0 + j] for every column j (``i_wgt``); the first beat
+    of a tile has ``first`` set and its last beat ``last`` (a one-beat tile has both).
+    Inside, row i is delayed by i cycles and column j by j cycles, so PE (i, j) sees both
+    operands of beat k in the same cycle, k + i + j cycles after the beat.
+
+    Draining never stops the array. When a PE finishes a dot product its result and flag
+    move into a shadow register; the shadows of a column form a shift chain towards the
+    bottom edge that runs in the same skewed time frame as the wavefront (two registers
+    per row: the shadow and a pipeline register that absorbs the one-cycle skew between
+    rows). A de-skew line per column then aligns the columns, so a tile leaves as R beats
+    on ``o_res``, rows R-1 down to 0, one per cycle, while the next tile computes.
+
+    Latency: the row R-1 beat of a tile appears ``latency`` = R + C + 1 cycles after the
+    tile's ``last`` beat was accepted, row 0 R - 1 cycles later. Throughput: one input
+    beat per cycle, as long as a tile has at least R beats; a ``last`` beat is accepted
+    only R or more cycles after the previous one (so a short tile waits, rather than
+    overwrite a drain in progress).
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+
+    Members
+    -------
+    i_act : In(stream.Signature(act_beat_layout(cfg)))
+        A column of activations, one per row, with ``first``/``last`` markers.
+    i_wgt : In(stream.Signature(weight_beat_layout(cfg)))
+        A row of weights, one per column. Transfers together with ``i_act``.
+    o_res : Out(stream.Signature(result_layout(cfg), always_ready=True))
+        One finished row of a tile per beat: C results, C flags, the row index. Cannot be
+        back-pressured: the consumer takes every beat.
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        super().__init__(
+            {
+                "i_act": In(stream.Signature(act_beat_layout(cfg))),
+                "i_wgt": In(stream.Signature(weight_beat_layout(cfg))),
+                "o_res": Out(stream.Signature(result_layout(cfg), always_ready=True)),
+            }
+        )
+
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting a tile's last beat to its first result beat: the input
+        register, i + j skew hops, the PE register, the shadow, and the pipe/de-skew
+        registers, R + C + 1 for row R-1 (the cycle model's :func:`array_latency`)."""
+        return array_latency(self.cfg)
+
+    @property
+    def min_tile_beats(self) -> int:
+        """Shortest tile that never waits: the drain of one tile takes R cycles."""
+        return self.cfg.rows
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        rows, cols = cfg.rows, cfg.cols
+        m = Module()
+
+        # -- input: join the two streams; hold a last beat while the drain is busy -----
+        since_last = Signal(range(rows + 1), init=rows)
+        drain_free = since_last == rows
+        last_ok = ~self.i_act.payload.last | drain_free
+        accept = Signal()
+        m.d.comb += [
+            self.i_act.ready.eq(self.i_wgt.valid & last_ok),
+            self.i_wgt.ready.eq(self.i_act.valid & last_ok),
+            accept.eq(self.i_act.valid & self.i_wgt.valid & last_ok),
+        ]
+        with m.If(accept & self.i_act.payload.last):
+            m.d.sync += since_last.eq(1)
+        with m.Elif(~drain_free):
+            m.d.sync += since_last.eq(since_last + 1)
+
+        # -- input registers and skew ----------------------------------------------------
+        in_valid = Signal()
+        in_first = Signal()
+        in_last = Signal()
+        in_act = Signal.like(self.i_act.payload.data)
+        in_wgt = Signal.like(self.i_wgt.payload)
+        m.d.sync += [
+            in_valid.eq(accept),
+            in_first.eq(self.i_act.payload.first),
+            in_last.eq(self.i_act.payload.last),
+            in_act.eq(self.i_act.payload.data),
+            in_wgt.eq(self.i_wgt.payload),
+        ]
+
+        pes = [[ProcessingElement(cfg) for _ in range(cols)] for _ in range(rows)]
+        for i in range(rows):
+            for j in range(cols):
+                m.submodules[f"pe_{i}_{j}"] = pes[i][j]
+
+        # The markers are the same for every row, so one chain serves all rows.
+        ctl = (in_valid, in_first, in_last)
+        for i in range(rows):
+            pe = pes[i][0]
+            m.d.comb += [
+                pe.act.eq(_delayed(m, in_act[i], i, f"skew_act_{i}")),
+                pe.valid.eq(ctl[0]),
+                pe.first.eq(ctl[1]),
+                pe.last.eq(ctl[2]),
+            ]
+            if i + 1 < rows:
+                ctl = tuple(
+                    _delayed(m, s, 1, f"skew_{n}_{i + 1}")
+                    for n, s in zip(("valid", "first", "last"), ctl, strict=True)
+                )
+        for j in range(cols):
+            m.d.comb += pes[0][j].wgt.eq(_delayed(m, in_wgt[j], j, f"skew_wgt_{j}"))
+
+        # -- systolic links ------------------------------------------------------------------
+        for i in range(rows):
+            for j in range(cols):
+                pe = pes[i][j]
+                if j + 1 < cols:
+                    right = pes[i][j + 1]
+                    m.d.comb += [
+                        right.act.eq(pe.act_out),
+                        right.valid.eq(pe.valid_out),
+                        right.first.eq(pe.first_out),
+                        right.last.eq(pe.last_out),
+                    ]
+                if i + 1 < rows:
+                    m.d.comb += pes[i + 1][j].wgt.eq(pe.wgt_out)
+
+        # -- drain: per column, a shift chain in the skewed time frame --------------------
+        bottom = []
+        for j in range(cols):
+            above = None  # (valid, acc, ovf) of the shadow one row up
+            for i in range(rows):
+                pe = pes[i][j]
+                sh_valid = Signal(name=f"shadow_valid_{i}_{j}")
+                sh_acc = Signal.like(pe.acc, name=f"shadow_acc_{i}_{j}")
+                sh_ovf = Signal(name=f"shadow_ovf_{i}_{j}")
+                if above is None:
+                    incoming = (Const(0, 1), Const(0, pe.acc.shape()), Const(0, 1))
+                else:
+                    incoming = tuple(
+                        _delayed(m, s, 1, f"pipe_{n}_{i}_{j}")
+                        for n, s in zip(("valid", "acc", "ovf"), above, strict=True)
+                    )
+                with m.If(pe.done):
+                    m.d.sync += [sh_valid.eq(1), sh_acc.eq(pe.acc), sh_ovf.eq(pe.ovf)]
+                with m.Else():
+                    m.d.sync += [
+                        sh_valid.eq(incoming[0]),
+                        sh_acc.eq(incoming[1]),
+                        sh_ovf.eq(incoming[2]),
+                    ]
+                above = (sh_valid, sh_acc, sh_ovf)
+            # De-skew: column j runs j cycles behind column 0; delay it to match column C-1.
+            bottom.append(
+                tuple(
+                    _delayed(m, s, cols - 1 - j, f"deskew_{n}_{j}")
+                    for n, s in zip(("valid", "acc", "ovf"), above, strict=True)
+                )
+            )
+
+        out = self.o_res
+        row = Signal(range(rows), init=rows - 1)
+        m.d.comb += [out.valid.eq(bottom[0][0]), out.payload.row.eq(row)]
+        for j in range(cols):
+            m.d.comb += [out.payload.acc[j].eq(bottom[j][1]), out.payload.ovf[j].eq(bottom[j][2])]
+        with m.If(out.valid):
+            with m.If(row == 0):
+                m.d.sync += row.eq(rows - 1)
+            with m.Else():
+                m.d.sync += row.eq(row - 1)
+        return m

@@ -1,0 +1,129 @@
+"""The integer output stage: bias, dyadic requantization, ReLU, clamp."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from oasa.config import ArrayConfig
+from oasa.hw.layouts import params_layout, result_layout, stage_out_layout
+from oasa.sim.cycles import OUTPUT_STAGE_LATENCY
+
+__all__ = ["OutputStage"]
+
+
+class OutputStage(wiring.Component):
+    """Requantizes drained rows to the next layer's activations, C lanes in parallel.
+
+    Per lane, with ``requant`` set: y = acc + bias; z = y * mult; r = round_half_up(z /
+    2**shift); r = max(r, 0) if ``relu``; value = clamp(r, act_min, act_max). With
+    ``requant`` clear the accumulator passes through unchanged (bias 0, mult 1, shift 0,
+    no ReLU, no clamp). Flags and the row index pass through. Bit for bit the golden
+    model's :func:`oasa.sim.golden.output_stage`.
+
+    Rounding uses floor(z / 2**s + 1/2) = (t + 1) >> 1 with t = z >> (s - 1), which needs
+    no adder as wide as 2**(s-1).
+
+    Latency: ``latency`` = 4 cycles (add, multiply, shift, clamp). Throughput: one row per
+    cycle.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+
+    Members
+    -------
+    i_res : In(stream.Signature(result_layout(cfg), always_ready=True))
+        Rows from the array.
+    params : In(params_layout(cfg))
+        Bias, multiplier and shift of each lane; sampled with each beat.
+    relu, requant : In(1)
+        Mode bits; sampled with each beat.
+    o_res : Out(stream.Signature(stage_out_layout(cfg), always_ready=True))
+        Requantized (or raw) rows.
+    """
+
+    latency = OUTPUT_STAGE_LATENCY  # the stages below; the cycle model reads the same number
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        super().__init__(
+            {
+                "i_res": In(stream.Signature(result_layout(cfg), always_ready=True)),
+                "params": In(params_layout(cfg)),
+                "relu": In(1),
+                "requant": In(1),
+                "o_res": Out(stream.Signature(stage_out_layout(cfg), always_ready=True)),
+            }
+        )
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+
+        # Side-band that only travels down the pipeline: valid, flags, row, mode bits.
+        side = [
+            (
+                self.i_res.valid,
+                self.i_res.payload.ovf,
+                self.i_res.payload.row,
+                self.relu,
+                self.requant,
+            )
+        ]
+        for stage in range(self.latency):
+            regs = tuple(
+                Signal.like(v, name=f"s{stage + 1}_{n}")
+                for v, n in zip(side[-1], ("valid", "ovf", "row", "relu", "requant"), strict=True)
+            )
+            m.d.sync += [r.eq(v) for r, v in zip(regs, side[-1], strict=True)]
+            side.append(regs)
+
+        for lane in range(cfg.cols):
+            acc = self.i_res.payload.acc[lane]
+            bias = self.params.bias[lane]
+            mult = self.params.mult[lane]
+            shift = self.params.shift[lane]
+            requant = self.requant
+
+            # Stage 1: add the bias (raw mode: acc itself, times 1, shift 0).
+            y = Signal.like(acc + bias, name=f"y_{lane}")
+            mult1 = Signal.like(mult, name=f"mult1_{lane}")
+            shift1 = Signal.like(shift, name=f"shift1_{lane}")
+            m.d.sync += [
+                y.eq(Mux(requant, acc + bias, acc)),
+                mult1.eq(Mux(requant, mult, 1)),
+                shift1.eq(Mux(requant, shift, 0)),
+            ]
+            # Stage 2: the requantization multiply.
+            z = Signal.like(y * mult1, name=f"z_{lane}")
+            shift2 = Signal.like(shift1, name=f"shift2_{lane}")
+            m.d.sync += [z.eq(y * mult1), shift2.eq(shift1)]
+            # Stage 3: shift right by s with round-half-up.
+            t = Signal.like(z, name=f"t_{lane}")
+            m.d.comb += t.eq(z >> (shift2 - 1)[: cfg.shift_bits])
+            r = Signal.like(z, name=f"r_{lane}")
+            m.d.sync += r.eq(Mux(shift2 == 0, z, (t + 1) >> 1))
+            # Stage 4: ReLU and clamp (requant only).
+            relu, req = side[3][3], side[3][4]
+            value = Signal.like(self.o_res.payload.value[lane], name=f"value_{lane}")
+            with m.If(~req):
+                m.d.sync += value.eq(r)
+            with m.Elif((r < 0) & relu):
+                m.d.sync += value.eq(0)
+            with m.Elif(r < cfg.act_min):
+                m.d.sync += value.eq(cfg.act_min)
+            with m.Elif(r > cfg.act_max):
+                m.d.sync += value.eq(cfg.act_max)
+            with m.Else():
+                m.d.sync += value.eq(r)
+            m.d.comb += self.o_res.payload.value[lane].eq(value)
+
+        valid, ovf, row, _, _ = side[-1]
+        m.d.comb += [
+            self.o_res.valid.eq(valid),
+            self.o_res.payload.ovf.eq(ovf),
+            self.o_res.payload.row.eq(row),
+        ]
+        return m

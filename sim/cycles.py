@@ -1,0 +1,44 @@
+"""Exact cycle counts of the RTL, derived from how the hardware schedules work."""
+
+from __future__ import annotations
+
+from oasa.config import ArrayConfig
+from oasa.sim.tiling import tile_grid
+
+__all__ = [
+    "ARRAY_LATENCY_EXTRA",
+    "OUTPUT_STAGE_LATENCY",
+    "array_latency",
+    "core_cycles",
+    "tile_period",
+]
+
+#: Registers between a tile's last beat and its first result, beyond R + C: the input
+#: register and the PE's own accumulator register (see SystolicArray.latency).
+ARRAY_LATENCY_EXTRA = 1
+#: Pipeline depth of the output stage (OutputStage.latency).
+OUTPUT_STAGE_LATENCY = 4
+
+
+def array_latency(cfg: ArrayConfig) -> int:
+    """Cycles from a tile's accepted last beat to its first result row (row R-1)."""
+    return cfg.rows + cfg.cols + ARRAY_LATENCY_EXTRA
+
+
+def tile_period(cfg: ArrayConfig, k: int) -> int:
+    """Cycles between the last beats of back-to-back tiles: K, but at least R, since a
+    tile's drain (R rows) must end before the next tile's results are captured."""
+    return max(k, cfg.rows)
+
+
+def core_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
+    """Cycles for ``ArrayCore`` fed one beat per cycle with every tile of an M x K x N GEMM.
+
+    Counted from the cycle the first beat is presented to the cycle the last result row
+    leaves the output stage, inclusive: the first tile's K beats, then one tile period per
+    further tile, then the pipeline latency and the R - 1 remaining rows of the last tile.
+    """
+    mts, nts = tile_grid(cfg, m, n)
+    n_tiles = mts * nts
+    last_beat = (k - 1) + (n_tiles - 1) * tile_period(cfg, k)
+    return last_beat + array_latency(cfg) + OUTPUT_STAGE_LATENCY + (cfg.rows - 1) + 1
