@@ -60,6 +60,9 @@ class SystolicArray(wiring.Component):
         back-pressured: the consumer takes every beat.
     """
 
+    #: The cell class; a subclass may swap it (tests build deliberately broken variants).
+    pe_class = ProcessingElement
+
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
         super().__init__(
@@ -116,7 +119,7 @@ class SystolicArray(wiring.Component):
             in_wgt.eq(self.i_wgt.payload),
         ]
 
-        pes = [[ProcessingElement(cfg) for _ in range(cols)] for _ in range(rows)]
+        pes = [[self.pe_class(cfg) for _ in range(cols)] for _ in range(rows)]
         for i in range(rows):
             for j in range(cols):
                 m.submodules[f"pe_{i}_{j}"] = pes[i][j]

@@ -31,10 +31,14 @@ class ArrayCore(wiring.Component):
     o_res : Out(stream.Signature(stage_out_layout(cfg), always_ready=True))
     """
 
+    #: Block classes; a subclass may swap them (tests build deliberately broken variants).
+    array_class = SystolicArray
+    stage_class = OutputStage
+
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
-        self.array = SystolicArray(cfg)
-        self.stage = OutputStage(cfg)
+        self.array = self.array_class(cfg)
+        self.stage = self.stage_class(cfg)
         super().__init__(
             {
                 "i_act": In(stream.Signature(act_beat_layout(cfg))),
