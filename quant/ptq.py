@@ -266,6 +266,7 @@ def quantize(
     calib: NDArray | None = None,
     weights: dict[str, tuple[NDArray, NDArray]] | None = None,
     float_weights: dict[str, NDArray] | None = None,
+    act_scales: dict[str, float] | None = None,
     info: dict | None = None,
 ) -> Network:
     """Quantize the float network ``params`` as ``spec`` says.
@@ -282,6 +283,9 @@ def quantize(
     float_weights:
         Float weights per layer name used as the bias-correction reference instead of
         ``params`` (QAT passes its fine-tuned weights).
+    act_scales:
+        Output activation scale per layer name (QAT's learned ones) instead of the
+        calibrated ones.
     """
     cfg = spec.config()
     pow2 = spec.scale_style == "pow2"
@@ -289,7 +293,9 @@ def quantize(
         calib = digits_split().x_train[: spec.calibration]
     started = time.perf_counter()
     input_scale = 2.0 ** -math.ceil(math.log2(cfg.act_max)) if pow2 else 1.0 / cfg.act_max
-    x_int = np.clip(np.floor(calib / input_scale + 0.5), 0, cfg.act_max).astype(np.int64)
+    # float64, exactly as oasa.sim.network.quantize_input does (pixel 8/16 is a tie at 1/15)
+    x_int = np.clip(np.floor(calib.astype(np.float64) / input_scale + 0.5), 0, cfg.act_max)
+    x_int = x_int.astype(np.int64)
     x_ref = calib.astype(np.float64)
     s_x = input_scale
     shape = INPUT_SHAPE
@@ -365,7 +371,10 @@ def quantize(
         else:
             acc = cols_int.astype(np.float64) @ q.T.astype(np.float64)
             z = acc_scale * (acc + bias)
-            s_y = _act_scale(np.maximum(z, 0), cfg, pow2)
+            if act_scales is not None and name in act_scales:
+                s_y = float(act_scales[name])
+            else:
+                s_y = _act_scale(np.maximum(z, 0), cfg, pow2)
             ratio = acc_scale / s_y
             layer.extra = {"weight_scale": s_w.tolist(), "in_scale": s_x, "out_scale": s_y}
         layer.mult, layer.shift = pow2_ratio(ratio, cfg) if pow2 else dyadic(ratio, cfg)
