@@ -104,25 +104,33 @@ def _load_npy(path: str, name: str) -> np.ndarray:
 
 
 def cmd_verilog(args: argparse.Namespace) -> int:
+    from oasa.hw.accelerator import Accelerator
     from oasa.hw.core import ArrayCore
     from oasa.hw.verilog import component_ports, to_verilog
 
     cfg = _config(args)
-    core = ArrayCore(cfg)
-    text = to_verilog(core, args.name)
+    name = args.name or f"oasa_{args.top}"
+    top = ArrayCore(cfg) if args.top == "core" else Accelerator(cfg)
+    text = to_verilog(top, name)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(f"config : {cfg.describe()}")
-    print(f"module : {args.name} ({core.latency} cycles from a tile's last beat to its first row)")
+    if args.top == "core":
+        print(f"module : {name} ({top.latency} cycles from a tile's last beat to its first row)")
+    else:
+        print(
+            f"module : {name} (buffers: {cfg.act_depth} activation, {cfg.wgt_depth} weight, "
+            f"{cfg.param_depth} parameter, {cfg.res_depth} result words; registers as in README)"
+        )
     print("ports  :")
-    for port in component_ports(core):
+    for port in component_ports(top):
         print(f"  {port.name:<20} {len(port):>5} bits")
     print(f"wrote {out} ({len(text.splitlines())} lines)")
     if args.lint:
         from oasa.sim.backends.verilator_tool import lint
 
-        lint(out, args.name)
+        lint(out, name)
         print("verilator --lint-only: clean")
     return 0
 
@@ -264,7 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
         "verilog", parents=[array], help="write Verilog of the array and output stage"
     )
     p.add_argument("-o", "--output", required=True, help="Verilog file to write")
-    p.add_argument("--name", default="oasa_core", help="top module name (default oasa_core)")
+    p.add_argument(
+        "--top",
+        choices=("core", "accelerator"),
+        default="core",
+        help="core: the array and output stage (streams in, rows out); accelerator: "
+        "buffers, sequencer and registers around it (default core)",
+    )
+    p.add_argument("--name", help="top module name (default oasa_core / oasa_accelerator)")
     p.add_argument("--lint", action="store_true", help="also run verilator --lint-only on it")
     p.set_defaults(func=cmd_verilog)
 

@@ -40,6 +40,31 @@ def test_verilog_writes_a_module_that_lints(tmp_path, capsys):
     assert "lint-only: clean" in printed
 
 
+def test_verilog_accelerator_top_lints(tmp_path, capsys):
+    out = tmp_path / "acc.v"
+    assert (
+        main(
+            [
+                "verilog",
+                "--top",
+                "accelerator",
+                "--rows",
+                "2",
+                "--cols",
+                "2",
+                "-o",
+                str(out),
+                "--lint",
+            ]
+        )
+        == 0
+    )
+    assert "module oasa_accelerator" in out.read_text()
+    printed = capsys.readouterr().out
+    for port in ("reg__addr", "host_act__data", "host_res__data", "done"):
+        assert port in printed
+
+
 def test_sim_model_writes_npz(tmp_path):
     cfg = ArrayConfig(acc_bits=10)
     rng = np.random.default_rng(0)
