@@ -35,6 +35,7 @@ lint: $(VENV)/.stamp-dev
 bench: $(VENV)/.stamp-dev
 	$(PY) bench/golden_speed.py
 	$(PY) bench/amaranth_speed.py
+	$(PY) bench/accelerator.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

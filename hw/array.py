@@ -124,38 +124,28 @@ class SystolicArray(wiring.Component):
             for j in range(cols):
                 m.submodules[f"pe_{i}_{j}"] = pes[i][j]
 
-        # The markers are the same for every row, so one chain serves all rows.
-        ctl = (in_valid, in_first, in_last)
-        for i in range(rows):
-            pe = pes[i][0]
-            m.d.comb += [
-                pe.act.eq(_delayed(m, in_act[i], i, f"skew_act_{i}")),
-                pe.valid.eq(ctl[0]),
-                pe.first.eq(ctl[1]),
-                pe.last.eq(ctl[2]),
-            ]
-            if i + 1 < rows:
-                ctl = tuple(
-                    _delayed(m, s, 1, f"skew_{n}_{i + 1}")
-                    for n, s in zip(("valid", "first", "last"), ctl, strict=True)
+        # The markers of beat k reach PE (i, j) at the same time as its operands, k + i + j
+        # cycles after the beat: every PE on an anti-diagonal i + j = d shares one marker
+        # register chain, so the array holds 3 (R + C - 1) marker registers, not 3 R C.
+        diagonal = [(in_valid, in_first, in_last)]
+        for d in range(1, rows + cols - 1):
+            diagonal.append(
+                tuple(
+                    _delayed(m, s, 1, f"diag_{n}_{d}")
+                    for n, s in zip(("valid", "first", "last"), diagonal[-1], strict=True)
                 )
-        for j in range(cols):
-            m.d.comb += pes[0][j].wgt.eq(_delayed(m, in_wgt[j], j, f"skew_wgt_{j}"))
-
-        # -- systolic links ------------------------------------------------------------------
+            )
         for i in range(rows):
             for j in range(cols):
                 pe = pes[i][j]
-                if j + 1 < cols:
-                    right = pes[i][j + 1]
-                    m.d.comb += [
-                        right.act.eq(pe.act_out),
-                        right.valid.eq(pe.valid_out),
-                        right.first.eq(pe.first_out),
-                        right.last.eq(pe.last_out),
-                    ]
-                if i + 1 < rows:
-                    m.d.comb += pes[i + 1][j].wgt.eq(pe.wgt_out)
+                valid, first, last = diagonal[i + j]
+                m.d.comb += [pe.valid.eq(valid), pe.first.eq(first), pe.last.eq(last)]
+                m.d.comb += pe.act.eq(
+                    _delayed(m, in_act[i], i, f"skew_act_{i}") if j == 0 else pes[i][j - 1].act_out
+                )
+                m.d.comb += pe.wgt.eq(
+                    _delayed(m, in_wgt[j], j, f"skew_wgt_{j}") if i == 0 else pes[i - 1][j].wgt_out
+                )
 
         # -- drain: per column, a shift chain in the skewed time frame --------------------
         bottom = []

@@ -17,6 +17,7 @@ __all__ = [
     "act_shape",
     "params_layout",
     "result_layout",
+    "result_word_layout",
     "stage_out_layout",
     "weight_beat_layout",
     "weight_shape",
@@ -88,5 +89,15 @@ def stage_out_layout(cfg: ArrayConfig) -> data.StructLayout:
             "value": data.ArrayLayout(acc_shape(cfg), cfg.cols),
             "ovf": data.ArrayLayout(1, cfg.cols),
             "row": range(cfg.rows),
+        }
+    )
+
+
+def result_word_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """One result-buffer word: a row of C values (raw or requantized) and their flags."""
+    return data.StructLayout(
+        {
+            "value": data.ArrayLayout(acc_shape(cfg), cfg.cols),
+            "ovf": data.ArrayLayout(1, cfg.cols),
         }
     )

@@ -77,8 +77,13 @@ class OutputStage(wiring.Component):
                 Signal.like(v, name=f"s{stage + 1}_{n}")
                 for v, n in zip(side[-1], ("valid", "ovf", "row", "relu", "requant"), strict=True)
             )
-            m.d.sync += [r.eq(v) for r, v in zip(regs, side[-1], strict=True)]
+            m.d.sync += regs[0].eq(side[-1][0])
+            with m.If(side[-1][0]):  # data registers load only with a valid row
+                m.d.sync += [r.eq(v) for r, v in zip(regs[1:], side[-1][1:], strict=True)]
             side.append(regs)
+        # Each stage's data registers load only when a valid row enters it: a clock enable
+        # that saves switching (and simulation time) while the array computes.
+        enable = [regs[0] for regs in side[:-1]]
 
         for lane in range(cfg.cols):
             acc = self.i_res.payload.acc[lane]
@@ -91,33 +96,37 @@ class OutputStage(wiring.Component):
             y = Signal.like(acc + bias, name=f"y_{lane}")
             mult1 = Signal.like(mult, name=f"mult1_{lane}")
             shift1 = Signal.like(shift, name=f"shift1_{lane}")
-            m.d.sync += [
-                y.eq(Mux(requant, acc + bias, acc)),
-                mult1.eq(Mux(requant, mult, 1)),
-                shift1.eq(Mux(requant, shift, 0)),
-            ]
+            with m.If(enable[0]):
+                m.d.sync += [
+                    y.eq(Mux(requant, acc + bias, acc)),
+                    mult1.eq(Mux(requant, mult, 1)),
+                    shift1.eq(Mux(requant, shift, 0)),
+                ]
             # Stage 2: the requantization multiply.
             z = Signal.like(y * mult1, name=f"z_{lane}")
             shift2 = Signal.like(shift1, name=f"shift2_{lane}")
-            m.d.sync += [z.eq(y * mult1), shift2.eq(shift1)]
+            with m.If(enable[1]):
+                m.d.sync += [z.eq(y * mult1), shift2.eq(shift1)]
             # Stage 3: shift right by s with round-half-up.
             t = Signal.like(z, name=f"t_{lane}")
             m.d.comb += t.eq(z >> (shift2 - 1)[: cfg.shift_bits])
             r = Signal.like(z, name=f"r_{lane}")
-            m.d.sync += r.eq(Mux(shift2 == 0, z, (t + 1) >> 1))
+            with m.If(enable[2]):
+                m.d.sync += r.eq(Mux(shift2 == 0, z, (t + 1) >> 1))
             # Stage 4: ReLU and clamp (requant only).
             relu, req = side[3][3], side[3][4]
             value = Signal.like(self.o_res.payload.value[lane], name=f"value_{lane}")
-            with m.If(~req):
-                m.d.sync += value.eq(r)
-            with m.Elif((r < 0) & relu):
-                m.d.sync += value.eq(0)
-            with m.Elif(r < cfg.act_min):
-                m.d.sync += value.eq(cfg.act_min)
-            with m.Elif(r > cfg.act_max):
-                m.d.sync += value.eq(cfg.act_max)
-            with m.Else():
-                m.d.sync += value.eq(r)
+            with m.If(enable[3]):
+                with m.If(~req):
+                    m.d.sync += value.eq(r)
+                with m.Elif((r < 0) & relu):
+                    m.d.sync += value.eq(0)
+                with m.Elif(r < cfg.act_min):
+                    m.d.sync += value.eq(cfg.act_min)
+                with m.Elif(r > cfg.act_max):
+                    m.d.sync += value.eq(cfg.act_max)
+                with m.Else():
+                    m.d.sync += value.eq(r)
             m.d.comb += self.o_res.payload.value[lane].eq(value)
 
         valid, ovf, row, _, _ = side[-1]

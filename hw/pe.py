@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,8 +22,8 @@ class ProcessingElement(wiring.Component):
 
     Latency: the accumulator and flag show a beat one cycle after it is presented;
     ``done`` is high in that cycle when the beat was ``last``. Throughput: one beat per
-    cycle. Operands and markers are forwarded through registers (one cycle) for the
-    neighbouring PEs of a systolic array.
+    cycle. The operands are forwarded through registers (one cycle) to the neighbouring
+    PEs of a systolic array; the markers are not (the array delivers them).
 
     Parameters
     ----------
@@ -35,8 +35,7 @@ class ProcessingElement(wiring.Component):
     act : In(act_shape(cfg))        activation of this beat
     wgt : In(signed(M))             weight of this beat
     valid, first, last : In(1)      beat present / starts / ends a dot product
-    act_out, wgt_out, valid_out, first_out, last_out : Out
-                                    the inputs, delayed one cycle
+    act_out, wgt_out : Out           the operands, delayed one cycle
     acc : Out(signed(P))            accumulator
     ovf : Out(1)                    sticky overflow flag
     done : Out(1)                   ``acc``/``ovf`` hold a finished dot product
@@ -53,9 +52,6 @@ class ProcessingElement(wiring.Component):
                 "last": In(1),
                 "act_out": Out(act_shape(cfg)),
                 "wgt_out": Out(weight_shape(cfg)),
-                "valid_out": Out(1),
-                "first_out": Out(1),
-                "last_out": Out(1),
                 "acc": Out(acc_shape(cfg)),
                 "ovf": Out(1),
                 "done": Out(1),
@@ -69,33 +65,29 @@ class ProcessingElement(wiring.Component):
         m.d.sync += [
             self.act_out.eq(self.act),
             self.wgt_out.eq(self.wgt),
-            self.valid_out.eq(self.valid),
-            self.first_out.eq(self.first),
-            self.last_out.eq(self.last),
             self.done.eq(self.valid & self.last),
         ]
 
-        # The sum is formed one bit wider than either operand, so it is exact and the
-        # range test below sees the true t_k before it is wrapped or clamped.
-        product = Signal.like(self.act * self.wgt)
-        total = Signal.like(self.acc + product)
+        # Every product fits product_bits <= P, so t = base + product is exact in P + 1
+        # bits, and t is outside the P-bit range exactly when its top two bits differ:
+        # one XOR instead of two comparators; the top bit tells which end to clamp to.
+        product = Signal(signed(cfg.product_bits))
+        total = Signal(signed(cfg.acc_bits + 1))
         base = Mux(self.first, 0, self.acc)
         m.d.comb += [
             product.eq(self.act * self.wgt),
             total.eq(base + product),
         ]
-        too_high = total > cfg.acc_max
-        too_low = total < cfg.acc_min
+        negative = total[cfg.acc_bits]
+        out_of_range = negative ^ total[cfg.acc_bits - 1]
 
         with m.If(self.valid):
             if cfg.overflow == "wrap":
                 m.d.sync += self.acc.eq(total)  # .eq truncates: two's-complement wrap
             else:
-                with m.If(too_high):
-                    m.d.sync += self.acc.eq(cfg.acc_max)
-                with m.Elif(too_low):
-                    m.d.sync += self.acc.eq(cfg.acc_min)
+                with m.If(out_of_range):
+                    m.d.sync += self.acc.eq(Mux(negative, cfg.acc_min, cfg.acc_max))
                 with m.Else():
                     m.d.sync += self.acc.eq(total)
-            m.d.sync += self.ovf.eq((self.ovf & ~self.first) | too_high | too_low)
+            m.d.sync += self.ovf.eq((self.ovf & ~self.first) | out_of_range)
         return m

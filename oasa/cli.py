@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from oasa.config import OVERFLOW_MODES, ArrayConfig, ConfigError
+from oasa.sim.layer import BACKENDS
 
 __all__ = ["main"]
 
@@ -56,6 +57,20 @@ def _array_options() -> argparse.ArgumentParser:
         default=d.overflow,
         help="overflow mode (default wrap)",
     )
+    b = p.add_argument_group("accelerator buffer options (words)")
+    for name, what in (
+        ("act", "activation"),
+        ("wgt", "weight"),
+        ("res", "result"),
+        ("param", "parameter"),
+    ):
+        default = getattr(d, f"{name}_depth")
+        b.add_argument(
+            f"--{name}-depth",
+            type=int,
+            default=default,
+            help=f"{what} buffer depth (default {default})",
+        )
     return p
 
 
@@ -68,6 +83,10 @@ def _config(args: argparse.Namespace) -> ArrayConfig:
         weight_bits=args.weight_bits,
         acc_bits=args.acc_bits,
         overflow=args.overflow,
+        act_depth=args.act_depth,
+        wgt_depth=args.wgt_depth,
+        res_depth=args.res_depth,
+        param_depth=args.param_depth,
     )
 
 
@@ -85,25 +104,33 @@ def _load_npy(path: str, name: str) -> np.ndarray:
 
 
 def cmd_verilog(args: argparse.Namespace) -> int:
+    from oasa.hw.accelerator import Accelerator
     from oasa.hw.core import ArrayCore
     from oasa.hw.verilog import component_ports, to_verilog
 
     cfg = _config(args)
-    core = ArrayCore(cfg)
-    text = to_verilog(core, args.name)
+    name = args.name or f"oasa_{args.top}"
+    top = ArrayCore(cfg) if args.top == "core" else Accelerator(cfg)
+    text = to_verilog(top, name)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(f"config : {cfg.describe()}")
-    print(f"module : {args.name} ({core.latency} cycles from a tile's last beat to its first row)")
+    if args.top == "core":
+        print(f"module : {name} ({top.latency} cycles from a tile's last beat to its first row)")
+    else:
+        print(
+            f"module : {name} (buffers: {cfg.act_depth} activation, {cfg.wgt_depth} weight, "
+            f"{cfg.param_depth} parameter, {cfg.res_depth} result words; registers as in README)"
+        )
     print("ports  :")
-    for port in component_ports(core):
+    for port in component_ports(top):
         print(f"  {port.name:<20} {len(port):>5} bits")
     print(f"wrote {out} ({len(text.splitlines())} lines)")
     if args.lint:
         from oasa.sim.backends.verilator_tool import lint
 
-        lint(out, args.name)
+        lint(out, name)
         print("verilator --lint-only: clean")
     return 0
 
@@ -195,25 +222,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = ArrayConfig()
-    x, w = _random_layer(base, 24, 300, 20, seed=1)
+    x, w = _random_layer(base, 64, 288, 64, seed=1)
     safe = int(golden.min_safe_acc_bits(w, cfg=base.replace(acc_bits=32)).max())
-    print(
-        "oasa demo: one random layer, X 24 x 300 (4-bit unsigned) times W 300 x 20 (4-bit signed)"
-    )
+    print("oasa demo: a 3x3x32 -> 64 convolution as a GEMM: X 64 x 288 (4-bit unsigned)")
+    print("times W 288 x 64 (4-bit signed), on the golden model and on the RTL (Verilator)")
     print(f"the data-free bound says these weights need P >= {safe} bits to be overflow-proof")
+    print("(the first Verilator run compiles the accelerator, about half a minute)")
     for p, mode in ((16, "wrap"), (12, "wrap"), (12, "saturate")):
         cfg = base.replace(acc_bits=p, overflow=mode)
         print(f"\nP = {p}, {mode}:")
         ref = run_gemm(x, w, cfg=cfg, backend="model")
         _report(ref, None)
-        rtl = run_gemm(x, w, cfg=cfg, backend="amaranth")
+        started = time.perf_counter()
+        rtl = run_gemm(x, w, cfg=cfg, backend="verilator")
         try:
             _report(rtl, ref)
         except MismatchError:
             return 1
+        secs = time.perf_counter() - started
+        print(f"  verilator: {rtl.cycles:,} cycles in {secs:.2f} s (build included)")
         if p == 12:
             err = np.abs(rtl.out - golden.gemm(x, w, cfg=cfg.replace(acc_bits=32)).acc)
             print(f"  largest error against the exact sum: {int(err.max())}")
+    small = base.replace(acc_bits=10)
+    xs, ws = _random_layer(small, 9, 20, 10, seed=2)
+    print("\nthe same RTL on Amaranth's own simulator (pure Python), 9 x 20 x 10 at P = 10:")
+    ref = run_gemm(xs, ws, cfg=small, backend="model")
+    try:
+        _report(run_gemm(xs, ws, cfg=small, backend="amaranth"), ref)
+    except MismatchError:
+        return 1
     v = out_dir / "oasa_core.v"
     v.write_text(to_verilog(ArrayCore(base), "oasa_core"))
     print(f"\nwrote {v} ({base.describe()})")
@@ -460,7 +498,14 @@ def build_parser() -> argparse.ArgumentParser:
         "verilog", parents=[array], help="write Verilog of the array and output stage"
     )
     p.add_argument("-o", "--output", required=True, help="Verilog file to write")
-    p.add_argument("--name", default="oasa_core", help="top module name (default oasa_core)")
+    p.add_argument(
+        "--top",
+        choices=("core", "accelerator"),
+        default="core",
+        help="core: the array and output stage (streams in, rows out); accelerator: "
+        "buffers, sequencer and registers around it (default core)",
+    )
+    p.add_argument("--name", help="top module name (default oasa_core / oasa_accelerator)")
     p.add_argument("--lint", action="store_true", help="also run verilator --lint-only on it")
     p.set_defaults(func=cmd_verilog)
 
@@ -471,7 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=64, help="random layer: K (default 64)")
     p.add_argument("--n", type=int, default=16, help="random layer: N (default 16)")
     p.add_argument("--seed", type=int, default=0, help="random layer: seed (default 0)")
-    p.add_argument("--backend", choices=("model", "amaranth"), default="model")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="model",
+        help="model (golden model, cycles predicted), amaranth or verilator (the RTL)",
+    )
     p.add_argument("--out", help="write acc, overflow, final_overflow, cycles to this .npz")
     p.add_argument("--vcd", help="write a waveform (RTL backends)")
     p.set_defaults(func=cmd_sim)
@@ -485,12 +535,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from oasa.sim.accel_image import BufferFitError
     from oasa.sim.backends.verilator_tool import VerilatorError
     from oasa.sim.golden import OperandError
 
     try:
         return func(args)
-    except (UsageError, ConfigError, OperandError) as e:
+    except (UsageError, ConfigError, OperandError, BufferFitError) as e:
         print(f"oasa: error: {e}", file=sys.stderr)
         return 2
     except VerilatorError as e:

@@ -27,6 +27,10 @@ _LIMITS = {
     "bias_bits": (8, 32),
     "mult_bits": (1, 24),
     "shift_bits": (1, 6),
+    "act_depth": (1, 1 << 20),
+    "wgt_depth": (1, 1 << 20),
+    "res_depth": (1, 1 << 20),
+    "param_depth": (1, 1 << 16),
 }
 
 
@@ -53,6 +57,10 @@ class ArrayConfig:
     bias_bits, mult_bits, shift_bits:
         Output stage: signed bias width, unsigned requantization multiplier width, and the
         width of the right-shift amount (shifts 0 .. 2**shift_bits - 1).
+    act_depth, wgt_depth, res_depth, param_depth:
+        Accelerator buffers, in words: activations (R per word), weights (C per word),
+        results (C results and flags per word), output-stage parameters (C channels per
+        word). The defaults hold a 64 x 1024 x 64 layer on an 8 x 8 array.
     """
 
     rows: int = 8
@@ -65,6 +73,10 @@ class ArrayConfig:
     bias_bits: int = 32
     mult_bits: int = 16
     shift_bits: int = 6
+    act_depth: int = 8192
+    wgt_depth: int = 8192
+    res_depth: int = 4096
+    param_depth: int = 64
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in _LIMITS.items():

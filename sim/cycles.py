@@ -8,6 +8,8 @@ from oasa.sim.tiling import tile_grid
 __all__ = [
     "ARRAY_LATENCY_EXTRA",
     "OUTPUT_STAGE_LATENCY",
+    "SEQUENCER_ISSUE_LATENCY",
+    "accelerator_cycles",
     "array_latency",
     "core_cycles",
     "tile_period",
@@ -18,6 +20,9 @@ __all__ = [
 ARRAY_LATENCY_EXTRA = 1
 #: Pipeline depth of the output stage (OutputStage.latency).
 OUTPUT_STAGE_LATENCY = 4
+#: Cycles from the CTRL.start write to the first beat at the array: the command is
+#: latched (1), stage A addresses the buffers (1), stage B presents the beat.
+SEQUENCER_ISSUE_LATENCY = 2
 
 
 def array_latency(cfg: ArrayConfig) -> int:
@@ -42,3 +47,23 @@ def core_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     n_tiles = mts * nts
     last_beat = (k - 1) + (n_tiles - 1) * tile_period(cfg, k)
     return last_beat + array_latency(cfg) + OUTPUT_STAGE_LATENCY + (cfg.rows - 1) + 1
+
+
+def accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
+    """The accelerator's CYCLES register for an M x K x N layer: cycles busy, start to done.
+
+    Derived from the sequencer: the start write is cycle 0 and busy rises in cycle 1; the
+    first beat reaches the array in cycle 2 and beats follow one per cycle, tile after
+    tile, except that a tile's last beat waits until one tile period after the previous
+    tile's (only when K < R). The last tile's row R-1 leaves the array ``array_latency``
+    cycles after its last beat, row 0 R - 1 cycles later, and the output stage adds its
+    pipeline; the result writer sees that row in the last busy cycle.
+
+    >>> accelerator_cycles(ArrayConfig(), 64, 288, 64)
+    18461
+    """
+    if min(m, k, n) < 1:
+        return 0
+    mts, nts = tile_grid(cfg, m, n)
+    last_beat = SEQUENCER_ISSUE_LATENCY + (k - 1) + (mts * nts - 1) * tile_period(cfg, k)
+    return last_beat + array_latency(cfg) + (cfg.rows - 1) + OUTPUT_STAGE_LATENCY

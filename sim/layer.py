@@ -1,4 +1,10 @@
-"""One layer API for every backend: moving from the model to the RTL is one argument."""
+"""One layer API for every backend: moving from the model to the RTL is one argument.
+
+``run_gemm`` / ``run_conv2d`` run a layer on the golden model (``"model"``), on the RTL
+accelerator in Amaranth's simulator (``"amaranth"``) or in Verilator (``"verilator"``),
+and return the same :class:`LayerResult`: outputs, both flag arrays, cycles and
+utilization. The model's cycles are the accelerator's, predicted exactly.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from oasa.config import ArrayConfig
 from oasa.sim import golden
-from oasa.sim.cycles import core_cycles
+from oasa.sim.accel_image import build_image
+from oasa.sim.cycles import accelerator_cycles
 
-__all__ = ["BACKENDS", "LayerResult", "MismatchError", "compare", "run_gemm"]
+__all__ = ["BACKENDS", "LayerResult", "MismatchError", "compare", "run_conv2d", "run_gemm"]
 
-BACKENDS = ("model", "amaranth")
+BACKENDS = ("model", "amaranth", "verilator")
 
 
 class MismatchError(AssertionError):
@@ -22,22 +29,24 @@ class MismatchError(AssertionError):
 
 @dataclass(frozen=True)
 class LayerResult:
-    """Outputs of one GEMM layer on one backend.
+    """Outputs of one layer on one backend.
 
     Attributes
     ----------
     out:
-        (M, N) int64: raw P-bit results, or requantized activations when requested.
+        int64 outputs: raw P-bit results, or requantized activations when requested.
+        (M, N) for a GEMM, (B, O, Ho, Wo) for a convolution.
     overflow:
-        (M, N) bool, the hardware's sticky flag (from the RTL on an RTL backend).
+        bool, same shape: the hardware's sticky flag (from the RTL on an RTL backend).
     final_overflow:
-        (M, N) bool, the exact sum is out of range. The hardware has no such flag, so
-        this always comes from the golden model.
+        bool, same shape: the exact sum is out of range. The hardware has no such flag,
+        so this always comes from the golden model.
     cycles:
-        Cycles from the first beat to the last result (measured on RTL, predicted by the
-        model).
+        Accelerator cycles from start to done (measured on RTL, predicted by the model).
     macs:
-        Useful multiply-accumulates, M * K * N.
+        Useful multiply-accumulates.
+    flagged:
+        Outputs with the flag set, as the accelerator's FLAGGED register counts them.
     """
 
     backend: str
@@ -47,11 +56,17 @@ class LayerResult:
     final_overflow: NDArray[np.bool_]
     cycles: int
     macs: int
+    flagged: int
 
     @property
     def utilization(self) -> float:
         """Useful MACs / (R * C * cycles)."""
         return self.macs / (self.cfg.rows * self.cfg.cols * self.cycles)
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
 
 def run_gemm(
@@ -69,11 +84,11 @@ def run_gemm(
 ) -> LayerResult:
     """X (M x K) times W (K x N) on ``backend``, optionally requantized.
 
-    RTL backends are not checked here (see :func:`compare`), so a caller can report a
-    mismatch rather than have it raised.
+    RTL results are not checked here (see :func:`compare`), so a caller can report a
+    mismatch rather than have it raised. Raises ``BufferFitError`` when an RTL backend
+    cannot hold the layer.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    _check_backend(backend)
     g = golden.gemm(x, w, cfg=cfg)
     m, k = np.shape(x)
     n = np.shape(w)[1]
@@ -82,15 +97,70 @@ def run_gemm(
         if requant:
             out = golden.output_stage(g.acc, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu)
         return LayerResult(
-            backend, cfg, out, g.overflow, g.final_overflow, core_cycles(cfg, m, k, n), m * k * n
+            backend,
+            cfg,
+            out,
+            g.overflow,
+            g.final_overflow,
+            accelerator_cycles(cfg, m, k, n),
+            m * k * n,
+            int(g.overflow.sum()),
         )
+    img = build_image(x, w, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu, requant=requant)
+    if backend == "amaranth":
+        from oasa.sim.backends.amaranth_accel import run_accel_images
 
-    from oasa.sim.backends.amaranth_core import run_core_gemm
+        (run,) = run_accel_images([img], vcd=vcd)
+    else:
+        from oasa.sim.backends.verilator_accel import VerilatorAccelerator
 
-    r = run_core_gemm(
-        x, w, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu, requant=requant, vcd=vcd
+        with VerilatorAccelerator(cfg, vcd=vcd) as accel:
+            run = accel.run(img)
+    return LayerResult(
+        backend, cfg, run.out, run.overflow, g.final_overflow, run.cycles, m * k * n, run.flagged
     )
-    return LayerResult(backend, cfg, r.values, r.overflow, g.final_overflow, r.cycles, m * k * n)
+
+
+def run_conv2d(
+    x: ArrayLike,
+    w: ArrayLike,
+    *,
+    cfg: ArrayConfig,
+    stride: int = 1,
+    padding: int = 0,
+    **kwargs,
+) -> LayerResult:
+    """A convolution (NCHW input, OIHW kernel) as its GEMM on any backend.
+
+    Outputs and flags come back as (B, O, Ho, Wo); keyword arguments are those of
+    :func:`run_gemm`.
+    """
+    xa = golden.check_activations(x, cfg, ndim=4)
+    wa = golden.check_weights(w, cfg, ndim=4)
+    if xa.shape[1] != wa.shape[1]:
+        raise golden.OperandError(
+            f"x has {xa.shape[1]} input channels but w expects {wa.shape[1]} (w is O x C x kh x kw)"
+        )
+    b, _, h, wd = xa.shape
+    o, _, kh, kw = wa.shape
+    ho = golden.conv_output_size(h, kh, stride, padding)
+    wo = golden.conv_output_size(wd, kw, stride, padding)
+    cols = golden.im2col(xa, (kh, kw), stride=stride, padding=padding)
+    r = run_gemm(cols, wa.reshape(o, -1).T, cfg=cfg, **kwargs)
+
+    def to_nchw(a: NDArray) -> NDArray:
+        return a.reshape(b, ho, wo, o).transpose(0, 3, 1, 2)
+
+    return LayerResult(
+        r.backend,
+        cfg,
+        to_nchw(r.out),
+        to_nchw(r.overflow),
+        to_nchw(r.final_overflow),
+        r.cycles,
+        r.macs,
+        r.flagged,
+    )
 
 
 def compare(result: LayerResult, reference: LayerResult) -> None:
@@ -99,13 +169,17 @@ def compare(result: LayerResult, reference: LayerResult) -> None:
         a, b = getattr(result, what), getattr(reference, what)
         diff = np.argwhere(a != b)
         if diff.size:
-            i, j = diff[0]
+            at = tuple(int(i) for i in diff[0])
             raise MismatchError(
-                f"{result.backend} differs from the golden model in {what} at [{i}, {j}]: "
-                f"{a[i, j]} != {b[i, j]} ({len(diff)} outputs differ)"
+                f"{result.backend} differs from the golden model in {what} at {list(at)}: "
+                f"{a[at]} != {b[at]} ({len(diff)} outputs differ)"
             )
     if result.cycles != reference.cycles:
         raise MismatchError(
             f"{result.backend} took {result.cycles} cycles, "
             f"the cycle model predicts {reference.cycles}"
+        )
+    if result.flagged != reference.flagged:
+        raise MismatchError(
+            f"{result.backend} counted {result.flagged} flagged outputs, the model {reference.flagged}"
         )

@@ -40,6 +40,31 @@ def test_verilog_writes_a_module_that_lints(tmp_path, capsys):
     assert "lint-only: clean" in printed
 
 
+def test_verilog_accelerator_top_lints(tmp_path, capsys):
+    out = tmp_path / "acc.v"
+    assert (
+        main(
+            [
+                "verilog",
+                "--top",
+                "accelerator",
+                "--rows",
+                "2",
+                "--cols",
+                "2",
+                "-o",
+                str(out),
+                "--lint",
+            ]
+        )
+        == 0
+    )
+    assert "module oasa_accelerator" in out.read_text()
+    printed = capsys.readouterr().out
+    for port in ("reg__addr", "host_act__data", "host_res__data", "done"):
+        assert port in printed
+
+
 def test_sim_model_writes_npz(tmp_path):
     cfg = ArrayConfig(acc_bits=10)
     rng = np.random.default_rng(0)
@@ -142,3 +167,76 @@ def test_unknown_mode_is_rejected_by_argparse():
         text=True,
     )
     assert proc.returncode == 2 and "invalid choice: 'clip'" in proc.stderr
+
+
+def test_readme_register_table_is_the_register_map():
+    from pathlib import Path
+
+    from oasa.hw.registers import register_table_markdown
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert register_table_markdown() in readme
+
+
+def test_sim_verilator_backend(tmp_path, capsys):
+    out = tmp_path / "o.npz"
+    argv = [
+        "sim",
+        "--backend",
+        "verilator",
+        "--rows",
+        "2",
+        "--cols",
+        "3",
+        "--acc-bits",
+        "9",
+        "--overflow",
+        "saturate",
+        "--act-signed",
+        "--act-depth",
+        "1024",
+        "--wgt-depth",
+        "1024",
+        "--res-depth",
+        "1024",
+        "--param-depth",
+        "16",
+        "--m",
+        "7",
+        "--k",
+        "30",
+        "--n",
+        "5",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    assert "matches the golden model" in capsys.readouterr().out
+    with np.load(out) as z:
+        assert z["acc"].shape == (7, 5) and int(z["cycles"]) > 30
+
+
+def test_layer_too_big_for_the_buffers_exits_2(capsys):
+    assert (
+        main(
+            [
+                "sim",
+                "--backend",
+                "verilator",
+                "--m",
+                "64",
+                "--k",
+                "200",
+                "--n",
+                "8",
+                "--act-depth",
+                "1000",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert (
+        "the activation buffer needs 1600 words but holds 1000 (act_depth=1000)" in err
+        and "--act-depth" in err
+    )

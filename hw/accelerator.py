@@ -1,0 +1,145 @@
+"""The accelerator top: buffers, register file, sequencer, array and output stage."""
+
+from __future__ import annotations
+
+from amaranth.hdl import MemoryData, Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import Out
+from amaranth.utils import ceil_log2
+
+from oasa.config import ArrayConfig
+from oasa.hw.array import SystolicArray
+from oasa.hw.layouts import act_beat_layout, params_layout, result_word_layout, weight_beat_layout
+from oasa.hw.output_stage import OutputStage
+from oasa.hw.registers import REG, RegisterBus, config_word
+from oasa.hw.sequencer import Sequencer
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    """Runs whole GEMM layers on its own, from on-chip buffers, under host command.
+
+    The host writes X, W and the output-stage parameters into the buffers through their
+    write ports, programs the command registers (see :mod:`oasa.hw.registers` for the map
+    and :class:`~oasa.hw.sequencer.Sequencer` for the buffer layout), writes CTRL.start,
+    waits for STATUS.done, and reads the result rows with their overflow flags back
+    through the result read port (one cycle of read latency). FLAGGED and CYCLES report
+    the flagged outputs and the busy cycles of the layer.
+
+    Members
+    -------
+    reg : Out(RegisterBus())                             command and status registers
+    host_act, host_wgt, host_param : Out(memory.WritePort.Signature(...))  buffer writes
+    host_res : Out(memory.ReadPort.Signature(...))       result reads
+    busy, done : Out(1)                                  the STATUS bits, as wires
+    """
+
+    array_class = SystolicArray
+    stage_class = OutputStage
+    sequencer_class = Sequencer
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        act_word = act_beat_layout(cfg).members["data"]
+        #: Buffer contents by name ("act", "wgt", "param", "res"). Simulators may read and
+        #: write rows directly (``ctx.set(acc.buffers["act"][i], ...)``) to skip the
+        #: port-by-port load; hardware hosts use the ports.
+        self.buffers = {
+            "act": MemoryData(shape=act_word, depth=cfg.act_depth, init=[]),
+            "wgt": MemoryData(shape=weight_beat_layout(cfg), depth=cfg.wgt_depth, init=[]),
+            "param": MemoryData(shape=params_layout(cfg), depth=cfg.param_depth, init=[]),
+            "res": MemoryData(shape=result_word_layout(cfg), depth=cfg.res_depth, init=[]),
+        }
+        aw = {n: ceil_log2(getattr(cfg, f"{n}_depth")) for n in ("act", "wgt", "param", "res")}
+        super().__init__(
+            {
+                "reg": Out(RegisterBus()),
+                "host_act": Out(memory.WritePort.Signature(addr_width=aw["act"], shape=act_word)),
+                "host_wgt": Out(
+                    memory.WritePort.Signature(addr_width=aw["wgt"], shape=weight_beat_layout(cfg))
+                ),
+                "host_param": Out(
+                    memory.WritePort.Signature(addr_width=aw["param"], shape=params_layout(cfg))
+                ),
+                "host_res": Out(
+                    memory.ReadPort.Signature(addr_width=aw["res"], shape=result_word_layout(cfg))
+                ),
+                "busy": Out(1),
+                "done": Out(1),
+            }
+        )
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        m.submodules.array = array = self.array_class(cfg)
+        m.submodules.stage = stage = self.stage_class(cfg)
+        m.submodules.sequencer = seq = self.sequencer_class(cfg)
+
+        # -- buffers: one host port and one sequencer port each ------------------------------
+        mems = {}
+        for name, contents in self.buffers.items():
+            m.submodules[f"{name}_buf"] = mems[name] = memory.Memory(data=contents)
+        for name in ("act", "wgt", "param"):
+            wiring.connect(
+                m, wiring.flipped(getattr(self, f"host_{name}")), mems[name].write_port()
+            )
+            wiring.connect(m, getattr(seq, f"{name}_rd"), mems[name].read_port())
+        wiring.connect(m, seq.res_wr, mems["res"].write_port())
+        wiring.connect(m, wiring.flipped(self.host_res), mems["res"].read_port())
+
+        # -- datapath ----------------------------------------------------------------------
+        wiring.connect(m, seq.o_act, array.i_act)
+        wiring.connect(m, seq.o_wgt, array.i_wgt)
+        wiring.connect(m, array.o_res, stage.i_res)
+        wiring.connect(m, stage.o_res, seq.i_res)
+        m.d.comb += [
+            seq.drain_valid.eq(array.o_res.valid),
+            seq.drain_row.eq(array.o_res.payload.row),
+            stage.params.eq(seq.params),
+            stage.relu.eq(seq.relu),
+            stage.requant.eq(seq.requant),
+        ]
+
+        # -- registers ---------------------------------------------------------------------
+        cmd = Signal(seq.command)
+        mode = Signal(2)
+        writable = {
+            REG["M"]: cmd.m,
+            REG["K"]: cmd.k,
+            REG["N"]: cmd.n,
+            REG["ACT_BASE"]: cmd.act_base,
+            REG["WGT_BASE"]: cmd.wgt_base,
+            REG["PARAM_BASE"]: cmd.param_base,
+            REG["RES_BASE"]: cmd.res_base,
+            REG["MODE"]: mode,
+        }
+        bus = self.reg
+        # One decode per register (rather than a case statement, which Yosys splits per
+        # field into cases without a default, and Verilator's lint rejects).
+        for addr, field in writable.items():
+            with m.If(bus.w_en & (bus.addr == addr)):
+                m.d.sync += field.eq(bus.w_data)
+        m.d.comb += [
+            cmd.relu.eq(mode[0]),
+            cmd.requant.eq(mode[1]),
+            seq.cmd.eq(cmd),
+            seq.start.eq(bus.w_en & (bus.addr == REG["CTRL"]) & bus.w_data[0]),
+            self.busy.eq(seq.busy),
+            self.done.eq(seq.done),
+        ]
+        readable = {
+            **writable,
+            REG["STATUS"]: seq.busy | (seq.done << 1),
+            REG["FLAGGED"]: seq.flagged,
+            REG["CYCLES"]: seq.cycles,
+            REG["CONFIG"]: config_word(cfg),
+        }
+        with m.Switch(bus.addr):
+            for addr, value in readable.items():
+                with m.Case(addr):
+                    m.d.comb += bus.r_data.eq(value)
+            with m.Default():
+                m.d.comb += bus.r_data.eq(0)
+        return m

@@ -1,0 +1,107 @@
+"""The accelerator's command/status registers, written down once as data.
+
+The map below is the single source for the RTL register file, the host drivers (Amaranth
+testbench, Verilator harness header, cocotb driver, UART host link) and the README table,
+in the spirit of amaranth-soc's register builder (not installable here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from oasa.config import ArrayConfig
+
+__all__ = [
+    "DIM_BITS",
+    "REG",
+    "REGISTERS",
+    "Register",
+    "RegisterBus",
+    "config_word",
+    "register_table_markdown",
+]
+
+#: Width of the M, K, N registers: layers up to 65535 in each dimension.
+DIM_BITS = 16
+
+
+@dataclass(frozen=True)
+class Register:
+    """One 32-bit register: word address, access ("r", "w", "rw") and meaning."""
+
+    name: str
+    addr: int
+    access: str
+    doc: str
+
+
+REGISTERS: tuple[Register, ...] = (
+    Register(
+        "CTRL",
+        0x0,
+        "w",
+        "bit 0: start a layer with the command registers below (ignored while busy)",
+    ),
+    Register(
+        "STATUS", 0x1, "r", "bit 0: busy; bit 1: done (set when a layer finishes, cleared by start)"
+    ),
+    Register("M", 0x2, "rw", "rows of X and of the result (1..65535)"),
+    Register("K", 0x3, "rw", "reduction length (1..65535)"),
+    Register("N", 0x4, "rw", "columns of W and of the result (1..65535)"),
+    Register("ACT_BASE", 0x5, "rw", "activation buffer word of X's first row tile"),
+    Register("WGT_BASE", 0x6, "rw", "weight buffer word of W's first column tile"),
+    Register("PARAM_BASE", 0x7, "rw", "parameter buffer word of the first column tile"),
+    Register("RES_BASE", 0x8, "rw", "result buffer word of result row 0, column tile 0"),
+    Register("MODE", 0x9, "rw", "bit 0: ReLU; bit 1: requantize (0: raw P-bit results)"),
+    Register("FLAGGED", 0xA, "r", "outputs of the last layer whose overflow flag is set"),
+    Register("CYCLES", 0xB, "r", "cycles the last layer was busy, start to done"),
+    Register(
+        "CONFIG",
+        0xC,
+        "r",
+        "the build: rows [7:0], cols [15:8], acc_bits [21:16], "
+        "act_bits [25:22], weight_bits [29:26], act_signed [30], saturate [31]",
+    ),
+)
+
+#: Address of each register by name, e.g. ``REG["CTRL"]``.
+REG: dict[str, int] = {r.name: r.addr for r in REGISTERS}
+
+
+def config_word(cfg: ArrayConfig) -> int:
+    """The CONFIG register's value, so a host can check which build it talks to."""
+    return (
+        (cfg.rows & 0xFF)
+        | (cfg.cols & 0xFF) << 8
+        | (cfg.acc_bits & 0x3F) << 16
+        | (cfg.act_bits & 0xF) << 22
+        | (cfg.weight_bits & 0xF) << 26
+        | int(cfg.act_signed) << 30
+        | int(cfg.overflow == "saturate") << 31
+    )
+
+
+class RegisterBus(wiring.Signature):
+    """A minimal synchronous register bus, seen from the device.
+
+    Members
+    -------
+    addr : In(4)      register word address
+    w_data : In(32)   data to write
+    w_en : In(1)      write ``w_data`` to ``addr`` at this clock edge
+    r_data : Out(32)  contents of ``addr``, combinationally
+    """
+
+    def __init__(self):
+        super().__init__({"addr": In(4), "w_data": In(32), "w_en": In(1), "r_data": Out(32)})
+
+
+def register_table_markdown() -> str:
+    """The register map as a Markdown table (the README embeds exactly this)."""
+    lines = ["| addr | name | access | meaning |", "|---|---|---|---|"]
+    for r in REGISTERS:
+        lines.append(f"| 0x{r.addr:X} | `{r.name}` | {r.access} | {r.doc} |")
+    return "\n".join(lines)

@@ -1,0 +1,234 @@
+"""The sequencer: runs a whole tiled GEMM from the buffers through the array."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from oasa.config import ArrayConfig
+from oasa.hw.layouts import (
+    act_beat_layout,
+    params_layout,
+    result_word_layout,
+    stage_out_layout,
+    weight_beat_layout,
+)
+from oasa.hw.registers import DIM_BITS
+
+__all__ = ["Sequencer", "command_layout"]
+
+
+def command_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """What the host programs for one layer (the command registers)."""
+    return data.StructLayout(
+        {
+            "m": unsigned(DIM_BITS),
+            "k": unsigned(DIM_BITS),
+            "n": unsigned(DIM_BITS),
+            "act_base": unsigned(ceil_log2(cfg.act_depth)),
+            "wgt_base": unsigned(ceil_log2(cfg.wgt_depth)),
+            "param_base": unsigned(ceil_log2(cfg.param_depth)),
+            "res_base": unsigned(ceil_log2(cfg.res_depth)),
+            "relu": 1,
+            "requant": 1,
+        }
+    )
+
+
+class Sequencer(wiring.Component):
+    """Walks the tiles of X (M x K) times W (K x N) and writes every result row.
+
+    Buffer layout (R = rows, C = cols, tiles mt = 0..ceil(M/R)-1, nt = 0..ceil(N/C)-1):
+
+    - activations: word ``act_base + mt*K + k`` holds x[mt*R + i, k] in lane i;
+    - weights: word ``wgt_base + nt*K + k`` holds w[k, nt*C + j] in lane j;
+    - parameters: word ``param_base + nt`` holds bias/mult/shift of channels nt*C + j;
+    - results: word ``res_base + nt*M + m`` holds result row m of column tile nt.
+
+    Lanes past M or N hold zeros (the host pads them), so padding never changes a result
+    or a flag; result rows m >= M are not written.
+
+    Issue side: a two-stage pipeline (address, then buffer data) streams one beat per
+    cycle into the array, tile after tile, row tiles outer and column tiles inner, and
+    holds while the array is not ready (only a tile of fewer than R beats waits).
+    Drain side: the parameter buffer is read ahead so each tile's rows meet their own
+    parameters at the output stage, and each requantized row is written with its flags,
+    whose set bits are counted. ``done`` rises the cycle after the last row is written.
+
+    Members
+    -------
+    cmd : In(command_layout(cfg))      the layer, sampled at ``start``
+    start : In(1)                      begin a layer (ignored while busy)
+    busy, done : Out(1)                running; finished (until the next start)
+    flagged, cycles : Out(32)          flagged outputs and busy cycles of the last layer
+    act_rd, wgt_rd, param_rd : In(memory.ReadPort.Signature(...))   buffer read ports
+    res_wr : In(memory.WritePort.Signature(...))                     result write port
+    o_act, o_wgt : Out(stream.Signature(...))                        beats to the array
+    drain_valid : In(1), drain_row : In(range(R))   rows entering the output stage
+    params : Out(params_layout(cfg)), relu, requant : Out(1)   to the output stage
+    i_res : In(stream.Signature(stage_out_layout(cfg), always_ready=True))
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        self.command = command_layout(cfg)
+        aw = {n: ceil_log2(getattr(cfg, f"{n}_depth")) for n in ("act", "wgt", "param", "res")}
+        super().__init__(
+            {
+                "cmd": In(self.command),
+                "start": In(1),
+                "busy": Out(1),
+                "done": Out(1),
+                "flagged": Out(32),
+                "cycles": Out(32),
+                "act_rd": In(
+                    memory.ReadPort.Signature(
+                        addr_width=aw["act"], shape=act_beat_layout(cfg).members["data"]
+                    )
+                ),
+                "wgt_rd": In(
+                    memory.ReadPort.Signature(addr_width=aw["wgt"], shape=weight_beat_layout(cfg))
+                ),
+                "param_rd": In(
+                    memory.ReadPort.Signature(addr_width=aw["param"], shape=params_layout(cfg))
+                ),
+                "res_wr": In(
+                    memory.WritePort.Signature(addr_width=aw["res"], shape=result_word_layout(cfg))
+                ),
+                "o_act": Out(stream.Signature(act_beat_layout(cfg))),
+                "o_wgt": Out(stream.Signature(weight_beat_layout(cfg))),
+                "drain_valid": In(1),
+                "drain_row": In(range(cfg.rows)),
+                "params": Out(params_layout(cfg)),
+                "relu": Out(1),
+                "requant": Out(1),
+                "i_res": In(stream.Signature(stage_out_layout(cfg), always_ready=True)),
+            }
+        )
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        rows, cols = cfg.rows, cfg.cols
+        m = Module()
+
+        # The command is copied at start, so the host may program the next layer (e.g. in
+        # other buffer regions) while this one runs.
+        cmd = Signal(self.command)
+        zero_dim = (self.cmd.m == 0) | (self.cmd.k == 0) | (self.cmd.n == 0)
+        launch = self.start & ~self.busy
+        with m.If(launch):
+            m.d.sync += [cmd.eq(self.cmd), self.flagged.eq(0), self.cycles.eq(0)]
+            m.d.sync += [self.busy.eq(~zero_dim), self.done.eq(zero_dim)]
+        with m.Elif(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        m.d.comb += [self.relu.eq(cmd.relu), self.requant.eq(cmd.requant)]
+
+        # -- issue side: stage A holds addresses and counters, stage B the beat --------------
+        issuing = Signal()
+        k = Signal(DIM_BITS)
+        m0 = Signal(DIM_BITS + 1)  # first row of the current row tile
+        n0 = Signal(DIM_BITS + 1)  # first column of the current column tile
+        act_addr = Signal.like(self.act_rd.addr)
+        act_tile = Signal.like(self.act_rd.addr)  # act_base + mt*K
+        wgt_addr = Signal.like(self.wgt_rd.addr)
+        a_first = k == 0
+        a_last = k == cmd.k - 1
+
+        b_valid = Signal()
+        b_first = Signal()
+        b_last = Signal()
+        stall = b_valid & ~self.o_act.ready
+        advance = ~stall
+        m.d.comb += [
+            self.act_rd.addr.eq(act_addr),
+            self.wgt_rd.addr.eq(wgt_addr),
+            self.act_rd.en.eq(advance),
+            self.wgt_rd.en.eq(advance),
+            self.o_act.valid.eq(b_valid),
+            self.o_wgt.valid.eq(b_valid),
+            self.o_act.payload.data.eq(self.act_rd.data),
+            self.o_act.payload.first.eq(b_first),
+            self.o_act.payload.last.eq(b_last),
+            self.o_wgt.payload.eq(self.wgt_rd.data),
+        ]
+        with m.If(advance):
+            m.d.sync += [b_valid.eq(issuing), b_first.eq(a_first), b_last.eq(a_last)]
+
+        with m.If(launch & ~zero_dim):
+            m.d.sync += [
+                issuing.eq(1),
+                k.eq(0),
+                m0.eq(0),
+                n0.eq(0),
+                act_addr.eq(self.cmd.act_base),
+                act_tile.eq(self.cmd.act_base),
+                wgt_addr.eq(self.cmd.wgt_base),
+            ]
+        with m.Elif(issuing & advance):
+            with m.If(~a_last):
+                m.d.sync += [k.eq(k + 1), act_addr.eq(act_addr + 1), wgt_addr.eq(wgt_addr + 1)]
+            with m.Else():
+                m.d.sync += k.eq(0)
+                with m.If(n0 + cols >= cmd.n):  # last column tile of this row tile
+                    m.d.sync += [n0.eq(0), wgt_addr.eq(cmd.wgt_base)]
+                    with m.If(m0 + rows >= cmd.m):
+                        m.d.sync += issuing.eq(0)
+                    with m.Else():
+                        # The next row tile's K words follow this one's directly.
+                        m.d.sync += [
+                            m0.eq(m0 + rows),
+                            act_addr.eq(act_addr + 1),
+                            act_tile.eq(act_addr + 1),
+                        ]
+                with m.Else():
+                    # Same row tile again against the next column tile's weights.
+                    m.d.sync += [n0.eq(n0 + cols), act_addr.eq(act_tile), wgt_addr.eq(wgt_addr + 1)]
+
+        # -- drain side: parameters read one tile ahead -----------------------------------
+        # A tile's rows enter the output stage on consecutive cycles, rows R-1 .. 0, and the
+        # next tile may follow at once. The read port answers one cycle after its address,
+        # so the address moves to the next tile in the very cycle row 0 goes in.
+        n0_p = Signal(DIM_BITS + 1)
+        param_addr = Signal.like(self.param_rd.addr)
+        row0_in = self.drain_valid & (self.drain_row == 0)
+        wrap_p = n0_p + cols >= cmd.n
+        next_param = Mux(wrap_p, cmd.param_base, param_addr + 1)
+        m.d.comb += [
+            self.param_rd.addr.eq(Mux(row0_in, next_param, param_addr)),
+            self.param_rd.en.eq(1),
+            self.params.eq(self.param_rd.data),
+        ]
+        with m.If(launch):
+            m.d.sync += [n0_p.eq(0), param_addr.eq(self.cmd.param_base)]
+        with m.Elif(row0_in):
+            m.d.sync += [n0_p.eq(Mux(wrap_p, 0, n0_p + cols)), param_addr.eq(next_param)]
+
+        # -- drain side: write result rows, count flags -----------------------------------
+        m0_w = Signal(DIM_BITS + 1)
+        n0_w = Signal(DIM_BITS + 1)
+        col_base = Signal.like(self.res_wr.addr)  # res_base + nt*M
+        row = self.i_res.payload.row
+        m_out = m0_w + row
+        keep = self.i_res.valid & (m_out < cmd.m)
+        m.d.comb += [
+            self.res_wr.addr.eq(col_base + m_out),
+            self.res_wr.data.value.eq(self.i_res.payload.value),
+            self.res_wr.data.ovf.eq(self.i_res.payload.ovf),
+            self.res_wr.en.eq(keep),
+        ]
+        flags = sum(self.i_res.payload.ovf[j] for j in range(cols))
+        with m.If(keep):
+            m.d.sync += self.flagged.eq(self.flagged + flags)
+        last_col_tile = n0_w + cols >= cmd.n
+        with m.If(launch):
+            m.d.sync += [m0_w.eq(0), n0_w.eq(0), col_base.eq(self.cmd.res_base)]
+        with m.Elif(self.i_res.valid & (row == 0)):
+            with m.If(last_col_tile):
+                m.d.sync += [n0_w.eq(0), col_base.eq(cmd.res_base), m0_w.eq(m0_w + rows)]
+                with m.If(m0_w + rows >= cmd.m):
+                    m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+            with m.Else():
+                m.d.sync += [n0_w.eq(n0_w + cols), col_base.eq(col_base + cmd.m)]
+        return m

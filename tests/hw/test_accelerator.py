@@ -1,0 +1,155 @@
+"""The Accelerator (buffers, sequencer, registers) on Amaranth's simulator: whole layers
+against the golden model, cycle counts against the cycle model."""
+
+import numpy as np
+import pytest
+import reference
+
+from oasa.config import ArrayConfig
+from oasa.hw.registers import REG, config_word
+from oasa.sim import golden
+from oasa.sim.accel_image import BufferFitError, build_image
+from oasa.sim.backends.amaranth_accel import run_accel_images
+from oasa.sim.cycles import accelerator_cycles
+
+SMALL = {"act_depth": 256, "wgt_depth": 256, "res_depth": 256, "param_depth": 16}
+
+
+def layer(rng, cfg, m, k, n, *, mode, **bases):
+    """A random layer image and what the golden model says it must produce."""
+    x, w = reference.random_operands(rng, cfg, m, k, n)
+    bias = rng.integers(-300, 300, n)
+    mult = rng.integers(0, 3000, n)
+    shift = rng.integers(0, 14, n)
+    relu = mode == "relu"
+    requant = mode != "raw"
+    img = build_image(
+        x, w, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu, requant=requant, **bases
+    )
+    g = golden.gemm(x, w, cfg=cfg)
+    out = (
+        golden.output_stage(g.acc, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu)
+        if requant
+        else g.acc
+    )
+    return img, out, g.overflow
+
+
+def check(runs, expected):
+    for run, (img, out, ovf) in zip(runs, expected, strict=True):
+        np.testing.assert_array_equal(run.out, out)
+        np.testing.assert_array_equal(run.overflow, ovf)
+        assert run.flagged == int(ovf.sum())
+        assert run.cycles == accelerator_cycles(img.cfg, img.m, img.k, img.n)
+        assert run.wall_cycles == run.cycles  # the CYCLES register counts start to done
+
+
+CONFIGS = [
+    ArrayConfig(rows=2, cols=3, acc_bits=9, **SMALL),
+    ArrayConfig(rows=3, cols=2, acc_bits=12, overflow="saturate", act_signed=True, **SMALL),
+    ArrayConfig(
+        rows=4, cols=4, act_bits=8, weight_bits=8, acc_bits=18, overflow="saturate", **SMALL
+    ),
+    ArrayConfig(rows=1, cols=1, acc_bits=8, **SMALL),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
+def test_layers_back_to_back_every_mode(cfg):
+    """Several layers on one instance without reset, in every output mode, with shapes
+    that leave partial tiles, K = 1, K < R, and non-zero buffer bases."""
+    rng = np.random.default_rng(sum(map(ord, cfg.name)))
+    shapes = [(5, 7, 4), (3, 1, 5), (9, 2, 7), (6, 20, 8), (1, 1, 1), (7, 13, 3)]
+    modes = ["raw", "requant", "relu", "raw", "relu", "requant"]
+    expected = []
+    for i, ((m, k, n), mode) in enumerate(zip(shapes, modes, strict=True)):
+        bases = {"act_base": 3 * i, "wgt_base": 5 * i, "param_base": i % 3, "res_base": 7 * i}
+        expected.append(layer(rng, cfg, m, k, n, mode=mode, **bases))
+    check(run_accel_images([e[0] for e in expected]), expected)
+
+
+def test_overflow_flags_and_count_in_both_modes():
+    for mode in ("wrap", "saturate"):
+        cfg = ArrayConfig(rows=2, cols=3, acc_bits=8, overflow=mode, **SMALL)
+        rng = np.random.default_rng(4)
+        expected = [layer(rng, cfg, 6, 15, 5, mode="raw")]
+        assert expected[0][2].any() and not expected[0][2].all()
+        check(run_accel_images([e[0] for e in expected]), expected)
+
+
+def test_front_door_ports_load_and_read():
+    """The host write/read ports, word by word (as a real host uses them)."""
+    cfg = ArrayConfig(rows=2, cols=2, acc_bits=10, **SMALL)
+    rng = np.random.default_rng(6)
+    expected = [layer(rng, cfg, 3, 5, 3, mode="relu", act_base=2, res_base=9)]
+    check(run_accel_images([expected[0][0]], front_door=True), expected)
+
+
+def test_registers_read_back_and_config_word():
+    from amaranth.sim import Simulator
+
+    from oasa.hw.accelerator import Accelerator
+
+    cfg = ArrayConfig(rows=2, cols=3, acc_bits=12, overflow="saturate", act_signed=True, **SMALL)
+    dut = Accelerator(cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    seen = {}
+
+    async def bench(ctx):
+        for name, value in (("M", 513), ("K", 77), ("N", 9), ("ACT_BASE", 200), ("MODE", 3)):
+            ctx.set(dut.reg.addr, REG[name])
+            ctx.set(dut.reg.w_data, value)
+            ctx.set(dut.reg.w_en, 1)
+            await ctx.tick()
+        ctx.set(dut.reg.w_en, 0)
+        for name in ("M", "K", "N", "ACT_BASE", "MODE", "STATUS", "CONFIG"):
+            ctx.set(dut.reg.addr, REG[name])
+            seen[name] = ctx.get(dut.reg.r_data)
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {
+        "M": 513,
+        "K": 77,
+        "N": 9,
+        "ACT_BASE": 200,
+        "MODE": 3,
+        "STATUS": 0,
+        "CONFIG": config_word(cfg),
+    }
+    word = config_word(cfg)
+    assert (word & 0xFF, word >> 8 & 0xFF, word >> 16 & 0x3F, word >> 31) == (2, 3, 12, 1)
+
+
+@pytest.mark.parametrize(
+    "shape, words",
+    [
+        (
+            (40, 10, 3),
+            "the activation buffer needs 100 words but holds 16 (act_depth=16); the largest M that fits with K=10 is 4",
+        ),
+        ((2, 10, 40), "the weight buffer needs 100 words but holds 16 (wgt_depth=16)"),
+        ((2, 1, 40), "the parameter buffer needs 10 words but holds 4 (param_depth=4)"),
+        (
+            (9, 1, 12),
+            "the result buffer needs 27 words but holds 16 (res_depth=16); the largest M that fits with N=12 is 5",
+        ),
+    ],
+)
+def test_layer_that_does_not_fit_names_the_buffer(shape, words):
+    cfg = ArrayConfig(rows=4, cols=4, act_depth=16, wgt_depth=16, res_depth=16, param_depth=4)
+    m, k, n = shape
+    with pytest.raises(BufferFitError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        build_image(np.zeros((m, k), dtype=int), np.zeros((k, n), dtype=int), cfg=cfg)
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (2, 3), (4, 4), (8, 8), (3, 5)])
+def test_cycle_model_formula_cases(rows, cols):
+    """The formula's structure on hand-derived cases: one tile, K >= R tiles back to back,
+    and K < R tiles that wait for the drain."""
+    cfg = ArrayConfig(rows=rows, cols=cols)
+    fixed = 2 + (rows + cols + 1) + (rows - 1) + 4 - 1  # issue, array, drain, output stage
+    assert accelerator_cycles(cfg, rows, 10 * rows, cols) == 10 * rows + fixed
+    assert accelerator_cycles(cfg, 2 * rows, rows, 3 * cols) == 6 * rows + fixed
+    assert accelerator_cycles(cfg, rows, 1, 2 * cols) == 1 + max(1, rows) + fixed
