@@ -27,12 +27,34 @@ class UsageError(Exception):
 # -- shared options ------------------------------------------------------------------------
 
 
-def _array_options() -> argparse.ArgumentParser:
+def _array_options(arithmetic: bool = True) -> argparse.ArgumentParser:
+    """Array options; without ``arithmetic`` only the shape and buffers (for commands whose
+    widths come from a network file)."""
     d = ArrayConfig()
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("array options")
     g.add_argument("--rows", type=int, default=d.rows, help=f"array rows R (default {d.rows})")
     g.add_argument("--cols", type=int, default=d.cols, help=f"array columns C (default {d.cols})")
+    if arithmetic:
+        _arithmetic_options(g, d)
+    b = p.add_argument_group("accelerator buffer options (words)")
+    for name, what in (
+        ("act", "activation"),
+        ("wgt", "weight"),
+        ("res", "result"),
+        ("param", "parameter"),
+    ):
+        default = getattr(d, f"{name}_depth")
+        b.add_argument(
+            f"--{name}-depth",
+            type=int,
+            default=default,
+            help=f"{what} buffer depth (default {default})",
+        )
+    return p
+
+
+def _arithmetic_options(g, d: ArrayConfig) -> None:
     g.add_argument(
         "--act-bits", type=int, default=d.act_bits, help=f"activation bits N (default {d.act_bits})"
     )
@@ -57,21 +79,6 @@ def _array_options() -> argparse.ArgumentParser:
         default=d.overflow,
         help="overflow mode (default wrap)",
     )
-    b = p.add_argument_group("accelerator buffer options (words)")
-    for name, what in (
-        ("act", "activation"),
-        ("wgt", "weight"),
-        ("res", "result"),
-        ("param", "parameter"),
-    ):
-        default = getattr(d, f"{name}_depth")
-        b.add_argument(
-            f"--{name}-depth",
-            type=int,
-            default=default,
-            help=f"{what} buffer depth (default {default})",
-        )
-    return p
 
 
 def _config(args: argparse.Namespace) -> ArrayConfig:
@@ -445,6 +452,99 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- network on the accelerator ------------------------------------------------------------
+
+
+@_quant_errors
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from oasa.quant.data import digits_split
+    from oasa.sim import netfile, network
+    from oasa.sim.netrun import LayerMismatch, run_network_rtl
+
+    net = netfile.load(args.net)
+    split = digits_split()
+    n = (
+        args.images
+        if args.images is not None
+        else (2 if args.backend == "amaranth" else len(split.y_test))
+    )
+    if not 1 <= n <= len(split.y_test):
+        raise UsageError(f"--images {n}: choose 1..{len(split.y_test)} (the digits test set)")
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch}: must be at least 1")
+    if args.clock_mhz <= 0:
+        raise UsageError(f"--clock-mhz {args.clock_mhz}: must be positive")
+    array = {
+        "rows": args.rows,
+        "cols": args.cols,
+        "act_depth": args.act_depth,
+        "wgt_depth": args.wgt_depth,
+        "res_depth": args.res_depth,
+        "param_depth": args.param_depth,
+    }
+    try:
+        for _, layer in net.weighted:
+            layer.config().replace(**array)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    try:
+        x = network.quantize_input(net, split.x_test[:n])
+    except ValueError as e:
+        raise UsageError(f"{args.net}: {e}") from None
+    first = net.weighted[0][1].config().replace(**array)
+    print(f"{args.net}: {net.method} at P = {first.acc_bits} ({first.overflow}), {net.guarantee}")
+    print(
+        f"{n} test images on {args.backend}, {args.batch} per pass, {first.rows}x{first.cols} array"
+    )
+    print("max-pooling and im2col run on the host; every layer is checked against the golden model")
+    started = time.perf_counter()
+    # disable=None: tqdm draws only on a terminal, so logs and CI stay clean.
+    with tqdm(total=n, unit="img", disable=True if args.quiet else None, leave=False) as bar:
+        try:
+            run = run_network_rtl(
+                net,
+                x,
+                backend=args.backend,
+                array=array,
+                batch=args.batch,
+                vcd=args.vcd,
+                progress=lambda done: bar.update(done - bar.n),
+            )
+        except LayerMismatch as e:
+            print(f"MISMATCH: {e}", file=sys.stderr)
+            return 1
+    secs = time.perf_counter() - started
+    print(f"\n{'layer':<14} {'calls':>6} {'cycles':>11} {'util %':>7} {'flagged':>9} {'of':>9}")
+    for s in run.stats:
+        if s.kind == "maxpool":
+            print(f"{s.index}:{s.name:<12} {'(host)':>6}")
+            continue
+        print(
+            f"{s.index}:{s.name:<12} {s.calls:>6} {s.cycles:>11,} {100 * s.utilization:7.2f} {s.flagged:>9} {s.dot_products:>9}"
+        )
+    cycles = run.cycles
+    util = run.macs / (first.rows * first.cols * cycles)
+    acc = run.result.accuracy(split.y_test[:n])
+    f = args.clock_mhz * 1e6
+    per_image = cycles / n
+    batch_cycles = cycles * min(args.batch, n) / n
+    print(
+        f"\naccuracy {acc:.2f} % on {n} images; predictions, logits and flags equal the golden model's"
+    )
+    print(f"total {cycles:,} cycles, {per_image:,.0f} per image, utilization {100 * util:.2f} %")
+    print(
+        f"at {args.clock_mhz:g} MHz: {f / per_image:,.0f} images/s, "
+        f"latency {1e6 * batch_cycles / f:,.1f} us per pass of {min(args.batch, n)} images"
+    )
+    if args.backend != "model":
+        print(f"simulated in {secs:.1f} s ({cycles / secs:,.0f} accelerator cycles/s)")
+    if args.vcd:
+        print(f"wrote {args.vcd} (the first accelerator model's run)")
+    return 0
+
+
 def _add_quant_commands(sub) -> None:
     from oasa.quant.methods import METHODS
     from oasa.quant.ptq import SCALE_STYLES
@@ -493,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     array = _array_options()
+    array_shape = _array_options(arithmetic=False)
 
     p = sub.add_parser(
         "verilog", parents=[array], help="write Verilog of the array and output stage"
@@ -531,6 +632,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     _add_quant_commands(sub)
+
+    p = sub.add_parser(
+        "run", parents=[array_shape], help="run a network file on the accelerator, cycle-accurately"
+    )
+    p.add_argument("net", help="network file (.npz) from oasa quantize")
+    p.add_argument("--backend", choices=BACKENDS, default="verilator", help="default verilator")
+    p.add_argument(
+        "--images", type=int, help="test images to classify (default all 540; 2 on amaranth)"
+    )
+    p.add_argument("--batch", type=int, default=8, help="images per pass (default 8: fills 8 rows)")
+    p.add_argument("--vcd", help="write a waveform of the RTL run (keep --images small)")
+    p.add_argument(
+        "--clock-mhz", type=float, default=100.0, help="clock for throughput (default 100)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
     return parser
 
 
