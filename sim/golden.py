@@ -119,14 +119,12 @@ def wrap(values: ArrayLike, bits: int) -> NDArray[np.int64]:
     return ((v + half) & mask) - half
 
 
-def _matmul_exact(a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Exact integer matmul: float64 BLAS where every sum provably fits 53 bits."""
-    k = a.shape[1]
-    amax = int(np.abs(a).max(initial=0))
-    bmax = int(np.abs(b).max(initial=0))
-    if k * amax * bmax < _FLOAT_EXACT:
-        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
-    return a @ b
+def _matmul_exact(a: NDArray, b: NDArray, bound: int) -> NDArray[np.int64]:
+    """Exact integer matmul of operands whose entries are at most ``bound`` in magnitude
+    (the product of the two): float64 BLAS where every sum provably fits 53 bits."""
+    if a.shape[1] * bound < _FLOAT_EXACT:
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
 
 
 def _split(a: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -151,17 +149,24 @@ def partial_sum_bounds(
     xa = check_activations(x, cfg)
     wa = check_weights(w, cfg)
     _check_gemm_shapes(xa, wa)
-    return _bounds(xa, wa)
+    return _bounds(xa, wa, cfg)
 
 
-def _bounds(xa, wa):
-    wp, wn = _split(wa)
-    if not np.any(xa < 0):
-        return -_matmul_exact(xa, wn), _matmul_exact(xa, wp)
+def _bounds(xa, wa, cfg: ArrayConfig):
+    """(lo, hi): minus the sum of the negative terms, and the sum of the positive ones.
+
+    The positive and negative weights go side by side into one matrix, so an unsigned
+    activation matrix is converted and multiplied once (signed: twice)."""
+    n = wa.shape[1]
+    bound = max(-cfg.act_min, cfg.act_max) * -cfg.weight_min
+    wpn = np.concatenate(_split(wa), axis=1)  # K x 2N: [w+ | w-]
+    if not cfg.act_signed or not np.any(xa < 0):
+        r = _matmul_exact(xa, wpn, bound)
+        return -r[:, n:], r[:, :n]
     xp, xn = _split(xa)
-    hi = _matmul_exact(xp, wp) + _matmul_exact(xn, wn)
-    lo = -(_matmul_exact(xp, wn) + _matmul_exact(xn, wp))
-    return lo, hi
+    a = _matmul_exact(xp, wpn, bound)
+    b = _matmul_exact(xn, wpn, bound)
+    return -(a[:, n:] + b[:, :n]), a[:, :n] + b[:, n:]
 
 
 def _check_gemm_shapes(xa: NDArray[np.int64], wa: NDArray[np.int64]) -> None:
@@ -174,7 +179,7 @@ def _check_gemm_shapes(xa: NDArray[np.int64], wa: NDArray[np.int64]) -> None:
         raise OperandError("K = 0: a dot product needs at least one term")
 
 
-def _block_sums(xa, wa, block: int):
+def _block_sums(xa, wa, block: int, cfg: ArrayConfig):
     """Per K-block: the exact sums, and the bounds of every prefix inside each block.
 
     Returns (before, lo, hi), each (blocks, M, N): before[b] is the exact prefix sum
@@ -186,7 +191,7 @@ def _block_sums(xa, wa, block: int):
     lo = np.empty((len(starts), xa.shape[0], wa.shape[1]), dtype=np.int64)
     hi = np.empty_like(lo)
     for b, k0 in enumerate(starts):
-        lo[b], hi[b] = _bounds(xa[:, k0 : k0 + block], wa[k0 : k0 + block])
+        lo[b], hi[b] = _bounds(xa[:, k0 : k0 + block], wa[k0 : k0 + block], cfg)
     sums = lo + hi
     before = np.cumsum(sums, axis=0) - sums
     return before, lo, hi
@@ -256,7 +261,7 @@ def _saturating_walk(xa, wa, mi, ni, k_start: int, start, lo: int, hi: int):
 def _gemm_rows(xa, wa, cfg: ArrayConfig, block: int):
     """gemm() for a slab of rows; the caller slices M to bound memory."""
     lo, hi = cfg.acc_min, cfg.acc_max
-    lo_all, hi_all = _bounds(xa, wa)
+    lo_all, hi_all = _bounds(xa, wa, cfg)
     exact = lo_all + hi_all
     final_overflow = (exact > hi) | (exact < lo)
     overflow = final_overflow.copy()
@@ -264,7 +269,7 @@ def _gemm_rows(xa, wa, cfg: ArrayConfig, block: int):
     acc = exact.copy() if saturate else wrap(exact, cfg.acc_bits)
     if not ((hi_all > hi) | (lo_all < lo)).any():
         return acc, overflow, final_overflow  # no partial sum can leave the range
-    before, lo_b, hi_b = _block_sums(xa, wa, block)
+    before, lo_b, hi_b = _block_sums(xa, wa, block, cfg)
     cand = (before + hi_b > hi) | (before + lo_b < lo)
     # A final overflow certainly set the flag; the others need their candidate blocks.
     mi, ni = np.nonzero(cand.any(axis=0) & ~final_overflow)
@@ -440,12 +445,10 @@ def im2col(
     ho = conv_output_size(h, kh, stride, padding)
     wo = conv_output_size(w, kw, stride, padding)
     xp = np.pad(xa, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    cols = np.empty((b, ho, wo, c, kh, kw), dtype=np.int64)
-    for ky in range(kh):
-        for kx in range(kw):
-            patch = xp[:, :, ky : ky + stride * ho : stride, kx : kx + stride * wo : stride]
-            cols[:, :, :, :, ky, kx] = patch.transpose(0, 2, 3, 1)
-    return cols.reshape(b * ho * wo, c * kh * kw)
+    # (B, C, H', W', kh, kw) windows as a view; one copy into (b, oy, ox, c, ky, kx) order.
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    win = win[:, :, : stride * ho : stride, : stride * wo : stride]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, c * kh * kw)
 
 
 def conv2d(
