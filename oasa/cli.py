@@ -7,6 +7,7 @@ disagrees with the golden model ends with exit code 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -545,6 +546,133 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the accumulator-width sweep ------------------------------------------------------------
+
+
+@_quant_errors
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from oasa.quant import model, sweep
+    from oasa.quant.data import digits_split
+    from oasa.quant.methods import METHODS
+
+    try:
+        widths = sweep.parse_acc_bits(args.acc_bits)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    modes = [m.strip() for m in args.overflow.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            raise UsageError(f"--methods: unknown method {m!r}: choose from {', '.join(METHODS)}")
+    for m in modes:
+        if m not in OVERFLOW_MODES:
+            raise UsageError(
+                f"--overflow: unknown mode {m!r}: choose from {', '.join(OVERFLOW_MODES)}"
+            )
+    if not methods or not modes:
+        raise UsageError("--methods and --overflow need at least one value each")
+    for p in widths:
+        try:
+            ArrayConfig(acc_bits=p)
+        except ConfigError as e:
+            raise UsageError(f"--acc-bits: {e}") from None
+    if args.qat_epochs < 0 or args.jobs < 1 or args.rtl_check < 0 or args.rtl_images < 1:
+        raise UsageError("--qat-epochs and --rtl-check must be >= 0, --jobs and --rtl-images >= 1")
+    if args.qat_epochs:
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise UsageError(
+                f"--qat-epochs needs torch ({e}): pip install torch==2.13.0 'oasa[train]'"
+            ) from None
+    out = Path(args.output)
+    points = sweep.plan(methods, widths, modes, qat_epochs=args.qat_epochs, scales=args.scales)
+    params, _, _ = model.load_or_train(model.Recipe(), log=lambda m: print(f"  {m}"))
+    split = digits_split()
+    float_acc = model.accuracy(params, split.x_test, split.y_test)
+    how = f"QAT {args.qat_epochs} epochs" if args.qat_epochs else "PTQ"
+    print(
+        f"sweep: {len(methods)} methods x {len(widths)} widths x {len(modes)} modes = {len(points)} points ({how}, {args.jobs} jobs) -> {out}"
+    )
+    started = time.perf_counter()
+    with tqdm(
+        total=len(points), unit="pt", disable=True if args.quiet else None, leave=False
+    ) as bar:
+        try:
+            rows, computed = sweep.run_sweep(
+                points, out, jobs=args.jobs, progress=lambda done, total: bar.update(done - bar.n)
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            saved = len(sweep.load_cache(out))
+            print(
+                f"\ninterrupted: {saved} finished points are saved in {out / sweep.CACHE_FILE}; "
+                "run the same command again to compute only the rest",
+                file=sys.stderr,
+            )
+            return 130
+    secs = time.perf_counter() - started
+    print(f"{computed} points computed in {secs:.1f} s, {len(points) - computed} from the cache")
+    print(f"float accuracy {float_acc:.2f} %\n")
+    print(sweep.table(rows))
+    skipped = [r for r in rows if r.get("status") != "ok"]
+    if skipped:
+        print(
+            f"{len(skipped)} points not applicable, e.g. {skipped[0]['method']} at P = {skipped[0]['acc_bits']}: {skipped[0]['note']}"
+        )
+    checks = []
+    if args.rtl_check:
+        checks = _sweep_rtl_check(sweep.spread_sample(rows, args.rtl_check), args.rtl_images)
+    paths = sweep.write_outputs(rows, out, float_accuracy=float_acc, extra={"rtl_checks": checks})
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0 if all(c["status"] == "ok" for c in checks) else 1
+
+
+def _sweep_rtl_check(rows: list[dict], images: int) -> list[dict]:
+    """Re-quantize a few points and run them on the Verilator backend: predictions,
+    logits and every layer's outputs and flags must equal the golden model's."""
+    from oasa.quant import model, ptq
+    from oasa.quant.data import digits_split
+    from oasa.sim import network
+    from oasa.sim.netrun import LayerMismatch, run_network_rtl
+
+    params, _, _ = model.load_or_train(model.Recipe())
+    split = digits_split()
+    checks = []
+    print(f"\nRTL check: {len(rows)} points on Verilator, {images} test images each")
+    for row in rows:
+        spec = ptq.QuantSpec(method=row["method"], acc_bits=row["acc_bits"], scales=row["scales"])
+        net = ptq.quantize(params, spec)
+        x = network.quantize_input(net, split.x_test[:images])
+        label = f"{row['method']} P={row['acc_bits']} {row['overflow']}"
+        try:
+            run = run_network_rtl(net, x, backend="verilator", array={"overflow": row["overflow"]})
+            ref = network.run_network(net, x, overflow=row["overflow"])
+            same = np.array_equal(run.result.predictions, ref.predictions) and np.array_equal(
+                run.result.logits, ref.logits
+            )
+            status = "ok" if same else "predictions or logits differ"
+        except LayerMismatch as e:
+            status = str(e)
+        print(
+            f"  {label:<28} {status} ({run.cycles:,} cycles)"
+            if status == "ok"
+            else f"  {label:<28} MISMATCH: {status}"
+        )
+        checks.append(
+            {
+                "method": row["method"],
+                "acc_bits": row["acc_bits"],
+                "overflow": row["overflow"],
+                "images": images,
+                "status": status,
+            }
+        )
+    return checks
+
+
 def _add_quant_commands(sub) -> None:
     from oasa.quant.methods import METHODS
     from oasa.quant.ptq import SCALE_STYLES
@@ -648,6 +776,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="accuracy versus accumulator width, for every quantizer")
+    p.add_argument(
+        "--acc-bits", default="8:24", help="widths: a range 8:24 or a list 10,12 (default 8:24)"
+    )
+    p.add_argument(
+        "--methods", default="rtn,a2q,a2q+,exact,oaq", help="comma-separated (default all five)"
+    )
+    p.add_argument(
+        "--overflow", default="wrap,saturate", help="modes, comma-separated (default both)"
+    )
+    p.add_argument(
+        "--qat-epochs", type=int, default=0, help="QAT epochs per point (default 0: PTQ)"
+    )
+    p.add_argument(
+        "--scales", choices=("dyadic", "pow2"), default="dyadic", help="requantization style"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel processes (default all cores)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="out/sweep",
+        help="output folder, also the cache (default out/sweep)",
+    )
+    p.add_argument(
+        "--rtl-check",
+        type=int,
+        default=0,
+        metavar="K",
+        help="run K points on the Verilator backend too",
+    )
+    p.add_argument(
+        "--rtl-images", type=int, default=16, help="test images per RTL check (default 16)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 
