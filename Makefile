@@ -15,8 +15,10 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 	$(PIP) install -e .
 	touch $@
 
+# torch is pinned and installed on its own first, so the `train` extra finds it in place.
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
-	$(PIP) install -e '.[dev]'
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev,train]'
 	touch $@ $(VENV)/.stamp-base
 
 demo: $(VENV)/.stamp-base

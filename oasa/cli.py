@@ -258,6 +258,233 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- quantizer commands --------------------------------------------------------------------------
+# oasa train / quantize / eval / check (issue 6). Errors of the quantizer and of the network
+# file format become UsageError here, so they end as one line with exit code 2.
+
+
+def _quant_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def wrapped(args: argparse.Namespace) -> int:
+        from oasa.quant.ptq import QuantError
+        from oasa.sim.netfile import CertificateError, NetfileError
+
+        try:
+            return func(args)
+        except (QuantError, NetfileError, CertificateError) as e:
+            raise UsageError(str(e)) from None
+
+    return wrapped
+
+
+def _float_params(args: argparse.Namespace):
+    from oasa.quant import model
+
+    if getattr(args, "checkpoint", None):
+        if not Path(args.checkpoint).is_file():
+            raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
+        try:
+            return model.load_params(args.checkpoint), Path(args.checkpoint)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    params, path, trained = model.load_or_train(
+        model.Recipe(seed=args.seed), log=lambda m: print(f"  {m}")
+    )
+    if trained:
+        print(f"trained the float model (seed {args.seed}), cached in {path}")
+    return params, path
+
+
+def _print_certificates(net) -> bool:
+    from oasa.sim.netfile import check_certificates
+
+    rows = check_certificates(net)
+    for r in rows:
+        verdict = "safe" if r["safe"] else "CAN OVERFLOW"
+        print(
+            f"  layer {r['index']} {r['name']:<7} min safe P {r['min_safe_acc_bits']:>2}  "
+            f"(runs at P = {r['acc_bits']}: {verdict})"
+        )
+    return all(r["safe"] for r in rows)
+
+
+def _print_overflow(result) -> None:
+    for r in result.layers:
+        if r.overflow is None:
+            continue
+        n = r.overflow.size
+        flagged, final = int(r.overflow.sum()), int(r.final_overflow.sum())
+        print(
+            f"  layer {r.index} {r.layer.name:<7} {n:>8} dot products: transient overflow "
+            f"{(flagged - final) / n:8.4%}, final overflow {final / n:8.4%}"
+        )
+    c = result.overflow_counts()
+    print(
+        f"  all layers     {c['total']:>8} dot products: transient overflow "
+        f"{c['transient'] / c['total']:8.4%}, final overflow {c['final'] / c['total']:8.4%}"
+    )
+
+
+@_quant_errors
+def cmd_train(args: argparse.Namespace) -> int:
+    from oasa.quant import model
+    from oasa.quant.data import digits_split
+
+    started = time.perf_counter()
+    recipe = model.Recipe(seed=args.seed, epochs=args.epochs)
+    if args.epochs < 1:
+        raise UsageError(f"--epochs {args.epochs}: must be at least 1")
+    params, path, trained = model.load_or_train(
+        recipe, retrain=args.retrain, log=lambda m: print(f"  {m}")
+    )
+    split = digits_split()
+    what = "trained" if trained else "loaded from the cache"
+    print(f"float model {what}: {path} ({time.perf_counter() - started:.1f} s)")
+    print(f"float test accuracy: {model.accuracy(params, split.x_test, split.y_test):.2f} %")
+    if args.output:
+        model.save_params(params, args.output, recipe)
+        print(f"wrote {args.output}")
+    return 0
+
+
+@_quant_errors
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from oasa.quant import model, ptq
+    from oasa.quant.data import digits_split
+    from oasa.sim import netfile, network
+
+    spec = ptq.QuantSpec(
+        method=args.method,
+        acc_bits=args.acc_bits,
+        act_bits=args.act_bits,
+        weight_bits=args.weight_bits,
+        scales=args.scales,
+        overflow=args.overflow,
+    )
+    if args.qat_epochs < 0:
+        raise UsageError(f"--qat-epochs {args.qat_epochs}: must be >= 0")
+    if args.qat_epochs:
+        try:
+            from oasa.quant import qat
+        except ImportError as e:
+            raise UsageError(
+                f"--qat-epochs needs torch ({e}): pip install torch==2.13.0 'oasa[train]'"
+            ) from None
+    params, _ = _float_params(args)
+    split = digits_split()
+    print(f"float test accuracy: {model.accuracy(params, split.x_test, split.y_test):.2f} %")
+    started = time.perf_counter()
+    if args.qat_epochs:
+        net = qat.train_and_export(params, spec, epochs=args.qat_epochs, seed=args.seed)
+        how = f"QAT, {args.qat_epochs} epochs"
+    else:
+        net = ptq.quantize(params, spec)
+        how = "PTQ"
+    took = time.perf_counter() - started
+    r = network.run_network(net, network.quantize_input(net, split.x_test))
+    print(
+        f"{spec.method} ({how}, {spec.scale_style} scales), W{spec.weight_bits}A{spec.act_bits}, "
+        f"P = {spec.acc_bits}, {spec.overflow}: integer test accuracy "
+        f"{r.accuracy(split.y_test):.2f} % ({took:.1f} s)"
+    )
+    safe = _print_certificates(net)
+    if net.guarantee == "certified":
+        print(f"certified overflow-free at P = {spec.acc_bits}: no input can overflow any layer")
+    elif net.guarantee == "data-dependent":
+        print(
+            f"NOT certified: oaq avoids overflow at P = {spec.acc_bits} only on its calibration "
+            "data (a data-dependent guarantee)"
+        )
+    else:
+        print(f"NOT certified: some inputs can overflow at P = {spec.acc_bits}")
+    assert safe == (net.guarantee == "certified")
+    c = r.overflow_counts()
+    print(f"test set: {c['flagged']} of {c['total']} dot products overflowed ({c['final']} final)")
+    netfile.save(net, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+@_quant_errors
+def cmd_eval(args: argparse.Namespace) -> int:
+    from oasa.quant.data import digits_split
+    from oasa.sim import netfile, network
+
+    net = netfile.load(args.net)
+    p = args.acc_bits
+    try:
+        for _, layer in net.weighted:
+            layer.config(acc_bits=p, overflow=args.overflow)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    split = digits_split()
+    r = network.run_network(
+        net, network.quantize_input(net, split.x_test), acc_bits=p, overflow=args.overflow
+    )
+    first = net.weighted[0][1]
+    p_txt = p if p is not None else first.acc_bits
+    mode = args.overflow or first.overflow
+    print(
+        f"{args.net}: {net.method}, {net.guarantee} at P = {first.acc_bits}; "
+        f"run at P = {p_txt}, {mode}"
+    )
+    print(f"integer test accuracy: {r.accuracy(split.y_test):.2f} % ({len(split.y_test)} images)")
+    _print_overflow(r)
+    return 0
+
+
+@_quant_errors
+def cmd_check(args: argparse.Namespace) -> int:
+    from oasa.sim import netfile
+
+    net = netfile.load(args.net)
+    safe = _print_certificates(net)
+    print(f"{args.net}: every certificate matches its integer weights")
+    if safe:
+        print("no input can overflow any layer at the P it states (certified)")
+    else:
+        print(f"some layer can overflow at the P it states (guarantee: {net.guarantee})")
+    return 0
+
+
+def _add_quant_commands(sub) -> None:
+    from oasa.quant.methods import METHODS
+    from oasa.quant.ptq import SCALE_STYLES
+
+    d = ArrayConfig()
+    p = sub.add_parser("train", help="train (or load the cached) float digits model")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
+    p.add_argument("--retrain", action="store_true", help="ignore the cached checkpoint")
+    p.add_argument("-o", "--output", help="also write the float checkpoint here (.npz)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("quantize", help="quantize the digits network and export it (.npz)")
+    p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
+    p.add_argument("--acc-bits", type=int, default=d.acc_bits, help="accumulator bits P")
+    p.add_argument("--act-bits", type=int, default=d.act_bits, help="activation bits N")
+    p.add_argument("--weight-bits", type=int, default=d.weight_bits, help="weight bits M")
+    p.add_argument("--scales", default="dyadic", help=f"one of {', '.join(SCALE_STYLES)}")
+    p.add_argument("--overflow", choices=OVERFLOW_MODES, default=d.overflow)
+    p.add_argument("--qat-epochs", type=int, default=0, help="QAT epochs (needs torch)")
+    p.add_argument("--seed", type=int, default=0, help="seed of float training and QAT")
+    p.add_argument("--checkpoint", help="float checkpoint (default: the cached one)")
+    p.add_argument("-o", "--output", required=True, help="network file to write (.npz)")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("eval", help="integer accuracy and overflow of a network file")
+    p.add_argument("net", help="network file (.npz)")
+    p.add_argument("--acc-bits", type=int, help="run at this P instead of the file's")
+    p.add_argument("--overflow", choices=OVERFLOW_MODES, help="override the overflow mode")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("check", help="recompute and verify every certificate of a network file")
+    p.add_argument("net", help="network file (.npz)")
+    p.set_defaults(func=cmd_check)
+
+
+# -- end of quantizer commands --------------------------------------------------------------------
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 
@@ -303,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="a short showing of oasa end to end")
     p.add_argument("--out-dir", default="out/demo", help="where to write files (default out/demo)")
     p.set_defaults(func=cmd_demo)
+
+    _add_quant_commands(sub)
     return parser
 
 
