@@ -55,6 +55,30 @@ def fmt_row(name, values, width=7):
     return f"| {name:<26} | " + " | ".join(f"{v:>{width}}" for v in values) + " |"
 
 
+PTQ_ROWS = [
+    ("a2q PTQ (certified)", "a2q", "wrap", "dyadic"),
+    ("a2q+ PTQ (certified)", "a2q+", "wrap", "dyadic"),
+    ("exact PTQ (certified)", "exact", "wrap", "dyadic"),
+    ("exact PTQ pow2 (certified)", "exact", "wrap", "pow2"),
+    ("oaq PTQ (data-dependent)", "oaq", "wrap", "pow2"),
+    ("rtn wrap", "rtn", "wrap", "dyadic"),
+    ("rtn saturate", "rtn", "saturate", "dyadic"),
+]
+
+
+def ptq_at_16(params, split, out, times):
+    out("## W4A4 at P = 16 (PTQ, dyadic scales)\n")
+    out("| method | test acc % | guarantee | max min-safe P | flagged dot products | PTQ s |")
+    out("|---|---|---|---|---|---|")
+    for method in ("rtn", "a2q", "a2q+", "exact", "oaq"):
+        acc, counts, net, took = ptq_point(params, split, method, 16)
+        times.append(took)
+        out(
+            f"| {method} | {acc:.2f} | {net.guarantee} | {max_safe(net)} | "
+            f"{counts['flagged']} of {counts['total']} | {took:.2f} |"
+        )
+
+
 def tune(args):
     """QAT learning rate on the validation split (float model trained without it)."""
     from oasa.quant import qat
@@ -88,12 +112,15 @@ def main(argv=None):
     ap.add_argument("--qat-lr", type=float, default=None, help="QAT learning rate")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the QAT points")
     ap.add_argument("--qat-methods", default="a2q,a2q+,exact")
+    ap.add_argument("--p", default="10,11,12,13,14", help="accumulator widths of the sweep")
+    ap.add_argument("--skip-ptq", action="store_true", help="only the QAT rows")
     ap.add_argument("--tune", action="store_true", help="choose the QAT lr on validation")
     ap.add_argument("--out", help="also write the tables to this markdown file")
     args = ap.parse_args(argv)
     if args.tune:
         tune(args)
         return 0
+    sweep = tuple(int(p) for p in args.p.split(","))
     lines = []
 
     def out(s=""):
@@ -111,37 +138,20 @@ def main(argv=None):
     )
 
     times = []
-    out("## W4A4 at P = 16 (PTQ, dyadic scales)\n")
-    out("| method | test acc % | guarantee | max min-safe P | flagged dot products | PTQ s |")
-    out("|---|---|---|---|---|---|")
-    for method in ("rtn", "a2q", "a2q+", "exact", "oaq"):
-        acc, counts, net, took = ptq_point(params, split, method, 16)
-        times.append(took)
-        out(
-            f"| {method} | {acc:.2f} | {net.guarantee} | {max_safe(net)} | "
-            f"{counts['flagged']} of {counts['total']} | {took:.2f} |"
-        )
-
+    if args.skip_ptq:
+        rows = []
+    else:
+        ptq_at_16(params, split, out, times)
+        rows = PTQ_ROWS
     out(f"\n## Accuracy (%) against P, W4A4, integer arithmetic (float {float_acc:.2f} %)\n")
-    out(fmt_row("method", [f"P={p}" for p in SWEEP]))
-    out("|" + "---|" * (len(SWEEP) + 1))
-    rows = [
-        ("a2q PTQ (certified)", "a2q", "wrap", "dyadic"),
-        ("a2q+ PTQ (certified)", "a2q+", "wrap", "dyadic"),
-        ("exact PTQ (certified)", "exact", "wrap", "dyadic"),
-        ("exact PTQ pow2 (certified)", "exact", "wrap", "pow2"),
-        ("oaq PTQ (data-dependent)", "oaq", "wrap", "pow2"),
-        ("rtn wrap", "rtn", "wrap", "dyadic"),
-        ("rtn saturate", "rtn", "saturate", "dyadic"),
-    ]
+    out(fmt_row("method", [f"P={p}" for p in sweep]))
+    out("|" + "---|" * (len(sweep) + 1))
     for label, method, mode, scales in rows:
         vals = []
-        for p in SWEEP:
+        for p in sweep:
             acc, counts, net, took = ptq_point(params, split, method, p, mode, scales)
             times.append(took)
-            note = ""
-            if method in ("rtn", "oaq") and counts["flagged"]:
-                note = "*"
+            note = "*" if counts["flagged"] else ""
             vals.append(f"{acc:.1f}{note}")
         out(fmt_row(label, vals))
 
@@ -156,11 +166,11 @@ def main(argv=None):
         float_accs = []
         for method in args.qat_methods.split(","):
             per_p = []
-            for p in SWEEP:
+            for p in sweep:
                 accs = []
                 for seed in seeds:
                     fp, _, _ = model.load_or_train(model.Recipe(seed=seed))
-                    if method == args.qat_methods.split(",")[0] and p == SWEEP[0]:
+                    if method == args.qat_methods.split(",")[0] and p == sweep[0]:
                         float_accs.append(model.accuracy(fp, split.x_test, split.y_test))
                     t = time.perf_counter()
                     net = qat.train_and_export(
@@ -190,16 +200,19 @@ def main(argv=None):
             + " %"
         )
     out("")
-    for name, vals in BREVITAS.items():
-        out(fmt_row(name, [f"{v:.1f}" for v in vals]))
-    out(
-        "\n`*`: some dot products overflowed on the test images (the accuracy is what the "
-        "overflowing integer arithmetic gives)."
-    )
-    out(
-        f"\nPTQ wall time per (method, P) point: median {statistics.median(times):.2f} s, "
-        f"max {max(times):.2f} s over {len(times)} points."
-    )
+    if sweep == SWEEP:
+        for name, vals in BREVITAS.items():
+            out(fmt_row(name, [f"{v:.1f}" for v in vals]))
+    if rows:
+        out(
+            "\n`*`: some dot products overflowed on the test images (the accuracy is what the "
+            "overflowing integer arithmetic gives)."
+        )
+    if times:
+        out(
+            f"\nPTQ wall time per (method, P) point: median {statistics.median(times):.2f} s, "
+            f"max {max(times):.2f} s over {len(times)} points."
+        )
     if qat_times:
         out(
             f"QAT wall time per point ({args.qat_epochs} epochs, 1 torch thread, including its "

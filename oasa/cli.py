@@ -370,10 +370,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     )
     if args.qat_epochs < 0:
         raise UsageError(f"--qat-epochs {args.qat_epochs}: must be >= 0")
-    params, _ = _float_params(args)
-    split = digits_split()
-    print(f"float test accuracy: {model.accuracy(params, split.x_test, split.y_test):.2f} %")
-    started = time.perf_counter()
     if args.qat_epochs:
         try:
             from oasa.quant import qat
@@ -381,6 +377,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--qat-epochs needs torch ({e}): pip install torch==2.13.0 'oasa[train]'"
             ) from None
+    params, _ = _float_params(args)
+    split = digits_split()
+    print(f"float test accuracy: {model.accuracy(params, split.x_test, split.y_test):.2f} %")
+    started = time.perf_counter()
+    if args.qat_epochs:
         net = qat.train_and_export(params, spec, epochs=args.qat_epochs, seed=args.seed)
         how = f"QAT, {args.qat_epochs} epochs"
     else:

@@ -176,3 +176,28 @@ def test_spec_rejects_bad_requests():
     with pytest.raises(QuantError, match="scale style"):
         QuantSpec(scales="log")
     assert methods.smallest_usable_acc_bits(ArrayConfig()) == 8
+
+
+def test_batchnorm_folding_matches_conv_then_bn():
+    from oasa.quant.fold import fold_batchnorm
+    from oasa.quant.model import conv_cols
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4, 6, 6))
+    w, b = rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
+    gamma, beta = rng.uniform(0.5, 2, 5), rng.standard_normal(5)
+    mean, var = rng.standard_normal(5), rng.uniform(0.1, 2, 5)
+    cols = conv_cols(x, 3, 1)
+    y = cols @ w.reshape(5, -1).T + b
+    bn = gamma * (y - mean) / np.sqrt(var + 1e-5) + beta
+    wf, bf = fold_batchnorm(w, b, gamma, beta, mean, var)
+    np.testing.assert_allclose(cols @ wf.reshape(5, -1).T + bf, bn, rtol=1e-10, atol=1e-10)
+
+
+def test_min_safe_acc_bits_of_a_layer():
+    from oasa.quant.certify import min_safe_acc_bits
+    from oasa.sim.netfile import Layer
+
+    w = np.array([[7, 7, -8], [1, 0, 0]], dtype=np.int8)  # channel 0: 14 * 15 = 210 -> P 9
+    layer = Layer("dense", (3,), (2,), weight=w)
+    assert min_safe_acc_bits(layer) == 9
