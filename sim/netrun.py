@@ -22,7 +22,7 @@ from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
 from oasa.sim.cycles import accelerator_cycles
 from oasa.sim.netfile import Layer, Network, gemm_weight
-from oasa.sim.network import LayerRun, NetworkResult, layer_forward
+from oasa.sim.network import LayerRun, NetworkResult, layer_forward, network_result
 from oasa.sim.tiling import tile_grid
 
 __all__ = ["LayerMismatch", "LayerStats", "NetRun", "plan_calls", "run_network_rtl"]
@@ -247,17 +247,4 @@ def run_network_rtl(
             done += len(h)
             if progress:
                 progress(done)
-    layers = []
-    for i, layer in enumerate(net.layers):
-        pieces = [p[i] for p in parts]
-        joined = [
-            None
-            if getattr(pieces[0], name) is None
-            else np.concatenate([getattr(q, name) for q in pieces])
-            for name in ("out", "overflow", "final_overflow")
-        ]
-        layers.append(LayerRun(i, layer, *joined))
-    last = net.layers[-1]
-    acc = layers[-1].out
-    logits = (acc + last.bias).astype(np.float64) * last.mult * np.exp2(-last.shift.astype(float))
-    return NetRun(backend, NetworkResult(layers, logits, logits.argmax(axis=1)), stats, len(xa))
+    return NetRun(backend, network_result(net, parts), stats, len(xa))
