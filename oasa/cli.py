@@ -7,6 +7,7 @@ disagrees with the golden model ends with exit code 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,12 +28,34 @@ class UsageError(Exception):
 # -- shared options ------------------------------------------------------------------------
 
 
-def _array_options() -> argparse.ArgumentParser:
+def _array_options(arithmetic: bool = True) -> argparse.ArgumentParser:
+    """Array options; without ``arithmetic`` only the shape and buffers (for commands whose
+    widths come from a network file)."""
     d = ArrayConfig()
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("array options")
     g.add_argument("--rows", type=int, default=d.rows, help=f"array rows R (default {d.rows})")
     g.add_argument("--cols", type=int, default=d.cols, help=f"array columns C (default {d.cols})")
+    if arithmetic:
+        _arithmetic_options(g, d)
+    b = p.add_argument_group("accelerator buffer options (words)")
+    for name, what in (
+        ("act", "activation"),
+        ("wgt", "weight"),
+        ("res", "result"),
+        ("param", "parameter"),
+    ):
+        default = getattr(d, f"{name}_depth")
+        b.add_argument(
+            f"--{name}-depth",
+            type=int,
+            default=default,
+            help=f"{what} buffer depth (default {default})",
+        )
+    return p
+
+
+def _arithmetic_options(g, d: ArrayConfig) -> None:
     g.add_argument(
         "--act-bits", type=int, default=d.act_bits, help=f"activation bits N (default {d.act_bits})"
     )
@@ -57,21 +80,6 @@ def _array_options() -> argparse.ArgumentParser:
         default=d.overflow,
         help="overflow mode (default wrap)",
     )
-    b = p.add_argument_group("accelerator buffer options (words)")
-    for name, what in (
-        ("act", "activation"),
-        ("wgt", "weight"),
-        ("res", "result"),
-        ("param", "parameter"),
-    ):
-        default = getattr(d, f"{name}_depth")
-        b.add_argument(
-            f"--{name}-depth",
-            type=int,
-            default=default,
-            help=f"{what} buffer depth (default {default})",
-        )
-    return p
 
 
 def _config(args: argparse.Namespace) -> ArrayConfig:
@@ -446,6 +454,226 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- network on the accelerator ------------------------------------------------------------
+
+
+@_quant_errors
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from oasa.quant.data import digits_split
+    from oasa.sim import netfile, network
+    from oasa.sim.netrun import LayerMismatch, run_network_rtl
+
+    net = netfile.load(args.net)
+    split = digits_split()
+    n = (
+        args.images
+        if args.images is not None
+        else (2 if args.backend == "amaranth" else len(split.y_test))
+    )
+    if not 1 <= n <= len(split.y_test):
+        raise UsageError(f"--images {n}: choose 1..{len(split.y_test)} (the digits test set)")
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch}: must be at least 1")
+    if args.clock_mhz <= 0:
+        raise UsageError(f"--clock-mhz {args.clock_mhz}: must be positive")
+    array = {
+        "rows": args.rows,
+        "cols": args.cols,
+        "act_depth": args.act_depth,
+        "wgt_depth": args.wgt_depth,
+        "res_depth": args.res_depth,
+        "param_depth": args.param_depth,
+    }
+    try:
+        for _, layer in net.weighted:
+            layer.config().replace(**array)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    try:
+        x = network.quantize_input(net, split.x_test[:n])
+    except ValueError as e:
+        raise UsageError(f"{args.net}: {e}") from None
+    first = net.weighted[0][1].config().replace(**array)
+    print(f"{args.net}: {net.method} at P = {first.acc_bits} ({first.overflow}), {net.guarantee}")
+    print(
+        f"{n} test images on {args.backend}, {args.batch} per pass, {first.rows}x{first.cols} array"
+    )
+    print("max-pooling and im2col run on the host; every layer is checked against the golden model")
+    started = time.perf_counter()
+    # disable=None: tqdm draws only on a terminal, so logs and CI stay clean.
+    with tqdm(total=n, unit="img", disable=True if args.quiet else None, leave=False) as bar:
+        try:
+            run = run_network_rtl(
+                net,
+                x,
+                backend=args.backend,
+                array=array,
+                batch=args.batch,
+                vcd=args.vcd,
+                progress=lambda done: bar.update(done - bar.n),
+            )
+        except LayerMismatch as e:
+            print(f"MISMATCH: {e}", file=sys.stderr)
+            return 1
+    secs = time.perf_counter() - started
+    print(f"\n{'layer':<14} {'calls':>6} {'cycles':>11} {'util %':>7} {'flagged':>9} {'of':>9}")
+    for s in run.stats:
+        if s.kind == "maxpool":
+            print(f"{s.index}:{s.name:<12} {'(host)':>6}")
+            continue
+        print(
+            f"{s.index}:{s.name:<12} {s.calls:>6} {s.cycles:>11,} {100 * s.utilization:7.2f} {s.flagged:>9} {s.dot_products:>9}"
+        )
+    cycles = run.cycles
+    util = run.macs / (first.rows * first.cols * cycles)
+    acc = run.result.accuracy(split.y_test[:n])
+    f = args.clock_mhz * 1e6
+    per_image = cycles / n
+    batch_cycles = cycles * min(args.batch, n) / n
+    print(
+        f"\naccuracy {acc:.2f} % on {n} images; predictions, logits and flags equal the golden model's"
+    )
+    print(f"total {cycles:,} cycles, {per_image:,.0f} per image, utilization {100 * util:.2f} %")
+    print(
+        f"at {args.clock_mhz:g} MHz: {f / per_image:,.0f} images/s, "
+        f"latency {1e6 * batch_cycles / f:,.1f} us per pass of {min(args.batch, n)} images"
+    )
+    if args.backend != "model":
+        print(f"simulated in {secs:.1f} s ({cycles / secs:,.0f} accelerator cycles/s)")
+    if args.vcd:
+        print(f"wrote {args.vcd} (the first accelerator model's run)")
+    return 0
+
+
+# -- the accumulator-width sweep ------------------------------------------------------------
+
+
+@_quant_errors
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from oasa.quant import model, sweep
+    from oasa.quant.data import digits_split
+    from oasa.quant.methods import METHODS
+
+    try:
+        widths = sweep.parse_acc_bits(args.acc_bits)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    modes = [m.strip() for m in args.overflow.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            raise UsageError(f"--methods: unknown method {m!r}: choose from {', '.join(METHODS)}")
+    for m in modes:
+        if m not in OVERFLOW_MODES:
+            raise UsageError(
+                f"--overflow: unknown mode {m!r}: choose from {', '.join(OVERFLOW_MODES)}"
+            )
+    if not methods or not modes:
+        raise UsageError("--methods and --overflow need at least one value each")
+    for p in widths:
+        try:
+            ArrayConfig(acc_bits=p)
+        except ConfigError as e:
+            raise UsageError(f"--acc-bits: {e}") from None
+    if args.qat_epochs < 0 or args.jobs < 1 or args.rtl_check < 0 or args.rtl_images < 1:
+        raise UsageError("--qat-epochs and --rtl-check must be >= 0, --jobs and --rtl-images >= 1")
+    if args.qat_epochs:
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise UsageError(
+                f"--qat-epochs needs torch ({e}): pip install torch==2.13.0 'oasa[train]'"
+            ) from None
+    out = Path(args.output)
+    points = sweep.plan(methods, widths, modes, qat_epochs=args.qat_epochs, scales=args.scales)
+    params, _, _ = model.load_or_train(model.Recipe(), log=lambda m: print(f"  {m}"))
+    split = digits_split()
+    float_acc = model.accuracy(params, split.x_test, split.y_test)
+    how = f"QAT {args.qat_epochs} epochs" if args.qat_epochs else "PTQ"
+    print(
+        f"sweep: {len(methods)} methods x {len(widths)} widths x {len(modes)} modes = {len(points)} points ({how}, {args.jobs} jobs) -> {out}"
+    )
+    started = time.perf_counter()
+    with tqdm(
+        total=len(points), unit="pt", disable=True if args.quiet else None, leave=False
+    ) as bar:
+        try:
+            rows, computed = sweep.run_sweep(
+                points, out, jobs=args.jobs, progress=lambda done, total: bar.update(done - bar.n)
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            saved = len(sweep.load_cache(out))
+            print(
+                f"\ninterrupted: {saved} finished points are saved in {out / sweep.CACHE_FILE}; "
+                "run the same command again to compute only the rest",
+                file=sys.stderr,
+            )
+            return 130
+    secs = time.perf_counter() - started
+    print(f"{computed} points computed in {secs:.1f} s, {len(points) - computed} from the cache")
+    print(f"float accuracy {float_acc:.2f} %\n")
+    print(sweep.table(rows))
+    skipped = [r for r in rows if r.get("status") != "ok"]
+    if skipped:
+        print(
+            f"{len(skipped)} points not applicable, e.g. {skipped[0]['method']} at P = {skipped[0]['acc_bits']}: {skipped[0]['note']}"
+        )
+    checks = []
+    if args.rtl_check:
+        checks = _sweep_rtl_check(sweep.spread_sample(rows, args.rtl_check), args.rtl_images)
+    paths = sweep.write_outputs(rows, out, float_accuracy=float_acc, extra={"rtl_checks": checks})
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0 if all(c["status"] == "ok" for c in checks) else 1
+
+
+def _sweep_rtl_check(rows: list[dict], images: int) -> list[dict]:
+    """Re-quantize a few points and run them on the Verilator backend: predictions,
+    logits and every layer's outputs and flags must equal the golden model's."""
+    from oasa.quant import model, ptq
+    from oasa.quant.data import digits_split
+    from oasa.sim import network
+    from oasa.sim.netrun import LayerMismatch, run_network_rtl
+
+    params, _, _ = model.load_or_train(model.Recipe())
+    split = digits_split()
+    checks = []
+    print(f"\nRTL check: {len(rows)} points on Verilator, {images} test images each")
+    for row in rows:
+        spec = ptq.QuantSpec(method=row["method"], acc_bits=row["acc_bits"], scales=row["scales"])
+        net = ptq.quantize(params, spec)
+        x = network.quantize_input(net, split.x_test[:images])
+        label = f"{row['method']} P={row['acc_bits']} {row['overflow']}"
+        try:
+            run = run_network_rtl(net, x, backend="verilator", array={"overflow": row["overflow"]})
+            ref = network.run_network(net, x, overflow=row["overflow"])
+            same = np.array_equal(run.result.predictions, ref.predictions) and np.array_equal(
+                run.result.logits, ref.logits
+            )
+            status = "ok" if same else "predictions or logits differ"
+        except LayerMismatch as e:
+            status = str(e)
+        print(
+            f"  {label:<28} {status} ({run.cycles:,} cycles)"
+            if status == "ok"
+            else f"  {label:<28} MISMATCH: {status}"
+        )
+        checks.append(
+            {
+                "method": row["method"],
+                "acc_bits": row["acc_bits"],
+                "overflow": row["overflow"],
+                "images": images,
+                "status": status,
+            }
+        )
+    return checks
+
+
 def _add_quant_commands(sub) -> None:
     from oasa.quant.methods import METHODS
     from oasa.quant.ptq import SCALE_STYLES
@@ -494,6 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     array = _array_options()
+    array_shape = _array_options(arithmetic=False)
 
     p = sub.add_parser(
         "verilog", parents=[array], help="write Verilog of the array and output stage"
@@ -532,6 +761,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     _add_quant_commands(sub)
+
+    p = sub.add_parser(
+        "run", parents=[array_shape], help="run a network file on the accelerator, cycle-accurately"
+    )
+    p.add_argument("net", help="network file (.npz) from oasa quantize")
+    p.add_argument("--backend", choices=BACKENDS, default="verilator", help="default verilator")
+    p.add_argument(
+        "--images", type=int, help="test images to classify (default all 540; 2 on amaranth)"
+    )
+    p.add_argument("--batch", type=int, default=8, help="images per pass (default 8: fills 8 rows)")
+    p.add_argument("--vcd", help="write a waveform of the RTL run (keep --images small)")
+    p.add_argument(
+        "--clock-mhz", type=float, default=100.0, help="clock for throughput (default 100)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="accuracy versus accumulator width, for every quantizer")
+    p.add_argument(
+        "--acc-bits", default="8:24", help="widths: a range 8:24 or a list 10,12 (default 8:24)"
+    )
+    p.add_argument(
+        "--methods", default="rtn,a2q,a2q+,exact,oaq", help="comma-separated (default all five)"
+    )
+    p.add_argument(
+        "--overflow", default="wrap,saturate", help="modes, comma-separated (default both)"
+    )
+    p.add_argument(
+        "--qat-epochs", type=int, default=0, help="QAT epochs per point (default 0: PTQ)"
+    )
+    p.add_argument(
+        "--scales", choices=("dyadic", "pow2"), default="dyadic", help="requantization style"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel processes (default all cores)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="out/sweep",
+        help="output folder, also the cache (default out/sweep)",
+    )
+    p.add_argument(
+        "--rtl-check",
+        type=int,
+        default=0,
+        metavar="K",
+        help="run K points on the Verilator backend too",
+    )
+    p.add_argument(
+        "--rtl-images", type=int, default=16, help="test images per RTL check (default 16)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

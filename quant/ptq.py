@@ -259,6 +259,36 @@ def _float_layer(spec: dict, params: Params, x: NDArray) -> tuple[NDArray, NDArr
     return cols, (np.maximum(out, 0) if spec["relu"] else out)
 
 
+@dataclass(frozen=True)
+class FloatReference:
+    """What PTQ needs from the float network on the calibration images, per weighted
+    layer: the input variances h (the weights of the scale search) and the mean input row
+    (for bias correction). It does not depend on the method or P, so a sweep computes it
+    once and passes it to every :func:`quantize`."""
+
+    h: dict[str, NDArray]
+    cols_mean: dict[str, NDArray]
+
+
+def float_reference(
+    params: Params, calib: NDArray, float_weights: dict[str, NDArray] | None = None
+) -> FloatReference:
+    """Run the float network on ``calib`` and keep :class:`FloatReference`."""
+    x_ref = calib.astype(np.float64)
+    h, cols_mean = {}, {}
+    for spec_l in ARCH:
+        if spec_l["kind"] == "maxpool":
+            x_ref = maxpool(x_ref, spec_l["kernel"])
+            continue
+        name = spec_l["name"]
+        w = np.asarray((float_weights or {}).get(name, params[f"{name}.weight"]), dtype=np.float64)
+        cols_ref, x_ref = _float_layer(spec_l, {**params, f"{name}.weight": w}, x_ref)
+        var = cols_ref.var(axis=0)
+        h[name] = var + 1e-3 * max(float(var.mean()), 1e-12)
+        cols_mean[name] = cols_ref.mean(axis=0)
+    return FloatReference(h, cols_mean)
+
+
 def quantize(
     params: Params,
     spec: QuantSpec,
@@ -268,6 +298,7 @@ def quantize(
     float_weights: dict[str, NDArray] | None = None,
     act_scales: dict[str, float] | None = None,
     info: dict | None = None,
+    reference: FloatReference | None = None,
 ) -> Network:
     """Quantize the float network ``params`` as ``spec`` says.
 
@@ -286,6 +317,9 @@ def quantize(
     act_scales:
         Output activation scale per layer name (QAT's learned ones) instead of the
         calibrated ones.
+    reference:
+        The float network's statistics on ``calib`` (:func:`float_reference`), when the
+        caller already has them.
     """
     cfg = spec.config()
     pow2 = spec.scale_style == "pow2"
@@ -296,7 +330,8 @@ def quantize(
     # float64, exactly as oasa.sim.network.quantize_input does (pixel 8/16 is a tie at 1/15)
     x_int = np.clip(np.floor(calib.astype(np.float64) / input_scale + 0.5), 0, cfg.act_max)
     x_int = x_int.astype(np.int64)
-    x_ref = calib.astype(np.float64)
+    if reference is None:
+        reference = float_reference(params, calib, float_weights)
     s_x = input_scale
     shape = INPUT_SHAPE
     layers: list[Layer] = []
@@ -308,7 +343,6 @@ def quantize(
             layer = Layer("maxpool", shape, out_shape, name="pool", kernel=k)
             layers.append(layer)
             x_int, _ = layer_forward(layer, x_int, cfg=cfg)
-            x_ref = maxpool(x_ref, k)
             shape = out_shape
             continue
         name = spec_l["name"]
@@ -317,7 +351,6 @@ def quantize(
         b = np.asarray(params[f"{name}.bias"], dtype=np.float64)
         o = w.shape[0]
         w2 = w.reshape(o, -1)
-        cols_ref, out_ref = _float_layer(spec_l, {**params, f"{name}.weight": w}, x_ref)
         if spec_l["kind"] == "conv2d":
             k = spec_l["kernel"]
             cols_int = golden.im2col(x_int, (k, k), stride=1, padding=spec_l["pad"])
@@ -326,8 +359,7 @@ def quantize(
             cols_int = x_int.reshape(len(x_int), -1)
             out_shape = (o,)
             shape = (cols_int.shape[1],)  # dense layers flatten (C, H, W) in C order
-        var = cols_ref.var(axis=0)
-        h = var + 1e-3 * max(float(var.mean()), 1e-12)
+        h = reference.h[name]
         if weights is not None and name in weights:
             q, s_w = (np.asarray(a) for a in weights[name])
             q = q.reshape(o, -1).astype(np.int64)
@@ -339,7 +371,7 @@ def quantize(
         # Bias correction: match the float layer's mean output on the calibration data.
         acc_scale = s_x * s_w
         if spec.bias_correction:
-            mean_ref = cols_ref.mean(axis=0) @ w2.T + b
+            mean_ref = reference.cols_mean[name] @ w2.T + b
             mean_q = acc_scale * (cols_int.mean(axis=0) @ q.T)
             b_eff = mean_ref - mean_q
         else:
@@ -382,7 +414,6 @@ def quantize(
         layers.append(layer)
         if not last:
             x_int, _ = layer_forward(layer, x_int, cfg=cfg)
-            x_ref = out_ref
             s_x = s_y
         shape = out_shape
     net = Network(

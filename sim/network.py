@@ -28,6 +28,7 @@ __all__ = [
     "LayerRun",
     "NetworkResult",
     "layer_forward",
+    "network_result",
     "quantize_input",
     "run_network",
 ]
@@ -163,6 +164,13 @@ def run_network(
             flags = (None, None) if r is None else (r.overflow, r.final_overflow)
             runs.append(LayerRun(i, layer, h, *flags))
         parts.append(runs)
+    return network_result(net, parts)
+
+
+def network_result(net: Network, parts: list[list[LayerRun]]) -> NetworkResult:
+    """Join per-batch layer runs (in image order) and form the logits on the host:
+    (acc + bias) * mult / 2**shift of the raw last layer, exact in float64; the
+    prediction is their argmax."""
     layers = []
     for i, layer in enumerate(net.layers):
         pieces = [p[i] for p in parts]

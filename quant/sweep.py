@@ -1,0 +1,399 @@
+"""Accumulator width versus accuracy: quantize the digits network at every (method, P) and
+evaluate it on integer arithmetic (golden model) in each overflow mode.
+
+Points run in parallel processes. Every finished point is appended at once to
+``points.jsonl`` in the output folder, which is also the cache: a re-run computes only
+the points that are missing (or whose code changed), and an interrupted sweep loses
+nothing that had finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Point",
+    "Task",
+    "code_version",
+    "load_cache",
+    "parse_acc_bits",
+    "plan",
+    "run_sweep",
+    "spread_sample",
+    "table",
+    "write_outputs",
+]
+
+CACHE_FILE = "points.jsonl"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One quantization, evaluated in one or more overflow modes."""
+
+    method: str
+    acc_bits: int
+    qat_epochs: int = 0
+    seed: int = 0
+    scales: str = "dyadic"
+    act_bits: int = 4
+    weight_bits: int = 4
+
+
+@dataclass(frozen=True)
+class Point:
+    task: Task
+    overflow: str
+
+    def key(self, code: str) -> str:
+        return json.dumps(
+            {**asdict(self.task), "overflow": self.overflow, "code": code}, sort_keys=True
+        )
+
+
+def code_version() -> str:
+    """Hash of the code a point's result depends on; a change invalidates cached points."""
+    import oasa.quant
+    import oasa.sim
+
+    h = hashlib.sha256()
+    for pkg in (oasa.quant, oasa.sim):
+        for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def parse_acc_bits(text: str) -> list[int]:
+    """``"8:24"`` (inclusive range), ``"10,12,16"`` or ``"16"``."""
+    try:
+        if ":" in text:
+            lo, hi = (int(v) for v in text.split(":"))
+            values = list(range(lo, hi + 1))
+        else:
+            values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--acc-bits {text!r}: give a range like 8:24 or a list like 10,12,16"
+        ) from None
+    if not values or min(values) < 1:
+        raise ValueError(f"--acc-bits {text!r}: no accumulator widths in it")
+    return values
+
+
+def plan(
+    methods: Iterable[str], acc_bits: Iterable[int], modes: Iterable[str], **task
+) -> list[Point]:
+    return [Point(Task(m, p, **task), mode) for m in methods for p in acc_bits for mode in modes]
+
+
+def load_cache(out_dir: Path) -> dict[str, dict]:
+    rows = {}
+    path = Path(out_dir) / CACHE_FILE
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                rows[row["key"]] = row
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut short by an interrupted write
+    return rows
+
+
+# -- the work of one task (runs in a worker process) -------------------------------------------
+
+_STATE: dict = {}
+
+
+def _init_worker() -> None:
+    """Load the float model and the data once per process."""
+    from oasa.quant import model, ptq
+    from oasa.quant.data import digits_split
+
+    params, _, _ = model.load_or_train(model.Recipe())
+    split = digits_split()
+    _STATE["params"] = params
+    _STATE["split"] = split
+    # The float network's calibration statistics are the same for every point.
+    _STATE["reference"] = ptq.float_reference(params, split.x_train[: ptq.CALIBRATION_IMAGES])
+
+
+def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
+    """Quantize once, evaluate in every requested mode; one row per mode."""
+    import time
+
+    from oasa.quant import ptq
+    from oasa.sim import netfile, network
+
+    if not _STATE:
+        _init_worker()
+    params, split = _STATE["params"], _STATE["split"]
+    started = time.perf_counter()
+    base = {**asdict(task)}
+    try:
+        spec = ptq.QuantSpec(
+            method=task.method,
+            acc_bits=task.acc_bits,
+            act_bits=task.act_bits,
+            weight_bits=task.weight_bits,
+            scales=task.scales,
+        )
+        if task.qat_epochs:
+            from oasa.quant import qat
+
+            net = qat.train_and_export(params, spec, epochs=task.qat_epochs, seed=task.seed)
+        else:
+            net = ptq.quantize(params, spec, reference=_STATE["reference"])
+    except ptq.QuantError as e:
+        return [
+            {**base, "overflow": mode, "status": "not applicable", "note": str(e)} for mode in modes
+        ]
+    quant_seconds = time.perf_counter() - started
+    x = network.quantize_input(net, split.x_test)
+    safe_p = [int(netfile.certificate(layer)[2].max()) for _, layer in net.weighted]
+    rows = []
+    clean = None  # a run in which no dot product overflowed
+    for mode in modes:
+        t = time.perf_counter()
+        # Without any overflow, wrap and saturate compute the same thing layer after layer
+        # (each layer gets the same input and never clamps), so one run serves both.
+        r = clean or network.run_network(net, x, overflow=mode, batch=len(x))
+        c = r.overflow_counts()
+        if c["flagged"] == 0:
+            clean = r
+        rows.append(
+            {
+                **base,
+                "overflow": mode,
+                "status": "ok",
+                "accuracy": r.accuracy(split.y_test),
+                "dot_products": c["total"],
+                "transient_rate": c["transient"] / c["total"],
+                "final_rate": c["final"] / c["total"],
+                "flagged_rate": c["flagged"] / c["total"],
+                "certified": net.guarantee == "certified",
+                "guarantee": net.guarantee,
+                "min_safe_p": safe_p,
+                "seconds": round(quant_seconds + time.perf_counter() - t, 3),
+            }
+        )
+    return rows
+
+
+# -- the sweep -----------------------------------------------------------------------------------
+
+
+def run_sweep(
+    points: list[Point],
+    out_dir: Path,
+    *,
+    jobs: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[dict], int]:
+    """Compute the missing points (appending each to the cache as it finishes); return all
+    requested rows in ``points`` order and how many were computed now.
+
+    KeyboardInterrupt propagates after the running workers are stopped; every point
+    finished before it is already saved.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    code = code_version()
+    cache = load_cache(out_dir)
+    todo: dict[Task, list[str]] = {}
+    for p in points:
+        if p.key(code) not in cache:
+            todo.setdefault(p.task, []).append(p.overflow)
+    computed = 0
+    total = sum(len(m) for m in todo.values())
+    if todo:
+        with open(out_dir / CACHE_FILE, "a") as log:
+            # Fresh ("spawn") workers read a one-thread BLAS setting at start, so J workers
+            # use J cores instead of fighting over them.
+            for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ.setdefault(var, "1")
+            pool = ProcessPoolExecutor(
+                max_workers=max(1, jobs),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+            )
+            try:
+                # Slowest first (QAT, rtn at narrow P overflows the most) for an even finish.
+                order = sorted(todo.items(), key=lambda kv: (-kv[0].qat_epochs, kv[0].acc_bits))
+                pending = {pool.submit(evaluate_task, t, tuple(m)): t for t, m in order}
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        task = pending.pop(fut)
+                        for row in fut.result():
+                            row["key"] = Point(task, row["overflow"]).key(code)
+                            cache[row["key"]] = row
+                            log.write(json.dumps(row) + "\n")
+                            log.flush()
+                            computed += 1
+                        if progress:
+                            progress(computed, total)
+            except BaseException:
+                # Stop the workers at once (a running point may take seconds); finished
+                # points are already in the cache file.
+                workers = list((getattr(pool, "_processes", None) or {}).values())
+                pool.shutdown(wait=False, cancel_futures=True)
+                for proc in workers:
+                    proc.terminate()
+                raise
+            pool.shutdown()
+    return [cache[p.key(code)] for p in points], computed
+
+
+def write_outputs(
+    rows: list[dict], out_dir: Path, *, float_accuracy: float, extra: dict | None = None
+) -> list[Path]:
+    """points.csv, points.json, accuracy.png (accuracy vs P) and overflow.png."""
+    import csv
+
+    out_dir = Path(out_dir)
+    fields = [
+        "method",
+        "overflow",
+        "acc_bits",
+        "qat_epochs",
+        "scales",
+        "seed",
+        "status",
+        "accuracy",
+        "certified",
+        "guarantee",
+        "transient_rate",
+        "final_rate",
+        "flagged_rate",
+        "dot_products",
+        "min_safe_p",
+        "seconds",
+    ]
+    with open(out_dir / "points.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow({**row, "min_safe_p": " ".join(map(str, row.get("min_safe_p", [])))})
+    (out_dir / "points.json").write_text(
+        json.dumps({"float_accuracy": float_accuracy, **(extra or {}), "points": rows}, indent=1)
+    )
+    return [out_dir / "points.csv", out_dir / "points.json", *_plots(rows, out_dir, float_accuracy)]
+
+
+def _series(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    out: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        if row.get("status") == "ok":
+            out.setdefault((row["method"], row["overflow"]), []).append(row)
+    return {k: sorted(v, key=lambda r: r["acc_bits"]) for k, v in out.items()}
+
+
+def _plots(rows: list[dict], out_dir: Path, float_accuracy: float) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = _series(rows)
+    colors = {m: f"C{i}" for i, m in enumerate(sorted({m for m, _ in series}))}
+    style = {"wrap": "-", "saturate": "--"}
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.axhline(float_accuracy, color="0.4", lw=1, ls=":", label=f"float ({float_accuracy:.1f} %)")
+    for (method, mode), pts in sorted(series.items()):
+        p = [r["acc_bits"] for r in pts]
+        a = [r["accuracy"] for r in pts]
+        ax.plot(p, a, style.get(mode, "-"), color=colors[method], label=f"{method}, {mode}", lw=1.5)
+        cp = [r["acc_bits"] for r in pts if r["certified"]]
+        ca = [r["accuracy"] for r in pts if r["certified"]]
+        ax.plot(
+            cp,
+            ca,
+            "o",
+            color=colors[method],
+            ms=4,
+            mfc="none" if mode == "saturate" else colors[method],
+        )
+    ax.set_xlabel("accumulator width P (bits)")
+    ax.set_ylabel("test accuracy (%), integer arithmetic")
+    ax.set_title(
+        "digits network, W4A4: accuracy vs accumulator width (circles: certified overflow-free)"
+    )
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    paths.append(out_dir / "accuracy.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for (method, mode), pts in sorted(series.items()):
+        if mode != "wrap":
+            continue  # the flags do not depend on the mode until the first overflow
+        p = [r["acc_bits"] for r in pts]
+        ax.plot(
+            p,
+            [100 * r["flagged_rate"] for r in pts],
+            "-",
+            color=colors[method],
+            label=f"{method}: any overflow",
+        )
+        ax.plot(
+            p,
+            [100 * r["final_rate"] for r in pts],
+            ":",
+            color=colors[method],
+            label=f"{method}: final sum out of range",
+        )
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("accumulator width P (bits)")
+    ax.set_ylabel("dot products that overflow (%), test set")
+    ax.set_title("overflow rate vs accumulator width (golden model)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    paths.append(out_dir / "overflow.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def table(rows: list[dict]) -> str:
+    """Compact terminal table: one line per method and mode, accuracy per P (* certified)."""
+    series = _series(rows)
+    widths = sorted({r["acc_bits"] for r in rows})
+    head = f"{'method':<8} {'mode':<8} " + " ".join(f"{p:>6}" for p in widths)
+    lines = [head, "-" * len(head)]
+    for (method, mode), pts in sorted(series.items()):
+        by_p = {r["acc_bits"]: r for r in pts}
+        cells = []
+        for p in widths:
+            r = by_p.get(p)
+            if r is None:
+                cells.append(f"{'-':>6}")
+            else:
+                mark = "*" if r["certified"] else " "
+                cells.append(f"{r['accuracy']:5.1f}{mark}")
+        lines.append(f"{method:<8} {mode:<8} " + " ".join(cells))
+    lines.append("accuracy in %, integer arithmetic; * = certified overflow-free at that P")
+    return "\n".join(lines)
+
+
+def spread_sample(rows: list[dict], k: int) -> list[dict]:
+    """k rows spread over the list (for --rtl-check)."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if k <= 0 or not ok:
+        return []
+    idx = np.unique(np.linspace(0, len(ok) - 1, min(k, len(ok))).round().astype(int))
+    return [ok[i] for i in idx]
