@@ -222,47 +222,67 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from oasa.hw.core import ArrayCore
-    from oasa.hw.verilog import to_verilog
-    from oasa.sim import golden
-    from oasa.sim.layer import MismatchError, run_gemm
-
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    base = ArrayConfig()
-    x, w = _random_layer(base, 64, 288, 64, seed=1)
-    safe = int(golden.min_safe_acc_bits(w, cfg=base.replace(acc_bits=32)).max())
-    print("oasa demo: a 3x3x32 -> 64 convolution as a GEMM: X 64 x 288 (4-bit unsigned)")
-    print("times W 288 x 64 (4-bit signed), on the golden model and on the RTL (Verilator)")
-    print(f"the data-free bound says these weights need P >= {safe} bits to be overflow-proof")
-    print("(the first Verilator run compiles the accelerator, about half a minute)")
-    for p, mode in ((16, "wrap"), (12, "wrap"), (12, "saturate")):
-        cfg = base.replace(acc_bits=p, overflow=mode)
-        print(f"\nP = {p}, {mode}:")
-        ref = run_gemm(x, w, cfg=cfg, backend="model")
-        _report(ref, None)
-        started = time.perf_counter()
-        rtl = run_gemm(x, w, cfg=cfg, backend="verilator")
-        try:
-            _report(rtl, ref)
-        except MismatchError:
-            return 1
-        secs = time.perf_counter() - started
-        print(f"  verilator: {rtl.cycles:,} cycles in {secs:.2f} s (build included)")
-        if p == 12:
-            err = np.abs(rtl.out - golden.gemm(x, w, cfg=cfg.replace(acc_bits=32)).acc)
-            print(f"  largest error against the exact sum: {int(err.max())}")
-    small = base.replace(acc_bits=10)
-    xs, ws = _random_layer(small, 9, 20, 10, seed=2)
-    print("\nthe same RTL on Amaranth's own simulator (pure Python), 9 x 20 x 10 at P = 10:")
-    ref = run_gemm(xs, ws, cfg=small, backend="model")
-    try:
-        _report(run_gemm(xs, ws, cfg=small, backend="amaranth"), ref)
-    except MismatchError:
-        return 1
-    v = out_dir / "oasa_core.v"
-    v.write_text(to_verilog(ArrayCore(base), "oasa_core"))
-    print(f"\nwrote {v} ({base.describe()})")
+    """The end-to-end story, as the commands a user would type."""
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    safe, risky = str(out / "exact_p16.npz"), str(out / "rtn_p12_saturate.npz")
+    steps = [
+        ("the float digits model (trained once in numpy, then cached)", ["train"]),
+        (
+            "quantize it overflow-safe for a 16-bit accumulator (method exact)",
+            ["quantize", "--method", "exact", "--acc-bits", "16", "-o", safe],
+        ),
+        ("check its certificate from the integer weights alone", ["check", safe]),
+        (
+            "run 16 test images on the RTL (Verilator; the first run compiles the accelerator), "
+            "every layer checked bit for bit against the golden model",
+            ["run", safe, "--images", "16", "--quiet"],
+        ),
+        (
+            "the same network rounded to nearest for a 12-bit saturating accumulator: "
+            "not certified, and the hardware flags the overflows",
+            [
+                "quantize",
+                "--method",
+                "rtn",
+                "--acc-bits",
+                "12",
+                "--overflow",
+                "saturate",
+                "-o",
+                risky,
+            ],
+        ),
+        (
+            "run it on the RTL: flagged outputs counted by the accelerator, checked against the model",
+            ["run", risky, "--images", "16", "--quiet"],
+        ),
+        (
+            "a short sweep of accuracy against accumulator width",
+            [
+                "sweep",
+                "--acc-bits",
+                "10:14",
+                "--methods",
+                "rtn,a2q+,exact,oaq",
+                "-o",
+                str(out / "sweep"),
+                "--quiet",
+            ],
+        ),
+        (
+            "Verilog of the whole accelerator for an FPGA flow",
+            ["verilog", "--top", "accelerator", "-o", str(out / "oasa_accelerator.v")],
+        ),
+    ]
+    started = time.perf_counter()
+    for n, (title, argv) in enumerate(steps, 1):
+        print(f"\n== {n}/{len(steps)}: {title}\n$ oasa {' '.join(argv)}", flush=True)
+        rc = main(argv)
+        if rc:
+            print(f"oasa demo: step {n} failed (exit {rc})", file=sys.stderr)
+            return rc
+    print(f"\noasa demo finished in {time.perf_counter() - started:.0f} s; files in {out}/")
     return 0
 
 
