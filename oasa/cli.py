@@ -858,7 +858,13 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return _run(args.func, args)
+    try:
+        return _run(args.func, args)
+    except BrokenPipeError:
+        # The reader went away (e.g. `oasa eval net.npz | head`): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
