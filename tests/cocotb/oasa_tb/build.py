@@ -55,9 +55,13 @@ TIMESCALE = ("1ns", "1ps")
 # Verilator's runtime objects shared between builds (compiled once per tool version).
 _RUNTIME_OBJS = ("verilated", "verilated_dpi", "verilated_threads", "verilated_vpi")
 _SEED_SCRIPT = Path(__file__).with_name("seed_runtime.py")
-# The design's own C++ is compiled at -O1: the benches spend their time in Python, so
-# -Os buys nothing at run time and costs compile time on the 8 x 8 arrays.
-_OPT = ("OPT_FAST=-O1", "OPT_SLOW=-O0")
+# Make variables of every Verilator build. The design's C++ is compiled unoptimized and
+# as one file: the benches spend their time in Python, so optimization buys little at
+# run time, while gcc -O1 on an 8 x 8 array took minutes (-O0: about 5 s). One file
+# (VM_PARALLEL_BUILDS=0) is also the least total compile work; besides, the PyPI wheel's
+# verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks its split (parallel) build
+# of larger designs ("Vtop__pch.h.fast: linker input file not found"), so it is set too.
+_OPT = ("OPT_FAST=-O0", "OPT_SLOW=-O0", "VM_PARALLEL_BUILDS=0", "CFG_CXXFLAGS_PCH_I=-include")
 
 
 class BenchFailed(AssertionError):
@@ -335,7 +339,7 @@ def run_bench(
         seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
     env = {
         "OASA_CFG": cfg.to_json(),
-        "OASA_BENCH": json.dumps(options or {}),
+        "OASA_BENCH": json.dumps(options) if options else os.environ.get("OASA_BENCH", "{}"),
         "OASA_SIM": build.sim,
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "INFO"),
     }

@@ -49,6 +49,10 @@ class CoreDriver:
         self.sb = Scoreboard("o_res", tb.log)
         self._params = codec(params_layout(cfg))
         self.last_row_cycle: int | None = None
+        # Where each expected row lands: (gemm id, output row, first output column).
+        self._slots: list = []
+        self.results: dict[int, dict] = {}
+        self._gemm_id = 0
         self.stage = {"requant": False, "relu": False}
         self.set_output_stage(requant=False)
 
@@ -85,7 +89,9 @@ class CoreDriver:
         """Queue every tile of ``x @ w`` and the rows the golden model says must come out.
 
         Returns the golden result of the unpadded GEMM. ``cov`` (a :class:`Coverage`), if
-        given, counts the dot products and flag outcomes that will be compared.
+        given, counts the dot products and flag outcomes that will be compared. What the
+        DUT sent back is assembled in ``results[gid]`` (``values``, ``overflow``, padded),
+        ``gid`` being ``self.last_gemm_id`` after the call.
         """
         cfg = self.cfg
         x = np.asarray(x, dtype=np.int64)
@@ -108,6 +114,14 @@ class CoreDriver:
             )
         else:
             values = gp.acc
+        self._gemm_id += 1
+        gid = self.last_gemm_id = self._gemm_id
+        self.results[gid] = {
+            "values": np.zeros_like(values),
+            "overflow": np.zeros(values.shape, dtype=bool),
+            "rows": 0,
+            "shape": (m, n),
+        }
         for t in tiles(cfg, m, n):
             rows = slice(t.m0, t.m0 + cfg.rows)
             cols = slice(t.n0, t.n0 + cfg.cols)
@@ -117,6 +131,7 @@ class CoreDriver:
                 )
                 self.wgt.send(wp[kk, cols].tolist())
             for r in reversed(range(cfg.rows)):
+                self._slots.append((gid, t.m0 + r, t.n0))
                 self.sb.expect(
                     {
                         "value": values[t.m0 + r, cols].tolist(),
@@ -137,6 +152,19 @@ class CoreDriver:
     def _on_row(self, cycle: int, value) -> None:
         self.last_row_cycle = cycle
         self.sb.observe(value, cycle)
+        if self._slots:
+            gid, r, n0 = self._slots.pop(0)
+            res = self.results[gid]
+            cols = slice(n0, n0 + self.cfg.cols)
+            res["values"][r, cols] = value["value"]
+            res["overflow"][r, cols] = [bool(f) for f in value["ovf"]]
+            res["rows"] += 1
+
+    def result(self, gid: int) -> tuple[np.ndarray, np.ndarray]:
+        """(values, overflow) the DUT returned for GEMM ``gid``, unpadded."""
+        res = self.results[gid]
+        m, n = res["shape"]
+        return res["values"][:m, :n], res["overflow"][:m, :n]
 
     # -- running -------------------------------------------------------------------------
 

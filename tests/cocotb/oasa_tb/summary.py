@@ -74,20 +74,24 @@ def summarize(records: list[dict], durations: dict[str, float] | None = None) ->
             f"  dot products compared: {total['dot_products']}; "
             f"overflow events compared: {total['overflow_events']}"
         )
-        lines.append(
-            f"  by bench: dot products {_fmt(bench_dots)}; overflow events {_fmt(bench_ovf)}"
-        )
-        lines.append(f"  modes: dot products {_fmt(mode_dots)}; overflow events {_fmt(mode_ovf)}")
-        p_order = sorted(p_dots, key=lambda k: int(k[2:]))
-        lines.append(f"  accumulator widths (dot products): {_fmt(p_dots, p_order)}")
-        lines.append(f"  operand widths (dot products): {_fmt(bits_dots)}")
-        if size_dots:
-            lines.append(f"  array sizes (dot products): {_fmt(size_dots)}")
-        lines.append(
-            "  flag outcomes: none {}, transient only {}, final {}".format(
-                *(total[k] for k in _FLAG_KEYS)
+        if total["dot_products"]:
+            lines.append(
+                f"  by bench: dot products {_fmt(bench_dots)}; overflow events {_fmt(bench_ovf)}"
             )
-        )
+            lines.append(
+                f"  modes: dot products {_fmt(mode_dots)}; overflow events {_fmt(mode_ovf)}"
+            )
+            p_order = sorted(p_dots, key=lambda k: int(k[2:]))
+            lines.append(f"  accumulator widths (dot products): {_fmt(p_dots, p_order)}")
+            lines.append(f"  operand widths (dot products): {_fmt(bits_dots)}")
+        if any(size_dots.values()):
+            lines.append(f"  array sizes (dot products): {_fmt(size_dots)}")
+        if any(total[k] for k in _FLAG_KEYS):
+            lines.append(
+                "  flag outcomes: none {}, transient only {}, final {}".format(
+                    *(total[k] for k in _FLAG_KEYS)
+                )
+            )
         pe_keys = (
             "pe_beats",
             "pe_flag_sets",

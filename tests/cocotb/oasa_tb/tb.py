@@ -64,6 +64,9 @@ class ClockedTB:
         self.name = name
         self.cfg = load_cfg()
         self.options = bench_options()
+        #: "verilator" or "icarus" (set by the pytest side); Icarus runs the large arrays
+        #: several times slower, so benches may keep their longest cases for Verilator.
+        self.sim = os.environ.get("OASA_SIM", "unknown")
         self.log = cocotb.log
         # cocotb.RANDOM_SEED is the run seed combined with the test name, so each test
         # has its own reproducible stream; COCOTB_RANDOM_SEED (or OASA_SEED on the
