@@ -24,9 +24,11 @@ $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 demo: $(VENV)/.stamp-base
 	$(VENV)/bin/oasa demo
 
+# tests/cocotb is named as well so that its conftest (the cocotb coverage summary) also
+# loads in the pytest-xdist controller; pytest collects each file once.
 test: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -n $(JOBS) --doctest-modules oasa sim quant hw tests
+	$(VENV)/bin/pytest -n $(JOBS) --doctest-modules oasa sim quant hw tests tests/cocotb
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check .

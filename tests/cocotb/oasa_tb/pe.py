@@ -1,0 +1,174 @@
+"""Driver and checker for one ``ProcessingElement`` toplevel.
+
+The PE has no streams: every cycle it takes a beat (act, wgt, valid, first, last) and one
+cycle later shows the accumulator, the sticky flag, ``done`` and the forwarded beat. The
+agent drives a list of beats, one per cycle, and checks every output of every cycle.
+The expected accumulator and flag after each beat come from the golden model: for each
+dot product, :func:`prefix_states` runs ``golden.gemm`` on every prefix of it at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oasa.hw.layouts import acc_shape, act_shape, weight_shape
+from oasa.sim import golden
+
+from .packing import codec
+from .scoreboard import Scoreboard
+
+__all__ = ["Beat", "PEAgent", "expected_states", "prefix_states"]
+
+_PREFIX_ROWS = 512  # prefixes evaluated per golden.gemm call
+
+
+class Beat(tuple):
+    """(act, wgt, valid, first, last)"""
+
+    __slots__ = ()
+
+    def __new__(cls, act, wgt, valid=1, first=0, last=0):
+        return super().__new__(cls, (int(act), int(wgt), int(valid), int(first), int(last)))
+
+
+def prefix_states(xs, ws, cfg):
+    """Accumulator and sticky flag after each term of one dot product (golden model).
+
+    Row i of the operand matrix is the dot product cut after term i (later terms zeroed:
+    a zero term changes neither the sum nor a clamped state), so one ``gemm`` call gives
+    every prefix.
+    """
+    x = np.asarray(xs, dtype=np.int64)
+    w = np.asarray(ws, dtype=np.int64)[:, None]
+    n = x.size
+    acc = np.empty(n, dtype=np.int64)
+    ovf = np.empty(n, dtype=bool)
+    fin = np.empty(n, dtype=bool)
+    cols = np.arange(n)
+    for p0 in range(0, n, _PREFIX_ROWS):
+        ends = np.arange(p0, min(n, p0 + _PREFIX_ROWS))
+        xm = np.where(cols[None, :] <= ends[:, None], x[None, :], 0)
+        r = golden.gemm(xm, w, cfg=cfg)
+        acc[ends] = r.acc[:, 0]
+        ovf[ends] = r.overflow[:, 0]
+        fin[ends] = r.final_overflow[:, 0]
+    return acc, ovf, fin
+
+
+def expected_states(beats, cfg):
+    """What the PE must show one cycle after each beat: (acc, ovf, done) per beat, and per
+    finished dot product (x, w, acc, overflow, final_overflow)."""
+    acc, ovf = 0, False
+    states = []
+    dots = []
+    # Group the valid beats into dot products (a valid ``first`` starts one).
+    segments = []
+    cur = None
+    for i, (a, w, valid, first, _last) in enumerate(beats):
+        if valid:
+            if first or cur is None:
+                cur = {"idx": [], "x": [], "w": []}
+                segments.append(cur)
+            cur["idx"].append(i)
+            cur["x"].append(a)
+            cur["w"].append(w)
+    per_beat = {}
+    for seg in segments:
+        a_s, o_s, f_s = prefix_states(seg["x"], seg["w"], cfg)
+        for j, i in enumerate(seg["idx"]):
+            per_beat[i] = (int(a_s[j]), bool(o_s[j]), bool(f_s[j]), seg, j)
+    for i, (_, _, valid, _, last) in enumerate(beats):
+        if valid:
+            acc, ovf, fin, seg, j = per_beat[i]
+            if last:
+                dots.append((seg["x"][: j + 1], seg["w"][: j + 1], acc, ovf, fin))
+        states.append((acc, int(ovf), int(bool(valid and last))))
+    return states, dots
+
+
+class PEAgent:
+    """Drives beats into the PE, one per cycle, and checks the outputs of every cycle."""
+
+    def __init__(self, tb):
+        self.tb = tb
+        self.cfg = cfg = tb.cfg
+        d = tb.dut
+        self.h_in = [d.act, d.wgt, d.valid, d.first, d.last]
+        # The PE forwards its operands only; the array delivers the markers itself.
+        self.h_fwd = [d.act_out, d.wgt_out]
+        self.h_acc, self.h_ovf, self.h_done = d.acc, d.ovf, d.done
+        self.c_act = codec(act_shape(cfg))
+        self.c_wgt = codec(weight_shape(cfg))
+        self.c_acc = codec(acc_shape(cfg))
+        self.sb = Scoreboard("pe", tb.log)
+        self.beats: list = []
+        self.expected: list = []
+        self.pos = 0  # next beat to drive
+        self.checked = 0
+        self.prev_ovf = 0
+        self.flag_sets = 0
+        self.flag_clears = 0
+        self._last_driven = None
+        self._cur = None  # index of the beat driven in this cycle
+        self._check = None  # index of the beat whose outputs are visible in this cycle
+
+    def load(self, beats) -> list:
+        """Queue beats; returns the finished dot products they contain (golden)."""
+        states, dots = expected_states(beats, self.cfg)
+        # The state carries over from earlier beats only through a dot product still
+        # open; the benches always start a new load with a ``first`` beat.
+        self.beats.extend(beats)
+        self.expected.extend(states)
+        return dots
+
+    @property
+    def done_all(self) -> bool:
+        return self.checked >= len(self.beats)
+
+    def idle(self, tb) -> None:
+        self.h_in[2].value = 0
+        self._last_driven = None
+        self._cur = self._check = None
+
+    def drive(self, tb) -> None:
+        # The beat driven in the previous cycle is visible at the outputs in this one.
+        self._check = self._cur
+        if self.pos < len(self.beats):
+            a, w, valid, first, last = self.beats[self.pos]
+            raw = (self.c_act.encode(a), self.c_wgt.encode(w), valid, first, last)
+            self._cur = self.pos
+            self.pos += 1
+        else:
+            raw = (0, 0, 0, 0, 0)
+            self._cur = None
+        old = self._last_driven or (None,) * 5
+        for h, v, o in zip(self.h_in, raw, old, strict=True):
+            if v != o:
+                h.value = v
+        self._last_driven = raw
+
+    def sample(self, tb) -> None:
+        i = self._check
+        if i is None:
+            return
+        a, w, *_ = self.beats[i]
+        acc, ovf, done = self.expected[i]
+        got = {
+            "acc": self.c_acc.decode(int(self.h_acc.value)),
+            "ovf": int(self.h_ovf.value),
+            "done": int(self.h_done.value),
+            "fwd": [int(h.value) for h in self.h_fwd],
+        }
+        want = {
+            "acc": acc,
+            "ovf": ovf,
+            "done": done,
+            "fwd": [self.c_act.encode(a), self.c_wgt.encode(w)],
+        }
+        self.sb.check(got, want, f"beat {i} (act, wgt, valid, first, last)={self.beats[i]}")
+        if ovf and not self.prev_ovf:
+            self.flag_sets += 1
+        if self.prev_ovf and not ovf:
+            self.flag_clears += 1
+        self.prev_ovf = ovf
+        self.checked += 1
