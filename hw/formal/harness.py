@@ -44,6 +44,7 @@ from oasa.hw.output_stage import OutputStage
 from oasa.hw.pe import ProcessingElement
 
 __all__ = [
+    "EUF_SOLVER",
     "WRAP_MARGIN",
     "Harness",
     "pe_flag_harness",
@@ -55,6 +56,8 @@ __all__ = [
 
 #: Extra bits of the wrap-mode shadow sum beyond P (any value >= 0 proves the same thing).
 WRAP_MARGIN = 8
+#: z3 for the output stage: its SAT-based EUF core with delayed bit-blasting (see run.py).
+EUF_SOLVER = "z3 sat.euf=true smt.bv.delay=true"
 
 
 @dataclass
@@ -63,14 +66,15 @@ class Harness:
 
     ``checks`` maps the source line of every assertion (``"file.py:123"``) to what it
     states, so a failure reported by the solver can be named. ``split`` asks the runner to
-    run the base case and only the k = ``depth`` induction step as two tasks (see
-    :mod:`oasa.hw.formal.run`), for harnesses whose shorter induction tries are costly.
+    run the base case and only the k = ``depth`` induction step as two tasks, and
+    ``solver`` names z3 with its options (see :mod:`oasa.hw.formal.run`).
     """
 
     module: Module
     depth: int
     checks: dict[str, str] = field(default_factory=dict)
     split: bool = False
+    solver: str = "z3"  # the smtbmc solver and its options
 
     def check(self, m: Module, test, what: str) -> None:
         """Add ``Assert(test)`` to ``m`` and remember what it states."""
@@ -194,7 +198,7 @@ def stage_harness(
     lat = dut.latency
     # A pipeline without feedback: its state is a function of the last `lat` inputs, so
     # k-induction closes at k = lat; shorter tries cannot, so only k = lat is run.
-    h = Harness(m, depth=lat, split=True)
+    h = Harness(m, depth=lat, split=True, solver=EUF_SOLVER)
     # Each port is delayed as one signal, so the shadow and the block read the same values.
     delayed = [
         _delay(m, Value.cast(p), lat, f"spec_{n}")[-1]

@@ -6,7 +6,7 @@ case plus k-induction) into a work folder, runs ``yowasp-sby`` with the environm
 WebAssembly tools need, and parses the verdict, the wall time, and, on a failure, the
 failing assertion, the step and the counterexample trace (VCD).
 
-z3 runs with ``sat.euf=true smt.bv.delay=true``: the output-stage proof compares the
+For the output stage z3 runs with ``sat.euf=true smt.bv.delay=true``: the proof compares the
 block's multiplier with the shadow's multiplier of the same (delayed) operands; z3's
 SAT-based EUF core merges the two by congruence and the delayed bit-blasting keeps the
 multipliers out of the SAT problem, where the default core spent minutes on a multiplier
@@ -44,11 +44,11 @@ __all__ = [
     "Property",
     "applicable",
     "prove_config",
+    "read_vcd_steps",
     "run_property",
     "tool_env",
 ]
 
-ENGINE = "smtbmc z3 sat.euf=true smt.bv.delay=true"
 DEFAULT_TIMEOUT = 900  # seconds per proof
 
 
@@ -124,9 +124,9 @@ def applicable(cfg: ArrayConfig) -> list[Property]:
 class ProofResult:
     """What one run of yowasp-sby said.
 
-    ``status`` is SymbiYosys's verdict: PASS (proved by k-induction), FAIL (a
-    counterexample from reset exists: see ``trace``), UNKNOWN (not inductive at this
-    depth), TIMEOUT or ERROR.
+    ``status`` is SymbiYosys's verdict: PASS (in ``mode`` "prove": proved by k-induction;
+    in "bmc": no counterexample within ``depth`` steps), FAIL (a counterexample from reset
+    exists: see ``trace``), UNKNOWN (not inductive at this depth), TIMEOUT or ERROR.
     """
 
     property: str
@@ -136,6 +136,7 @@ class ProofResult:
     depth: int
     work_dir: Path
     label: str = ""
+    mode: str = "prove"
     trace: Path | None = None
     step: int | None = None
     failed: list[str] = field(default_factory=list)
@@ -145,9 +146,48 @@ class ProofResult:
     def passed(self) -> bool:
         return self.status == "PASS"
 
+    def counterexample(self) -> dict[str, list[int]]:
+        """The trace's signals (``"act"``, ``"dut.acc"``, ...) as one unsigned integer per
+        step, from the VCD; empty if there is no trace."""
+        return {} if self.trace is None else read_vcd_steps(self.trace)
+
     @property
     def name(self) -> str:
         return self.label or self.property
+
+
+def read_vcd_steps(path: Path) -> dict[str, list[int]]:
+    """Signals of an smtbmc trace, sampled once per step (at each clock event).
+
+    Names are relative to the top module (``"spec_t"``, ``"dut.ovf"``); values are the raw
+    bits as unsigned integers (``x`` reads as 0).
+    """
+    ids: dict[str, str] = {}
+    scope: list[str] = []
+    current: dict[str, int] = {}
+    steps: list[dict[str, int]] = []
+    for line in Path(path).read_text().splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "$scope":
+            scope.append(words[2])
+        elif words[0] == "$upscope":
+            scope.pop()
+        elif words[0] == "$var" and scope:
+            name = ".".join([*scope[1:], words[4]])
+            ids.setdefault(words[3], name)
+        elif words[0].startswith("#"):
+            if current and int(words[0][1:]) % 10 == 0:
+                steps.append(dict(current))
+        elif words[0][0] == "b" and len(words) == 2 and words[1] in ids:
+            current[ids[words[1]]] = int(words[0][1:].replace("x", "0"), 2)
+        elif words[0][0] in "01x" and words[0][1:] in ids:
+            current[ids[words[0][1:]]] = int(words[0][0].replace("x", "0"))
+    if current:
+        steps.append(dict(current))
+    names = sorted({n for st in steps for n in st})
+    return {n: [st.get(n, 0) for st in steps] for n in names}
 
 
 def tool_env() -> dict[str, str]:
@@ -176,13 +216,18 @@ def tool_env() -> dict[str, str]:
 _TAIL = "\n[script]\nread_rtlil top.il\nprep -top top\n\n[files]\ntop.il\n"
 
 
-def _sby_script(depth: int, timeout: int, split: bool) -> str:
-    if not split:
+def _sby_script(h: hz.Harness, timeout: int, mode: str) -> str:
+    depth, solver = h.depth, h.solver
+    if mode == "bmc":
+        return (
+            f"[options]\nmode bmc\ndepth {depth}\ntimeout {timeout}\n\n"
+            f"[engines]\nsmtbmc {solver}\n" + _TAIL
+        )
+    if not h.split:
         return (
             f"[options]\nmode prove\ndepth {depth}\ntimeout {timeout}\n\n"
-            f"[engines]\n{ENGINE}\n" + _TAIL
+            f"[engines]\nsmtbmc {solver}\n" + _TAIL
         )
-    solver = ENGINE.removeprefix("smtbmc ")
     return (
         "[tasks]\nbasecase\ninduction\n\n"
         "[options]\nbasecase: mode bmc\ninduction: mode prove\n"
@@ -252,6 +297,7 @@ def run_property(
     lanes: list[int] | None = None,
     label: str = "",
     depth: int | None = None,
+    mode: str = "prove",
     timeout: int = DEFAULT_TIMEOUT,
 ) -> ProofResult:
     """Prove one property of ``cfg`` with yowasp-sby; ``block`` swaps the RTL class.
@@ -271,7 +317,12 @@ def run_property(
         Steps of the base case and of the induction; default the harness's own (enough
         for the induction). A counterexample from reset that needs more cycles than that
         (e.g. a bug that needs a long sum to show) needs a larger depth to be found.
+    mode : ``"prove"`` or ``"bmc"``
+        ``"bmc"`` only searches for a counterexample from reset up to ``depth`` steps (its
+        PASS means "none that short", not a proof); for showing that a broken variant fails.
     """
+    if mode not in ("prove", "bmc"):
+        raise ValueError(f"mode={mode!r}: allowed prove, bmc")
     p = PROPERTIES[prop] if isinstance(prop, str) else prop
     kwargs = {}
     if block is not None:
@@ -286,7 +337,7 @@ def run_property(
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     (work / "top.il").write_text(rtlil.convert(h.module, ports=[], name="top"))
-    (work / "top.sby").write_text(_sby_script(h.depth, timeout, h.split))
+    (work / "top.sby").write_text(_sby_script(h, timeout, mode))
     env = tool_env()
     started = time.perf_counter()
     try:
@@ -312,6 +363,7 @@ def run_property(
         seconds=seconds,
         work_dir=work,
         label=label,
+        mode=mode,
         log=out,
         **parsed,
     )

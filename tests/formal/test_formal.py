@@ -20,11 +20,11 @@ except FormalToolError as e:  # pragma: no cover - make test installs the formal
 
 pytestmark = pytest.mark.formal
 
-# The output stage: both ends of P, unsigned and signed activations of 4 and 8 bits, at
-# the default output-stage widths (32-bit bias, 16-bit multiplier, shifts 0..63). One
-# lane: every lane is the same circuit.
+# The output stage at the default output-stage widths (32-bit bias, 16-bit multiplier,
+# shifts 0..63): the shipped configuration (4-bit unsigned activations, P = 16) and the
+# widest (8-bit signed activations, P = 32). One lane: every lane is the same circuit.
 STAGE_CONFIGS = [
-    ArrayConfig(rows=1, cols=1, act_bits=4, weight_bits=4, acc_bits=8),
+    ArrayConfig(rows=1, cols=1),
     ArrayConfig(rows=1, cols=1, act_bits=8, act_signed=True, weight_bits=8, acc_bits=32),
 ]
 
@@ -35,7 +35,6 @@ _PE_BASE = [
     ArrayConfig(act_bits=4, weight_bits=4, acc_bits=32),
     ArrayConfig(act_bits=4, act_signed=True, weight_bits=4, acc_bits=8),
     ArrayConfig(act_bits=8, weight_bits=8, acc_bits=16),
-    ArrayConfig(act_bits=8, act_signed=True, weight_bits=8, acc_bits=16),
     ArrayConfig(act_bits=8, act_signed=True, weight_bits=8, acc_bits=32),
     ArrayConfig(act_bits=4, act_signed=True, weight_bits=8, acc_bits=20),
 ]
@@ -122,6 +121,15 @@ def test_clamp_off_by_one_keeps_the_flag_right(tmp_path):
 
 
 def test_round_half_down_fails(tmp_path):
+    """Bounded search only (latency + 1 steps from reset): a counterexample is all that is
+    needed, and it skips the induction step that a failing design cannot pass anyway."""
     cfg = STAGE_CONFIGS[0]
-    r = run_property(cfg, "output_stage", work_dir=tmp_path, block=bad.RoundHalfDownStage, depth=6)
+    r = run_property(
+        cfg,
+        "output_stage",
+        work_dir=tmp_path,
+        block=bad.RoundHalfDownStage,
+        depth=5,
+        mode="bmc",
+    )
     _must_fail(r, "lane 0: value == golden formula")
