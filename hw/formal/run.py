@@ -385,7 +385,7 @@ def prove_config(
     ``progress`` is called with each result as soon as it is known.
     """
     names = [p.name for p in applicable(cfg)] if properties is None else list(properties)
-    lanes = range(cfg.cols) if lanes is None else lanes
+    lanes = list(range(cfg.cols) if lanes is None else lanes)
     results = []
     for name in names:
         p = PROPERTIES[name]
@@ -394,13 +394,13 @@ def prove_config(
             if name == "output_stage"
             else [(name, None)]
         )
-        for label, lanes in runs:
+        for label, only in runs:
             sub = label.replace(" ", "_")
             r = run_property(
                 cfg,
                 p,
                 work_dir=Path(work_dir) / cfg.name / sub,
-                lanes=lanes,
+                lanes=only,
                 label=label,
                 timeout=timeout,
             )

@@ -56,3 +56,34 @@ def test_prove_rejects_bad_input(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("oasa: error: ") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_prove_config_plans_one_run_per_lane(monkeypatch, tmp_path):
+    """prove_config runs each applicable property once and the output stage per lane."""
+    from oasa.config import ArrayConfig
+    from oasa.hw.formal import run
+
+    calls = []
+
+    def fake(cfg, prop, *, work_dir, lanes=None, label="", timeout=0):
+        calls.append((prop.name, lanes, label))
+        return run.ProofResult(prop.name, cfg.name, "PASS", 0.0, 1, work_dir, label=label)
+
+    monkeypatch.setattr(run, "run_property", fake)
+    cfg = ArrayConfig(rows=2, cols=3, overflow="saturate")
+    seen = []
+    results = run.prove_config(cfg, work_dir=tmp_path, progress=seen.append)
+    assert [c[0] for c in calls] == ["saturate", "flag", *["output_stage"] * 3, "skew"]
+    assert [c[1] for c in calls if c[0] == "output_stage"] == [[0], [1], [2]]
+    assert [r.name for r in results] == [
+        "saturate",
+        "flag",
+        "output_stage lane 0",
+        "output_stage lane 1",
+        "output_stage lane 2",
+        "skew",
+    ]
+    assert seen == results
+    calls.clear()
+    run.prove_config(cfg, work_dir=tmp_path, properties=["output_stage"], lanes=[1])
+    assert calls == [("output_stage", [1], "output_stage lane 1")]
