@@ -12,7 +12,8 @@ proves it for all time):
 
 - ``wrap``: the shadow keeps the exact running sum modulo 2**(P + 8); any modulus that is a
   multiple of 2**P gives the same residue, so "acc == shadow mod 2**P" is exactly "acc is
-  the exact running sum wrapped to P bits", and it is preserved by every step (k = 1).
+  the exact running sum wrapped to P bits", and it is preserved by every step (1-inductive;
+  run with depth 2, as are the other PE properties).
 - ``saturate``: the shadow is the step-by-step clamped sum, computed in a width that holds
   every t_k exactly, so "acc == shadow" is preserved by every step (k = 1).
 - ``flag``: the shadow keeps the exact prefix sum and a bit H "some exact prefix since the
@@ -24,7 +25,8 @@ proves it for all time):
   clear, so P + 2 bits hold it exactly.
 - ``output_stage``: the shadow delays every input port by the stage latency and applies the
   golden formula to the delayed values; the stage is a pipeline without feedback, so
-  k-induction with k = latency + 1 closes the proof.
+  k-induction with k = latency closes the proof (its state is a function of the last
+  ``latency`` inputs).
 - ``skew``: the shadow delays every accepted beat; PE (i, j) must see activation row i and
   weight column j of the beat accepted i + j + 1 cycles earlier (the input register plus
   i + j skew hops), with that beat's valid, first and last markers. Pure delay lines again,
