@@ -732,6 +732,95 @@ def _add_quant_commands(sub) -> None:
 
 # -- end of quantizer commands --------------------------------------------------------------------
 
+# -- formal commands ------------------------------------------------------------------------
+# oasa prove: the formal proofs of hw/formal (issue 9) for one configuration.
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    from oasa.hw.formal import PROPERTIES, FormalToolError, applicable, prove_config
+
+    cfg = _config(args)
+    props = [p.name for p in applicable(cfg)]
+    if args.only:
+        skipped = [n for n in args.only if n not in props]
+        if skipped:
+            raise UsageError(
+                f"--only {skipped[0]}: does not apply to overflow={cfg.overflow!r} "
+                f"(applicable: {', '.join(props)})"
+            )
+        props = [n for n in props if n in args.only]
+    lanes = list(range(cfg.cols)) if args.lane is None else sorted(set(args.lane))
+    for j in lanes:
+        if not 0 <= j < cfg.cols:
+            raise UsageError(f"--lane {j}: out of range, the array has lanes 0..{cfg.cols - 1}")
+    if args.timeout < 1:
+        raise UsageError(f"--timeout {args.timeout}: must be at least 1 second")
+    work = Path(args.work_dir)
+    print(f"config : {cfg.describe()} ({cfg.name})")
+    print("proving by k-induction with yowasp-sby and z3, one property at a time")
+    print(f"{'property':<22} {'result':<8} {'depth':>5} {'time':>9}  statement")
+
+    def show(r) -> None:
+        print(
+            f"{r.name:<22} {r.status:<8} {r.depth:>5} {r.seconds:>7.1f} s  "
+            f"{PROPERTIES[r.property].summary}",
+            flush=True,
+        )
+        if not r.passed:
+            for what in r.failed:
+                print(f"  failed: {what}" + (f" (step {r.step})" if r.step is not None else ""))
+            if r.trace is not None:
+                print(f"  counterexample: {r.trace}")
+            print(f"  log: {r.work_dir / 'sby.log'}")
+
+    started = time.perf_counter()
+    try:
+        results = prove_config(
+            cfg, work_dir=work, properties=props, lanes=lanes, timeout=args.timeout, progress=show
+        )
+    except FormalToolError as e:
+        print(f"oasa: {e}", file=sys.stderr)
+        return 1
+    failed = sum(not r.passed for r in results)
+    verdict = "all proved" if not failed else f"{failed} of {len(results)} NOT proved"
+    print(f"{verdict} in {time.perf_counter() - started:.1f} s (work files in {work / cfg.name})")
+    return 1 if failed else 0
+
+
+def _add_formal_commands(sub, array: argparse.ArgumentParser) -> None:
+    from oasa.hw.formal.run import DEFAULT_TIMEOUT, PROPERTIES
+
+    p = sub.add_parser(
+        "prove",
+        parents=[array],
+        help="prove the PE, output stage and array skew formally (needs oasa[formal])",
+        description="Prove the properties of issue 9 for one configuration by k-induction "
+        "(yowasp-sby, z3) and print property, result and time. Exit 1 if any is not proved.",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=list(PROPERTIES),
+        help="prove only this property (repeatable; default: all that apply)",
+    )
+    p.add_argument(
+        "--lane",
+        action="append",
+        type=int,
+        help="output stage: prove only this lane (repeatable; default: every lane)",
+    )
+    p.add_argument("--work-dir", default="build/formal", help="work files (default build/formal)")
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds per proof (default {DEFAULT_TIMEOUT})",
+    )
+    p.set_defaults(func=cmd_prove)
+
+
+# -- end of formal commands -----------------------------------------------------------------
+
 
 # -- entry point -------------------------------------------------------------------------------
 
@@ -838,6 +927,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
+
+    _add_formal_commands(sub, array)  # oasa prove (see "formal commands" above)
     return parser
 
 

@@ -1,0 +1,282 @@
+"""Property harnesses: the real RTL blocks, free inputs, a shadow model, assertions.
+
+Every harness is generated from an :class:`~oasa.config.ArrayConfig` and instantiates the
+production block (or a subclass passed in, e.g. a deliberately broken one from
+:mod:`oasa.hw.formal.broken`). All inputs are ``AnySeq`` (a fresh arbitrary value every
+cycle) and so is the reset: the proofs hold for any input sequence, with resets at any
+time. The shadow models are written from DESIGN.md section 2, not from the RTL, and live in
+the same clock domain, so a reset clears them together with the block.
+
+Why each property is inductive (so that k-induction, not only bounded model checking,
+proves it for all time):
+
+- ``wrap``: the shadow keeps the exact running sum modulo 2**(P + 8); any modulus that is a
+  multiple of 2**P gives the same residue, so "acc == shadow mod 2**P" is exactly "acc is
+  the exact running sum wrapped to P bits", and it is preserved by every step (1-inductive;
+  run with depth 2, as are the other PE properties).
+- ``saturate``: the shadow is the step-by-step clamped sum, computed in a width that holds
+  every t_k exactly, so "acc == shadow" is preserved by every step (k = 1).
+- ``flag``: the shadow keeps the exact prefix sum and a bit H "some exact prefix since the
+  last ``first`` left the P-bit range". Until the first overflow the partial sums t_k of
+  DESIGN.md equal the exact prefixes (the accumulator has never been wrapped or clamped),
+  and after it the flag is sticky, so "flag == H" is the contract. It is made inductive by
+  the companion invariant "H or acc == exact prefix": while nothing has overflowed, the
+  accumulator holds the exact sum, in both modes. The exact prefix only matters while H is
+  clear, so P + 2 bits hold it exactly.
+- ``output_stage``: the shadow delays every input port by the stage latency and applies the
+  golden formula to the delayed values; the stage is a pipeline without feedback, so
+  k-induction with k = latency closes the proof (its state is a function of the last
+  ``latency`` inputs).
+- ``skew``: the shadow delays every accepted beat; PE (i, j) must see activation row i and
+  weight column j of the beat accepted i + j + 1 cycles earlier (the input register plus
+  i + j skew hops), with that beat's valid, first and last markers. Pure delay lines again,
+  so k = R + C + 1 closes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth.asserts import AnySeq
+from amaranth.hdl import Assert, Const, Module, Mux, Signal, Value, signed, unsigned
+
+from oasa.config import ArrayConfig
+from oasa.hw.array import SystolicArray
+from oasa.hw.output_stage import OutputStage
+from oasa.hw.pe import ProcessingElement
+
+__all__ = [
+    "EUF_SOLVER",
+    "WRAP_MARGIN",
+    "Harness",
+    "pe_flag_harness",
+    "pe_saturate_harness",
+    "pe_wrap_harness",
+    "skew_harness",
+    "stage_harness",
+]
+
+#: Extra bits of the wrap-mode shadow sum beyond P (any value >= 0 proves the same thing).
+WRAP_MARGIN = 8
+#: z3 for the output stage: its SAT-based EUF core with delayed bit-blasting (see run.py).
+EUF_SOLVER = "z3 sat.euf=true smt.bv.delay=true"
+
+
+@dataclass
+class Harness:
+    """A top-level module to prove, and how deep k-induction must look.
+
+    ``checks`` maps the source line of every assertion (``"file.py:123"``) to what it
+    states, so a failure reported by the solver can be named. ``split`` asks the runner to
+    run the base case and only the k = ``depth`` induction step as two tasks, and
+    ``solver`` names z3 with its options (see :mod:`oasa.hw.formal.run`).
+    """
+
+    module: Module
+    depth: int
+    checks: dict[str, str] = field(default_factory=dict)
+    split: bool = False
+    solver: str = "z3"  # the smtbmc solver and its options
+
+    def check(self, m: Module, test, what: str) -> None:
+        """Add ``Assert(test)`` to ``m`` and remember what it states."""
+        stmt = Assert(test, src_loc_at=1)  # the source line is the caller's
+        file, line = stmt.src_loc
+        self.checks[f"{file}:{line}"] = what
+        m.d.comb += stmt
+
+
+def _free(m: Module, *ports) -> None:
+    """Drive each input port with a fresh arbitrary value every cycle."""
+    for port in ports:
+        value = Value.cast(port)
+        m.d.comb += value.eq(AnySeq(len(value)))
+
+
+def _delay(m: Module, value, cycles: int, name: str) -> list:
+    """``[value, value delayed 1, ..., value delayed cycles]`` (registers in ``sync``)."""
+    taps = [value]
+    for n in range(1, cycles + 1):
+        reg = Signal.like(value, name=f"{name}_d{n}")
+        m.d.sync += reg.eq(taps[-1])
+        taps.append(reg)
+    return taps
+
+
+# -- processing element ------------------------------------------------------------------
+
+
+def _pe(cfg: ArrayConfig, pe_class) -> tuple[Module, ProcessingElement, Signal]:
+    """Top module with the PE under free inputs, and the exact product of this beat."""
+    m = Module()
+    m.submodules.dut = dut = pe_class(cfg)
+    _free(m, dut.act, dut.wgt, dut.valid, dut.first, dut.last)
+    # N + M + 1 bits hold every product of an N-bit and an M-bit integer, signed or not.
+    prod = Signal(signed(cfg.act_bits + cfg.weight_bits + 1), name="spec_prod")
+    m.d.comb += prod.eq(dut.act * dut.wgt)
+    return m, dut, prod
+
+
+def pe_wrap_harness(cfg: ArrayConfig, pe_class=ProcessingElement) -> Harness:
+    """Property 1: in wrap mode the accumulator is the exact running sum modulo 2**P."""
+    m, dut, prod = _pe(cfg, pe_class)
+    h = Harness(m, depth=2)
+    p = cfg.acc_bits
+    total = Signal(signed(p + WRAP_MARGIN), name="spec_sum_mod")
+    with m.If(dut.valid):
+        m.d.sync += total.eq(Mux(dut.first, 0, total) + prod)
+    h.check(m, dut.acc == total[:p].as_signed(), "acc == exact running sum mod 2**P")
+    return h
+
+
+def pe_saturate_harness(cfg: ArrayConfig, pe_class=ProcessingElement) -> Harness:
+    """Property 2: in saturate mode the accumulator is the step-by-step clamped sum."""
+    m, dut, prod = _pe(cfg, pe_class)
+    h = Harness(m, depth=2)
+    lo, hi = cfg.acc_min, cfg.acc_max
+    clamped = Signal(signed(cfg.acc_bits), name="spec_clamped")
+    t = Signal(signed(cfg.acc_bits + cfg.act_bits + cfg.weight_bits + 2), name="spec_t")
+    m.d.comb += t.eq(Mux(dut.first, 0, clamped) + prod)
+    with m.If(dut.valid):
+        with m.If(t > hi):
+            m.d.sync += clamped.eq(hi)
+        with m.Elif(t < lo):
+            m.d.sync += clamped.eq(lo)
+        with m.Else():
+            m.d.sync += clamped.eq(t)
+    h.check(m, dut.acc == clamped, "acc == clamp_P(acc + x*w) step by step")
+    return h
+
+
+def pe_flag_harness(cfg: ArrayConfig, pe_class=ProcessingElement) -> Harness:
+    """Property 3: the sticky flag is set exactly when some partial sum since the last
+    ``first`` left the P-bit range (either mode)."""
+    m, dut, prod = _pe(cfg, pe_class)
+    h = Harness(m, depth=2)
+    exact = Signal(signed(cfg.acc_bits + 2), name="spec_exact")
+    left = Signal(name="spec_left_range")
+    t = Signal(signed(cfg.acc_bits + 2), name="spec_t")
+    m.d.comb += t.eq(Mux(dut.first, 0, exact) + prod)
+    out_of_range = (t < cfg.acc_min) | (t > cfg.acc_max)
+    with m.If(dut.valid):
+        m.d.sync += [exact.eq(t), left.eq((left & ~dut.first) | out_of_range)]
+    h.check(m, dut.ovf == left, "ovf == some partial sum since the last first left the range")
+    h.check(m, left | (dut.acc == exact), "no overflow yet implies acc == exact prefix sum")
+    return h
+
+
+# -- output stage ------------------------------------------------------------------------
+
+
+def golden_lane(m: Module, cfg: ArrayConfig, lane: int, acc, bias, mult, shift, relu, requant):
+    """DESIGN.md section 2 for one lane, as Amaranth expressions (cf. golden.output_stage).
+
+    requant: y = acc + bias; z = y * mult; r = floor((z + 2**(s-1)) / 2**s) (round half
+    up; no rounding term for s = 0); r = max(r, 0) if relu; clamp to the activation range.
+    Raw mode: the accumulator itself.
+    """
+    # Amaranth arithmetic widens, so y and z are exact in the widths Signal.like picks.
+    y = Signal.like(acc + bias, name=f"spec_y_{lane}")
+    z = Signal.like(y * mult, name=f"spec_z_{lane}")
+    m.d.comb += [y.eq(acc + bias), z.eq(y * mult)]
+    half = (Const(1, unsigned(cfg.shift_max + 1)) << shift) >> 1  # 2**(s-1), or 0 for s = 0
+    r = (z + half) >> shift  # arithmetic shift: floor division by 2**s
+    r = Mux(relu & (r < 0), 0, r)
+    q = Mux(r < cfg.act_min, cfg.act_min, Mux(r > cfg.act_max, cfg.act_max, r))
+    return Mux(requant, q, acc)
+
+
+def stage_harness(
+    cfg: ArrayConfig, lanes: list[int] | None = None, stage_class=OutputStage
+) -> Harness:
+    """Property 4: the output stage shows, ``latency`` cycles after its inputs, the golden
+    formula of those inputs (every accumulator, bias, mult, shift, relu, requant), and the
+    valid bit, flags and row index of the same beat (payloads: in every valid cycle). ``lanes`` limits the value checks to
+    some lanes (each lane is the same circuit; proving them one at a time is faster)."""
+    m = Module()
+    m.submodules.dut = dut = stage_class(cfg)
+    ports = (dut.i_res.valid, dut.i_res.payload, dut.params, dut.relu, dut.requant)
+    _free(m, *ports)
+    lat = dut.latency
+    # A pipeline without feedback: its state is a function of the last `lat` inputs, so
+    # k-induction closes at k = lat; shorter tries cannot, so only k = lat is run.
+    h = Harness(m, depth=lat, split=True, solver=EUF_SOLVER)
+    # Each port is delayed as one signal, so the shadow and the block read the same values.
+    delayed = [
+        _delay(m, Value.cast(p), lat, f"spec_{n}")[-1]
+        for p, n in zip(ports, ("valid", "payload", "params", "relu", "requant"), strict=True)
+    ]
+    valid, payload, params, relu, requant = delayed
+    payload = dut.i_res.payload.shape()(payload)
+    params = dut.params.shape()(params)
+    out = dut.o_res
+    # The stream contract: a payload means something only in a cycle with valid set (the
+    # stage's registers load only with a valid row, so in between they hold).
+    h.check(m, out.valid == valid, "o_res.valid == i_res.valid, latency cycles earlier")
+    h.check(
+        m, ~valid | (out.payload.ovf.as_value() == payload.ovf.as_value()), "flags pass through"
+    )
+    h.check(m, ~valid | (out.payload.row == payload.row), "row index passes through")
+    for lane in range(cfg.cols) if lanes is None else lanes:
+        gold = golden_lane(
+            m,
+            cfg,
+            lane,
+            payload.acc[lane],
+            params.bias[lane],
+            params.mult[lane],
+            params.shift[lane],
+            relu,
+            requant,
+        )
+        h.check(
+            m, ~valid | (out.payload.value[lane] == gold), f"lane {lane}: value == golden formula"
+        )
+    return h
+
+
+# -- systolic array ------------------------------------------------------------------------
+
+
+def skew_harness(cfg: ArrayConfig, array_class=SystolicArray) -> Harness:
+    """Property 5: PE (i, j) sees activation row i and weight column j of the same beat k
+    in the same cycle, i + j + 1 cycles after the array accepted it, with its markers."""
+    h = Harness(Module(), depth=cfg.rows + cfg.cols + 1)
+
+    class ProbedArray(array_class):
+        # The PEs exist only once the array is elaborated, so the checks go in here.
+        def elaborate(self, platform):
+            m = super().elaborate(platform)
+            _skew_checks(h, m, self)
+            return m
+
+    ProbedArray.__name__ = f"Probed{array_class.__name__}"
+    top = h.module
+    top.submodules.dut = dut = ProbedArray(cfg)
+    _free(top, dut.i_act.valid, dut.i_act.payload, dut.i_wgt.valid, dut.i_wgt.payload)
+    return h
+
+
+def _skew_checks(h: Harness, m: Module, array: SystolicArray) -> None:
+    cfg = array.cfg
+    i_act, i_wgt = array.i_act, array.i_wgt
+    accepted = Signal(name="spec_accepted")
+    m.d.comb += accepted.eq(i_act.valid & i_act.ready & i_wgt.valid & i_wgt.ready)
+    depth = cfg.rows + cfg.cols - 1
+    valid_d = _delay(m, accepted, depth, "spec_valid")
+    act_d = _delay(m, i_act.payload.as_value(), depth, "spec_act")
+    wgt_d = _delay(m, i_wgt.payload.as_value(), depth, "spec_wgt")
+    for i in range(cfg.rows):
+        for j in range(cfg.cols):
+            pe = m.submodules[f"pe_{i}_{j}"]
+            n = i + j + 1
+            beat_act = i_act.payload.shape()(act_d[n])
+            beat_wgt = i_wgt.payload.shape()(wgt_d[n])
+            h.check(m, pe.valid == valid_d[n], f"PE ({i},{j}): valid of beat k")
+            same = (
+                (pe.act == beat_act.data[i])
+                & (pe.wgt == beat_wgt[j])
+                & (pe.first == beat_act.first)
+                & (pe.last == beat_act.last)
+            )
+            h.check(m, ~pe.valid | same, f"PE ({i},{j}): act row {i}, wgt col {j} of beat k")
