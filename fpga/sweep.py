@@ -1,0 +1,248 @@
+"""Resources and Fmax over array sizes and accumulator widths, per board.
+
+Every point is a full build (synthesis, place and route); each result is appended to
+``builds.jsonl`` in the output folder as soon as it is known, so an interrupted sweep
+resumes where it stopped and a larger sweep only builds the new points. A point that does
+not fit the part is recorded as such, with the tool's reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from oasa.config import ConfigError
+from oasa.fpga.boards import Board, board_config, get_board
+from oasa.fpga.build import BuildError, build_board
+from oasa.fpga.report import BuildReport
+
+__all__ = ["DEFAULT_GRID", "SweepPoint", "load_results", "run_sweep", "summarize", "write_outputs"]
+
+
+@dataclass(frozen=True, order=True)
+class SweepPoint:
+    board: str
+    rows: int
+    cols: int
+    acc_bits: int
+    multiplier: str = "lut"
+
+    @property
+    def key(self) -> str:
+        return f"{self.board}_{self.rows}x{self.cols}_p{self.acc_bits}_{self.multiplier}"
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+
+#: Default sizes (at P = 16) and widths (at the reference size) per board.
+DEFAULT_GRID: dict[str, dict] = {
+    "icebreaker": {
+        "sizes": [(2, 2), (3, 3), (4, 3), (4, 4)],
+        "widths": [12, 16, 24, 32],
+        "at": (3, 3),
+    },
+    "ulx3s-85f": {
+        "sizes": [(4, 4), (8, 8), (16, 16), (20, 20)],
+        "widths": [12, 16, 24, 32],
+        "at": (8, 8),
+    },
+}
+
+
+def grid_points(
+    boards: Iterable[str],
+    sizes: list[tuple[int, int]] | None = None,
+    widths: list[int] | None = None,
+    multiplier: str = "lut",
+) -> list[SweepPoint]:
+    """Sizes at P = 16 and widths at the board's reference size (or at every size given)."""
+    points: set[SweepPoint] = set()
+    for name in boards:
+        get_board(name)
+        grid = DEFAULT_GRID[name]
+        for r, c in sizes or grid["sizes"]:
+            points.add(SweepPoint(name, r, c, 16, multiplier))
+        at = sizes or [grid["at"]]
+        for r, c in at:
+            for p in widths or grid["widths"]:
+                points.add(SweepPoint(name, r, c, p, multiplier))
+    return sorted(points, key=lambda p: (p.board, p.pes, p.acc_bits))
+
+
+def load_results(out: Path) -> dict[str, dict]:
+    """Finished points by key, from ``builds.jsonl`` (a torn last line is ignored)."""
+    path = Path(out) / "builds.jsonl"
+    results: dict[str, dict] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            results[rec["key"]] = rec
+    return results
+
+
+def run_sweep(
+    points: list[SweepPoint],
+    out: str | Path,
+    *,
+    seed: int = 1,
+    progress: Callable[[SweepPoint, dict, int, int], None] | None = None,
+) -> list[dict]:
+    """Build every point not yet in ``out``'s cache, in order; return all their records."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    done = load_results(out)
+    records = []
+    for i, point in enumerate(points):
+        rec = done.get(point.key)
+        if rec is None:
+            rec = _build_point(point, out / "builds" / point.key, seed)
+            with open(out / "builds.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        records.append(rec)
+        if progress:
+            progress(point, rec, i + 1, len(points))
+    return records
+
+
+def _build_point(point: SweepPoint, build_dir: Path, seed: int) -> dict:
+    board = get_board(point.board)
+    rec = {"key": point.key, **asdict(point)}
+    try:
+        cfg = board_config(board, rows=point.rows, cols=point.cols, acc_bits=point.acc_bits)
+        report = build_board(board, cfg, build_dir, seed=seed, multiplier=point.multiplier)
+    except (BuildError, ConfigError) as e:
+        return {**rec, "fits": False, "error": str(e)}
+    return {**rec, "fits": True, "report": report.to_json()}
+
+
+def _row(rec: dict) -> dict:
+    row = {k: rec[k] for k in ("board", "rows", "cols", "acc_bits", "multiplier", "fits")}
+    row["pes"] = rec["rows"] * rec["cols"]
+    if rec["fits"]:
+        rep = BuildReport.from_json(rec["report"])
+        for what in ("LUT", "FF", "BRAM", "DSP"):
+            row[what.lower()] = rep.used.get(what, "")
+        row["lut_pct"] = round(100 * rep.utilization("LUT"), 1)
+        row["fmax_mhz"] = rep.fmax_mhz
+        row["target_mhz"] = rep.target_mhz
+        row["timing_met"] = rep.timing_met
+        row["build_s"] = rep.seconds
+    else:
+        row["error"] = rec.get("error", "")
+    return row
+
+
+def summarize(records: list[dict]) -> dict[str, dict]:
+    """Per board: the largest array that fits (at P = 16, with timing met) and the LUTs
+    that each accumulator width costs at the reference size."""
+    out: dict[str, dict] = {}
+    for name in sorted({r["board"] for r in records}):
+        rows = [_row(r) for r in records if r["board"] == name]
+        fit16 = [r for r in rows if r["fits"] and r["acc_bits"] == 16 and r["timing_met"]]
+        largest = max(fit16, key=lambda r: (r["pes"], r["rows"]), default=None)
+        out[name] = {"largest_p16": largest, "points": rows}
+    return out
+
+
+def table(records: list[dict]) -> str:
+    lines = [
+        f"{'board':<11} {'array':>6} {'P':>3} {'LUT/LC':>8} {'FF':>7} {'BRAM':>5} {'DSP':>4} "
+        f"{'LUT %':>6} {'Fmax':>7} {'target':>7}  verdict"
+    ]
+    for r in sorted(
+        (_row(r) for r in records), key=lambda r: (r["board"], r["pes"], r["acc_bits"])
+    ):
+        size = f"{r['rows']}x{r['cols']}"
+        if not r["fits"]:
+            lines.append(
+                f"{r['board']:<11} {size:>6} {r['acc_bits']:>3}  does not fit: {r['error'][:70]}"
+            )
+            continue
+        verdict = "ok" if r["timing_met"] else "timing NOT met"
+        lines.append(
+            f"{r['board']:<11} {size:>6} {r['acc_bits']:>3} {r['lut']:>8,} {r['ff'] or 0:>7,} "
+            f"{r['bram']:>5} {r['dsp']:>4} {r['lut_pct']:>5.1f}% {r['fmax_mhz']:>6.1f}M "
+            f"{r['target_mhz']:>6.1f}M  {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def write_outputs(records: list[dict], out: str | Path) -> list[Path]:
+    """fpga_sweep.csv, fpga_sweep.json and fpga_sweep.png in ``out``."""
+    out = Path(out)
+    rows = [_row(r) for r in records]
+    fields = [
+        "board", "rows", "cols", "pes", "acc_bits", "multiplier", "fits", "lut", "ff", "bram",
+        "dsp", "lut_pct", "fmax_mhz", "target_mhz", "timing_met", "build_s", "error",
+    ]  # fmt: skip
+    with open(out / "fpga_sweep.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in fields})
+    (out / "fpga_sweep.json").write_text(json.dumps(summarize(records), indent=2) + "\n")
+    png = out / "fpga_sweep.png"
+    plot(records, png)
+    return [out / "fpga_sweep.csv", out / "fpga_sweep.json", png]
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [_row(r) for r in records if r["fits"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in sorted({r["board"] for r in rows}):
+        board: Board = get_board(name)
+        unit = "LC" if board.family == "ice40" else "LUT"
+        at16 = sorted(
+            (r for r in rows if r["board"] == name and r["acc_bits"] == 16), key=lambda r: r["pes"]
+        )
+        if at16:
+            line = ax1.plot(
+                [r["pes"] for r in at16],
+                [100 * r["lut"] / board.resources[unit] for r in at16],
+                "o-",
+                label=f"{name} ({board.part})",
+            )
+            for r in at16:
+                ax1.annotate(
+                    f"{r['rows']}x{r['cols']}\n{r['fmax_mhz']:.0f} MHz",
+                    (r["pes"], 100 * r["lut"] / board.resources[unit]),
+                    fontsize=7,
+                    color=line[0].get_color(),
+                )
+        at = DEFAULT_GRID.get(name, {}).get("at")
+        widths = sorted(
+            (r for r in rows if r["board"] == name and (r["rows"], r["cols"]) == tuple(at or ())),
+            key=lambda r: r["acc_bits"],
+        )
+        if len(widths) > 1:
+            ax2.plot(
+                [r["acc_bits"] for r in widths],
+                [r["lut"] / r["pes"] for r in widths],
+                "o-",
+                label=f"{name} {at[0]}x{at[1]}: {unit}s per PE (whole design)",
+            )
+    ax1.axhline(100, color="grey", lw=0.8, ls="--")
+    ax1.set_xlabel("PEs (R x C), P = 16")
+    ax1.set_ylabel("logic used (% of the part's LUTs / LCs)")
+    ax1.set_title("What fits: utilization and Fmax")
+    ax1.legend(fontsize=8)
+    ax2.set_xlabel("accumulator width P (bits)")
+    ax2.set_ylabel("LUTs (LCs) per PE")
+    ax2.set_title("What narrower accumulators save")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,237 @@
+"""The FPGA flow's pure parts: PLL settings, report parsing, sweep bookkeeping, the
+Pareto front, the LUT multiplier, and the CLI's errors. The real builds are in
+test_fpga_build.py (marked ``fpga``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.sim import Simulator
+
+from oasa.cli import main
+from oasa.fpga.boards import BOARDS, board_config, get_board
+from oasa.fpga.clocking import ClockError, ecp5_pll, ice40_pll
+from oasa.fpga.multipliers import shift_add_product
+from oasa.fpga.pareto import ParetoPoint, pareto_front
+from oasa.fpga.report import (
+    BuildReport,
+    ReportError,
+    parse_nextpnr_json,
+    parse_nextpnr_log,
+    read_report,
+)
+from oasa.fpga.sweep import SweepPoint, load_results, run_sweep, summarize, table
+
+DATA = Path(__file__).parent / "data"
+
+
+# -- PLL settings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("f_out", [16e6, 24e6, 30e6, 48e6, 100e6])
+def test_ice40_pll_within_datasheet_ranges(f_out):
+    pll = ice40_pll(12e6, f_out)
+    f_pfd = 12e6 / (pll.divr + 1)
+    f_vco = f_pfd * (pll.divf + 1)
+    assert 10e6 <= f_pfd <= 133e6
+    assert 533e6 <= f_vco <= 1066e6
+    assert 1 <= pll.divq <= 6
+    assert abs(f_vco / 2**pll.divq - f_out) <= 0.01 * f_out
+
+
+def test_ice40_pll_24mhz_is_exact():
+    # 12 MHz * 64 / 32: the iCEBreaker's default clock must not be an approximation.
+    assert ice40_pll(12e6, 24e6).f_out == 24e6
+
+
+@pytest.mark.parametrize("f_out", [25e6, 50e6, 100e6, 125e6, 200e6])
+def test_ecp5_pll_within_datasheet_ranges(f_out):
+    pll = ecp5_pll(25e6, f_out)
+    assert 400e6 <= pll.f_out * pll.clkop_div <= 800e6
+    assert 25e6 / pll.clki_div >= 3.125e6
+    assert abs(25e6 * pll.clkfb_div / pll.clki_div - f_out) <= 0.01 * f_out
+
+
+def test_unreachable_clock_is_a_clear_error():
+    with pytest.raises(ClockError, match="cannot make 5 MHz"):
+        ice40_pll(12e6, 5e6)
+    with pytest.raises(ClockError, match="ECP5"):
+        ecp5_pll(25e6, 900e6)
+
+
+# -- report parsing (recorded nextpnr output of an iCEBreaker build) ------------------------
+
+
+def test_parse_recorded_nextpnr_json_and_log_agree():
+    cells_j, fmax_j = parse_nextpnr_json((DATA / "ice40_4x3_p16.report.json").read_text())
+    cells_l, fmax_l = parse_nextpnr_log((DATA / "ice40_4x3_p16.tim").read_text())
+    assert cells_j["ICESTORM_LC"] == cells_l["ICESTORM_LC"] == (4240, 5280)
+    assert cells_j["ICESTORM_RAM"] == (6, 30)
+    # The log prints a post-placement estimate first; the routed figure is the last.
+    assert fmax_l == {"clk": 27.79}
+    assert fmax_j["clk"] == pytest.approx(27.79, abs=0.01)
+
+
+def test_read_report_prefers_json_and_falls_back_to_log(tmp_path):
+    shutil.copy(DATA / "ice40_4x3_p16.tim", tmp_path / "top.tim")
+    kw = dict(board="icebreaker", family="ice40", config={"rows": 4, "cols": 3}, target_mhz=24.0)
+    from_log = read_report(tmp_path, **kw)
+    assert not from_log.routed  # no bitstream, no JSON: not claimed routed
+    shutil.copy(DATA / "ice40_4x3_p16.report.json", tmp_path / "top.report.json")
+    (tmp_path / "top.bin").write_bytes(b"\0")
+    rep = read_report(tmp_path, **kw)
+    assert rep.routed and rep.bitstream.endswith("top.bin")
+    assert rep.used == {"LUT": 4240, "BRAM": 6, "DSP": 3}
+    assert rep.timing_met and rep.fmax_mhz == pytest.approx(27.79, abs=0.01)
+    assert "timing met" in rep.table() and "LC " in rep.table()
+    again = BuildReport.from_json(json.loads(json.dumps(rep.to_json())))
+    assert again == rep
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(ReportError, match="no nextpnr report"):
+        read_report(tmp_path, board="b", family="ice40", config={}, target_mhz=1)
+    with pytest.raises(ReportError, match="not a nextpnr report"):
+        parse_nextpnr_json('{"x": 1}')
+    with pytest.raises(ReportError, match="utilisation"):
+        parse_nextpnr_log("Info: nothing here\n")
+
+
+# -- sweep bookkeeping -------------------------------------------------------------------------
+
+
+def _fake_report(point: SweepPoint, luts: int, fmax: float) -> dict:
+    board = get_board(point.board)
+    unit = {"ice40": "LUT", "ecp5": "LUT"}[board.family]
+    return BuildReport(
+        board=point.board,
+        family=board.family,
+        config={"rows": point.rows, "cols": point.cols, "acc_bits": point.acc_bits},
+        target_mhz=board.f_target / 1e6,
+        fmax_mhz=fmax,
+        used={unit: luts, "BRAM": 4, "DSP": 2},
+        available={unit: 5280, "BRAM": 30, "DSP": 8},
+    ).to_json()
+
+
+def test_sweep_resumes_from_its_cache_and_finds_the_largest_fit(tmp_path, monkeypatch):
+    built = []
+
+    def fake_build(point, build_dir, seed):
+        built.append(point)
+        if point.pes > 12:
+            return {"key": point.key, **point.__dict__, "fits": False, "error": "ERROR: 5318 LCs"}
+        return {
+            "key": point.key,
+            **point.__dict__,
+            "fits": True,
+            "report": _fake_report(point, 300 * point.pes, 40.0 - point.pes),
+        }
+
+    monkeypatch.setattr("oasa.fpga.sweep._build_point", fake_build)
+    pts = [SweepPoint("icebreaker", r, c, 16) for r, c in ((2, 2), (3, 3), (4, 3), (4, 4))]
+    recs = run_sweep(pts[:2], tmp_path)
+    assert len(built) == 2 and len(load_results(tmp_path)) == 2
+    recs = run_sweep(pts, tmp_path)
+    assert [p.key for p in built] == [p.key for p in pts]  # the first two came from the cache
+    best = summarize(recs)["icebreaker"]["largest_p16"]
+    assert (best["rows"], best["cols"]) == (4, 3)
+    assert "does not fit" in table(recs)
+    # A torn last line (a killed sweep) is ignored, not fatal.
+    with open(tmp_path / "builds.jsonl", "a") as f:
+        f.write('{"key": "trunc')
+    assert len(load_results(tmp_path)) == 4
+
+
+def test_board_defaults_and_overrides():
+    ice = get_board("icebreaker")
+    cfg = board_config(ice, rows=2, cols=2)
+    assert (cfg.act_depth, cfg.mult_bits) == (256, 8)
+    assert board_config(ice, rows=2, cols=2, act_depth=128).act_depth == 128
+    with pytest.raises(ValueError, match="unknown board 'de0'"):
+        get_board("de0")
+    assert set(BOARDS) == {"icebreaker", "ulx3s-85f"}
+
+
+# -- Pareto front ------------------------------------------------------------------------------
+
+
+def test_pareto_front_matches_brute_force():
+    import random
+
+    rng = random.Random(3)
+    pts = [
+        ParetoPoint("m", "wrap", p, rng.uniform(0, 100), False, rng.randrange(100, 200))
+        for p in range(40)
+    ]
+    marked = pareto_front(pts)
+    for p in marked:
+        better = [
+            q
+            for q in pts
+            if q.luts <= p.luts
+            and q.accuracy >= p.accuracy
+            and (q.luts, q.accuracy) != (p.luts, p.accuracy)
+        ]
+        assert p.on_front == (not better)
+    # The cheapest point and the most accurate point are always on the front.
+    assert next(
+        p
+        for p in marked
+        if p.luts == min(q.luts for q in pts)
+        and p.accuracy == max(q.accuracy for q in pts if q.luts == p.luts)
+    ).on_front
+    assert next(p for p in marked if p.accuracy == max(q.accuracy for q in pts)).on_front
+
+
+# -- the LUT multiplier --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("act_shape", [unsigned(4), signed(4), unsigned(8)])
+def test_shift_add_product_is_exact_for_every_operand(act_shape):
+    a, w, p = Signal(act_shape), Signal(signed(4)), Signal(signed(16))
+    m = Module()
+    m.d.comb += p.eq(shift_add_product(a, w))
+    sim = Simulator(m)
+    lo, hi = (
+        (-(1 << (act_shape.width - 1)), 1 << (act_shape.width - 1))
+        if act_shape.signed
+        else (0, 1 << act_shape.width)
+    )
+    wrong = []
+
+    async def bench(ctx):
+        for av in range(lo, hi):
+            for wv in range(-8, 8):
+                ctx.set(a, av)
+                ctx.set(w, wv)
+                if ctx.get(p) != av * wv:
+                    wrong.append((av, wv, ctx.get(p)))
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert wrong == []
+
+
+# -- CLI errors ----------------------------------------------------------------------------------
+
+
+def test_cli_unreachable_clock(capsys):
+    assert main(["fpga", "build", "--board", "icebreaker", "--clock", "5"]) == 2
+    assert "cannot make 5 MHz" in capsys.readouterr().err
+
+
+def test_cli_bad_sizes_and_missing_accuracy(capsys, tmp_path):
+    assert main(["fpga", "sweep", "--sizes", "4by4", "-o", str(tmp_path)]) == 2
+    assert "RxC" in capsys.readouterr().err
+    assert main(["fpga", "pareto", "--accuracy", str(tmp_path / "none.csv")]) == 2
+    assert "run `oasa sweep" in capsys.readouterr().err
+
+
+def test_cli_bad_array_for_board(capsys):
+    assert main(["fpga", "build", "--board", "icebreaker", "--acc-bits", "4"]) == 2
+    assert "acc_bits=4 is out of range" in capsys.readouterr().err
