@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil
+from amaranth.lib import wiring
 
 from oasa.config import ArrayConfig
 from oasa.hw.array import SystolicArray
 from oasa.hw.pe import ProcessingElement
 from oasa.hw.verilog import component_ports
 
-__all__ = ["SynthCost", "synth_cost"]
+__all__ = ["SynthCost", "synth_block", "synth_cost"]
 
 #: Yosys cell names -> report columns.
 _COLUMNS = {
@@ -76,9 +77,14 @@ def synth_cost(
     ``dsp`` lets Yosys map multipliers to DSP blocks (off by default: the 4 x 4 products
     are cheaper in LUTs, and the ECP5 has fewer DSPs than a 16 x 16 array has PEs).
     """
+    block = SystolicArray(cfg) if what == "array" else ProcessingElement(cfg)
+    return synth_block(block, family, what=what, dsp=dsp)
+
+
+def synth_block(block: wiring.Component, family: str, *, what: str, dsp: bool) -> SynthCost:
+    """Synthesize any component for ``family`` and count its cells by report column."""
     if family not in _COLUMNS:
         raise ValueError(f"unknown family {family!r}: ice40 or ecp5")
-    block = SystolicArray(cfg) if what == "array" else ProcessingElement(cfg)
     text = rtlil.convert(block, name="top", ports=component_ports(block))
     opts = {"ice40": "-dsp" if dsp else "", "ecp5": "" if dsp else "-nodsp"}[family]
     with tempfile.TemporaryDirectory(prefix="oasa-synth-") as tmp:

@@ -235,3 +235,37 @@ def test_cli_bad_sizes_and_missing_accuracy(capsys, tmp_path):
 def test_cli_bad_array_for_board(capsys):
     assert main(["fpga", "build", "--board", "icebreaker", "--acc-bits", "4"]) == 2
     assert "acc_bits=4 is out of range" in capsys.readouterr().err
+
+
+# -- two products in one multiplier ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("packing", ["lut", "dsp", "packed"])
+@pytest.mark.parametrize("act_signed", [False, True])
+def test_product_pair_is_exact_for_every_operand(packing, act_signed):
+    from oasa.config import ArrayConfig
+    from oasa.fpga.packing import ProductPair
+
+    cfg = ArrayConfig(act_signed=act_signed)
+    dut = ProductPair(cfg, packing)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    acts = range(cfg.act_min, cfg.act_max + 1)
+    ws = range(cfg.weight_min, cfg.weight_max + 1)
+    wrong = []
+
+    async def bench(ctx):
+        for a in acts:
+            for w1 in ws:
+                for w2 in ws:
+                    ctx.set(dut.act, a)
+                    ctx.set(dut.w1, w1)
+                    ctx.set(dut.w2, w2)
+                    await ctx.tick()
+                    got = (ctx.get(dut.p1), ctx.get(dut.p2))
+                    if got != (a * w1, a * w2):
+                        wrong.append((a, w1, w2, got))
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert wrong == []
