@@ -23,9 +23,10 @@ class OutputStage(wiring.Component):
     model's :func:`oasa.sim.golden.output_stage`.
 
     Rounding uses floor(z / 2**s + 1/2) = (t + 1) >> 1 with t = z >> (s - 1), which needs
-    no adder as wide as 2**(s-1).
+    no adder as wide as 2**(s-1); and since a requantized value is clamped to N bits, the
+    add works on an (N + 3)-bit window of t (see stage 4).
 
-    Latency: ``latency`` = 4 cycles (add, multiply, shift, clamp). Throughput: one row per
+    Latency: ``latency`` = 4 cycles (add, multiply, shift, round and clamp). Throughput: one row per
     cycle.
 
     Parameters
@@ -92,33 +93,49 @@ class OutputStage(wiring.Component):
             shift = self.params.shift[lane]
             requant = self.requant
 
-            # Stage 1: add the bias (raw mode: acc itself, times 1, shift 0).
+            # Stage 1: add the bias (raw mode: acc itself, times 1, no shift). The shift
+            # is decoded here, off the critical path: s - 1, and whether s is 0.
             y = Signal.like(acc + bias, name=f"y_{lane}")
             mult1 = Signal.like(mult, name=f"mult1_{lane}")
-            shift1 = Signal.like(shift, name=f"shift1_{lane}")
+            shifting = requant & (shift != 0)
+            sm1 = Signal.like(shift, name=f"sm1_{lane}")  # s - 1 when shifting, else 0
+            noshift1 = Signal(name=f"noshift1_{lane}")
             with m.If(enable[0]):
                 m.d.sync += [
                     y.eq(Mux(requant, acc + bias, acc)),
                     mult1.eq(Mux(requant, mult, 1)),
-                    shift1.eq(Mux(requant, shift, 0)),
+                    sm1.eq(Mux(shifting, shift - 1, 0)),
+                    noshift1.eq(~shifting),
                 ]
             # Stage 2: the requantization multiply.
             z = Signal.like(y * mult1, name=f"z_{lane}")
-            shift2 = Signal.like(shift1, name=f"shift2_{lane}")
+            sm2 = Signal.like(sm1, name=f"sm2_{lane}")
+            noshift2 = Signal(name=f"noshift2_{lane}")
             with m.If(enable[1]):
-                m.d.sync += [z.eq(y * mult1), shift2.eq(shift1)]
-            # Stage 3: shift right by s with round-half-up.
+                m.d.sync += [z.eq(y * mult1), sm2.eq(sm1), noshift2.eq(noshift1)]
+            # Stage 3: t = z >> (s - 1) (the barrel shifter alone; t = z without a shift).
             t = Signal.like(z, name=f"t_{lane}")
-            m.d.comb += t.eq(z >> (shift2 - 1)[: cfg.shift_bits])
-            r = Signal.like(z, name=f"r_{lane}")
+            noshift3 = Signal(name=f"noshift3_{lane}")
             with m.If(enable[2]):
-                m.d.sync += r.eq(Mux(shift2 == 0, z, (t + 1) >> 1))
-            # Stage 4: ReLU and clamp (requant only).
+                m.d.sync += [t.eq(z >> sm2), noshift3.eq(noshift2)]
+            # Stage 4: round half up, r = (t + 1) >> 1, then ReLU and clamp (requant only).
+            # Requantized values are clamped to the N-bit range, so only a window of
+            # W = N + 3 bits of t matters: the rounding adds on W bits, and a t outside the
+            # window is past the clamp range on the side of its sign. Bit for bit the wide
+            # formula; the carry chain is W bits instead of the product's (on the ECP5 the
+            # wide one set Fmax).
             relu, req = side[3][3], side[3][4]
+            w = min(cfg.act_bits + 3, len(t))
+            t_w = t[:w].as_signed()
+            top = t[w - 1 :]
+            fits = (top == 0) | (top == (1 << len(top)) - 1)
+            r = Mux(noshift3, t_w, (t_w + 1) >> 1)
             value = Signal.like(self.o_res.payload.value[lane], name=f"value_{lane}")
             with m.If(enable[3]):
                 with m.If(~req):
-                    m.d.sync += value.eq(r)
+                    m.d.sync += value.eq(t)
+                with m.Elif(~fits):
+                    m.d.sync += value.eq(Mux(t[-1], Mux(relu, 0, cfg.act_min), cfg.act_max))
                 with m.Elif((r < 0) & relu):
                     m.d.sync += value.eq(0)
                 with m.Elif(r < cfg.act_min):
