@@ -167,9 +167,17 @@ class UARTTransmitter(wiring.Component):
         timer = Signal(range(div))
         left = Signal(range(11))  # bits still to send, start and stop included
         frame = Signal(10, init=0x3FF)  # stop, data, start: shifted out from bit 0
-        m.d.comb += [self.tx.eq(frame[0]), self.i_data.ready.eq(left == 0)]
+        # Ready in the last cycle of a stop bit too, so back-to-back bytes have no gap.
+        ending = (left == 0) | ((left == 1) & (timer == 0))
+        m.d.comb += [self.tx.eq(frame[0]), self.i_data.ready.eq(ending)]
 
-        with m.If(left != 0):
+        with m.If(ending & self.i_data.valid):
+            m.d.sync += [
+                frame.eq(Cat(0, self.i_data.payload, 1)),
+                timer.eq(div - 1),
+                left.eq(10),
+            ]
+        with m.Elif(left != 0):
             with m.If(timer == 0):
                 m.d.sync += [
                     timer.eq(div - 1),
@@ -178,10 +186,4 @@ class UARTTransmitter(wiring.Component):
                 ]
             with m.Else():
                 m.d.sync += timer.eq(timer - 1)
-        with m.Elif(self.i_data.valid):
-            m.d.sync += [
-                frame.eq(Cat(0, self.i_data.payload, 1)),
-                timer.eq(div - 1),
-                left.eq(10),
-            ]
         return m
