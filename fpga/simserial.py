@@ -154,6 +154,8 @@ class SimulatedSerial:
 
     def close(self) -> None:
         if self.is_open:
+            if not self._now:
+                self._step()  # start the host testbenches, so none is left un-awaited
             self.is_open = False
             self._vcd.close()
 
