@@ -389,3 +389,87 @@ def test_a_layer_too_big_for_the_board_buffers_is_refused_before_sending():
 def test_board_backend_needs_a_port():
     with pytest.raises(ValueError, match="the board backend needs a port"):
         run_gemm(np.ones((1, 1)), np.ones((1, 1)), cfg=CFG, backend="board")
+
+
+# -- the network runner and the command line ----------------------------------------------------
+
+NET_ARRAY = {
+    "rows": 2,
+    "cols": 3,
+    "act_depth": 64,
+    "wgt_depth": 64,
+    "res_depth": 64,
+    "param_depth": 8,
+}
+
+
+def test_network_on_the_simulated_board_equals_golden_inference():
+    from test_netfile import small_network
+
+    from oasa.sim import network
+    from oasa.sim.netrun import run_network_rtl
+
+    net = small_network(acc_bits=9, overflow="saturate")  # narrow: some dot products overflow
+    x = network.quantize_input(net, np.random.default_rng(0).random((2, *net.input_shape)))
+    cfg = net.weighted[0][1].config().replace(**NET_ARRAY)
+    with simserial(cfg) as ser:
+        run = run_network_rtl(net, x, backend="board", array=NET_ARRAY, batch=2, port=ser)
+    ref = network.run_network(net, x)
+    np.testing.assert_array_equal(run.result.logits, ref.logits)
+    for got, want in zip(run.result.layers, ref.layers, strict=True):
+        np.testing.assert_array_equal(got.out, want.out)
+        if want.overflow is not None:
+            np.testing.assert_array_equal(got.overflow, want.overflow)
+    assert sum(s.flagged for s in run.stats) == ref.overflow_counts()["flagged"] > 0
+
+
+def test_oasa_sim_and_run_on_the_board_backend(tmp_path, capsys, monkeypatch):
+    from test_netrun import digits_shaped_network
+
+    from oasa.cli import main
+    from oasa.fpga import host
+    from oasa.fpga.simserial import SimulatedSerial
+    from oasa.sim import netfile
+
+    shape = [f"--{k.replace('_', '-')}={v}" for k, v in NET_ARRAY.items()]
+    # no port, or a port for another backend: one line, exit 2
+    assert main(["sim", "--backend", "board", *shape]) == 2
+    assert "--backend board needs --port" in capsys.readouterr().err
+    assert main(["sim", "--backend", "model", "--port", "/dev/ttyUSB1"]) == 2
+    assert "--port is for --backend board" in capsys.readouterr().err
+    assert main(["sim", "--backend", "board", "--port", "/dev/oasa-no-such-port"]) == 2
+    assert "cannot open serial port /dev/oasa-no-such-port" in capsys.readouterr().err
+
+    # the port opens a simulated board of the configuration the command asks for
+    boards = []
+
+    def open_simulated(port, baud, timeout):
+        cfg = boards.pop(0)
+        return SimulatedSerial(cfg, clk_hz=4 * baud, baud=baud, timeout=timeout)
+
+    monkeypatch.setattr(host, "_open_serial", open_simulated)
+    boards.append(ArrayConfig(**NET_ARRAY, acc_bits=10))
+    args = ["--m", "3", "--k", "5", "--n", "4", "--acc-bits", "10"]
+    assert main(["sim", "--backend", "board", "--port", "/dev/sim", *args, *shape]) == 0
+    assert (
+        "board     matches the golden model: results, flags and cycles" in capsys.readouterr().out
+    )
+
+    net = digits_shaped_network(acc_bits=9, overflow="saturate")
+    path = tmp_path / "net.npz"
+    netfile.save(net, path)
+    boards.append(net.weighted[0][1].config().replace(**NET_ARRAY))
+    run = ["run", str(path), "--backend", "board", "--port", "/dev/sim", "--images", "1"]
+    assert main([*run, "--quiet", *shape]) == 0
+    out = capsys.readouterr().out
+    assert "predictions, logits and flags equal the golden model's" in out
+    assert "ran on the board in" in out
+
+    # a board of another build: one line naming both, exit 1
+    boards.append(ArrayConfig(**NET_ARRAY, acc_bits=12))
+    assert main([*run, "--quiet", *shape]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "oasa: the board on /dev/sim runs a different build: 2x3 array, a4 w4 p12"
+    )
+    assert err.count("\n") == 1
