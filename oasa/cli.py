@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from oasa.config import OVERFLOW_MODES, ArrayConfig, ConfigError
-from oasa.sim.layer import BACKENDS
+from oasa.sim.layer import ALL_BACKENDS
 
 __all__ = ["main"]
 
@@ -177,6 +177,40 @@ def _report(r, ref) -> None:
         print(f"  {r.backend:<9} matches the golden model: results, flags and cycles")
 
 
+def _board_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", help="board backend: the board's serial port, e.g. /dev/ttyUSB1")
+    p.add_argument(
+        "--baud", type=int, default=115200, help="board backend: baud rate (default 115200)"
+    )
+
+
+def _board_link(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """--backend board needs --port; a port that cannot be opened is bad input (exit 2),
+    a failure on the link is reported in one line (exit 1)."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        if args.backend == "board" and not args.port:
+            raise UsageError(
+                "--backend board needs --port (the board's serial port, e.g. /dev/ttyUSB1)"
+            )
+        if args.port and args.backend != "board":
+            raise UsageError(f"--port is for --backend board, not --backend {args.backend}")
+        if args.backend != "board":
+            return func(args)
+        from oasa.fpga.host import LinkError, PortError
+
+        try:
+            return func(args)
+        except PortError as e:
+            raise UsageError(str(e)) from None
+        except LinkError as e:
+            print(f"oasa: {e}", file=sys.stderr)
+            return 1
+
+    return wrapped
+
+
+@_board_link
 def cmd_sim(args: argparse.Namespace) -> int:
     from oasa.sim.layer import MismatchError, run_gemm
 
@@ -194,14 +228,17 @@ def cmd_sim(args: argparse.Namespace) -> int:
     r = (
         ref
         if args.backend == "model"
-        else run_gemm(x, w, cfg=cfg, backend=args.backend, vcd=args.vcd)
+        else run_gemm(
+            x, w, cfg=cfg, backend=args.backend, vcd=args.vcd, port=args.port, baud=args.baud
+        )
     )
     try:
         _report(r, None if r is ref else ref)
     except MismatchError:
         return 1
     if r is not ref:
-        print(f"  simulated {r.cycles:,} cycles in {time.perf_counter() - started:.2f} s")
+        verb = "ran" if args.backend == "board" else "simulated"  # a board: the link's time
+        print(f"  {verb} {r.cycles:,} cycles in {time.perf_counter() - started:.2f} s")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -478,6 +515,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 @_quant_errors
+@_board_link
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -533,6 +571,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 batch=args.batch,
                 vcd=args.vcd,
                 progress=lambda done: bar.update(done - bar.n),
+                port=args.port,
+                baud=args.baud,
             )
         except LayerMismatch as e:
             print(f"MISMATCH: {e}", file=sys.stderr)
@@ -560,7 +600,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"at {args.clock_mhz:g} MHz: {f / per_image:,.0f} images/s, "
         f"latency {1e6 * batch_cycles / f:,.1f} us per pass of {min(args.batch, n)} images"
     )
-    if args.backend != "model":
+    if args.backend == "board":
+        print(f"ran on the board in {secs:.1f} s, serial link included")
+    elif args.backend != "model":
         print(f"simulated in {secs:.1f} s ({cycles / secs:,.0f} accelerator cycles/s)")
     if args.vcd:
         print(f"wrote {args.vcd} (the first accelerator model's run)")
@@ -857,10 +899,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random layer: seed (default 0)")
     p.add_argument(
         "--backend",
-        choices=BACKENDS,
+        choices=ALL_BACKENDS,
         default="model",
-        help="model (golden model, cycles predicted), amaranth or verilator (the RTL)",
+        help="model (golden model, cycles predicted), amaranth or verilator (the RTL), "
+        "board (a board over its UART, with --port)",
     )
+    _board_options(p)
     p.add_argument("--out", help="write acc, overflow, final_overflow, cycles to this .npz")
     p.add_argument("--vcd", help="write a waveform (RTL backends)")
     p.set_defaults(func=cmd_sim)
@@ -875,7 +919,13 @@ def build_parser() -> argparse.ArgumentParser:
         "run", parents=[array_shape], help="run a network file on the accelerator, cycle-accurately"
     )
     p.add_argument("net", help="network file (.npz) from oasa quantize")
-    p.add_argument("--backend", choices=BACKENDS, default="verilator", help="default verilator")
+    p.add_argument(
+        "--backend",
+        choices=ALL_BACKENDS,
+        default="verilator",
+        help="default verilator; board: a board over its UART, with --port",
+    )
+    _board_options(p)
     p.add_argument(
         "--images", type=int, help="test images to classify (default all 540; 2 on amaranth)"
     )

@@ -2,8 +2,9 @@
 
 ``run_gemm`` / ``run_conv2d`` run a layer on the golden model (``"model"``), on the RTL
 accelerator in Amaranth's simulator (``"amaranth"``) or in Verilator (``"verilator"``),
-and return the same :class:`LayerResult`: outputs, both flag arrays, cycles and
-utilization. The model's cycles are the accelerator's, predicted exactly.
+or on a board over its UART (``"board"``, given a ``port``), and return the same
+:class:`LayerResult`: outputs, both flag arrays, cycles and utilization. The model's
+cycles are the accelerator's, predicted exactly.
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ from oasa.sim import golden
 from oasa.sim.accel_image import build_image
 from oasa.sim.cycles import accelerator_cycles
 
-__all__ = ["BACKENDS", "LayerResult", "MismatchError", "compare", "run_conv2d", "run_gemm"]
+__all__ = [
+    "ALL_BACKENDS",
+    "BACKENDS",
+    "LayerResult",
+    "MismatchError",
+    "compare",
+    "run_conv2d",
+    "run_gemm",
+]
 
+#: The simulation backends: they need nothing but this machine.
 BACKENDS = ("model", "amaranth", "verilator")
+#: Every backend, including a board on a serial port (which needs ``port``).
+ALL_BACKENDS = (*BACKENDS, "board")
 
 
 class MismatchError(AssertionError):
@@ -64,9 +76,11 @@ class LayerResult:
         return self.macs / (self.cfg.rows * self.cfg.cols * self.cycles)
 
 
-def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+def _check_backend(backend: str, port: object = None) -> None:
+    if backend not in ALL_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(ALL_BACKENDS)}")
+    if backend == "board" and port is None:
+        raise ValueError("the board backend needs a port (e.g. port='/dev/ttyUSB1')")
 
 
 def run_gemm(
@@ -81,14 +95,17 @@ def run_gemm(
     relu: bool = False,
     requant: bool = False,
     vcd: str | None = None,
+    port: object = None,
+    baud: int = 115200,
 ) -> LayerResult:
     """X (M x K) times W (K x N) on ``backend``, optionally requantized.
 
     RTL results are not checked here (see :func:`compare`), so a caller can report a
     mismatch rather than have it raised. Raises ``BufferFitError`` when an RTL backend
-    cannot hold the layer.
+    cannot hold the layer. ``port`` and ``baud`` are the board backend's serial port (a
+    path, or an open serial-like object such as ``oasa.fpga.simserial.SimulatedSerial``).
     """
-    _check_backend(backend)
+    _check_backend(backend, port)
     g = golden.gemm(x, w, cfg=cfg)
     m, k = np.shape(x)
     n = np.shape(w)[1]
@@ -111,6 +128,11 @@ def run_gemm(
         from oasa.sim.backends.amaranth_accel import run_accel_images
 
         (run,) = run_accel_images([img], vcd=vcd)
+    elif backend == "board":
+        from oasa.fpga.host import BoardAccelerator
+
+        with BoardAccelerator(cfg, port, baud=baud) as board:
+            run = board.run(img)
     else:
         from oasa.sim.backends.verilator_accel import VerilatorAccelerator
 

@@ -98,12 +98,24 @@ def plan_calls(cfg: ArrayConfig, m: int, k: int, n: int) -> list[tuple[slice, sl
 
 
 class _Backend:
-    """Runs GEMM calls on one backend, keeping Verilator models open across calls."""
+    """Runs GEMM calls on one backend, keeping Verilator models (or the board link) open
+    across calls."""
 
-    def __init__(self, name: str, stack: ExitStack, vcd: str | None):
+    def __init__(
+        self,
+        name: str,
+        stack: ExitStack,
+        vcd: str | None,
+        port: object = None,
+        baud: int = 115200,
+    ):
+        if name == "board" and port is None:
+            raise ValueError("the board backend needs a port (e.g. port='/dev/ttyUSB1')")
         self.name = name
         self.stack = stack
         self.vcd = vcd
+        self.port = port
+        self.baud = baud
         self.models: dict[ArrayConfig, object] = {}
 
     def run(self, images: list) -> list[tuple[NDArray, NDArray, int, int]]:
@@ -130,7 +142,15 @@ class _Backend:
         out = []
         for img, _ in images:
             model = self.models.get(img.cfg)
-            if model is None:
+            if model is None and self.name == "board":
+                from oasa.fpga.host import BoardAccelerator
+
+                # One board holds one build: a second configuration fails its identity check.
+                model = self.stack.enter_context(
+                    BoardAccelerator(img.cfg, self.port, baud=self.baud)
+                )
+                self.models[img.cfg] = model
+            elif model is None:
                 vcd = self.vcd if not self.models else None  # one waveform: the first model
                 model = self.stack.enter_context(VerilatorAccelerator(img.cfg, vcd=vcd))
                 self.models[img.cfg] = model
@@ -198,10 +218,16 @@ def run_network_rtl(
     batch: int = 8,
     vcd: str | None = None,
     progress: Callable[[int], None] | None = None,
+    port: object = None,
+    baud: int = 115200,
 ) -> NetRun:
     """Run quantized input x (B, *input_shape) through ``net`` on ``backend`` ("model",
-    "amaranth" or "verilator"), ``batch`` images per pass, checking every layer against
-    the golden model (raises :class:`LayerMismatch` naming the layer and element).
+    "amaranth", "verilator" or "board"), ``batch`` images per pass, checking every layer
+    against the golden model (raises :class:`LayerMismatch` naming the layer and element).
+
+    The board backend talks to ``port`` (a serial device path, or an open serial-like
+    object such as ``oasa.fpga.simserial.SimulatedSerial``) at ``baud``; the board must
+    run a build of every weighted layer's configuration.
 
     ``array`` overrides the array shape and buffers of every layer's configuration
     (rows, cols, act_depth, ...); the arithmetic (N, M, P, mode) comes from the file.
@@ -215,7 +241,7 @@ def run_network_rtl(
     ]
     parts: list[list[LayerRun]] = []
     with ExitStack() as stack:
-        be = _Backend(backend, stack, vcd)
+        be = _Backend(backend, stack, vcd, port, baud)
         done = 0
         for sl in _batches(len(xa), batch):
             h = xa[sl]
