@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
 from amaranth.lib import io
 
 from oasa.config import ArrayConfig
@@ -151,18 +151,28 @@ class BoardTop(Elaboratable):
             clk_in = osc_buf.i
         clk, locked = Signal(), Signal()
         m.submodules.pll = pll_instance(self.pll, clk_in, clk, locked)
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += ClockSignal("sync").eq(clk)
         platform.add_clock_constraint(clk, self.pll.f_out)
-        button = platform.request(*board.button)
+        m.submodules.button = button = io.Buffer("i", platform.request(*board.button, dir="-"))
         m.submodules.reset = ResetGenerator(
             clk, locked, button.i, delay=int(20e-6 * self.pll.f_out)
         )
 
         m.submodules.core = core = self.core
-        uart = platform.request("uart", 0)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
         if board.name.startswith("ulx3s"):
             # The ULX3S routes the FTDI's RX through a buffer that this pin enables.
-            m.d.comb += platform.request("uart_tx_enable", 0).o.eq(1)
+            m.submodules.uart_en = en = io.Buffer(
+                "o", platform.request("uart_tx_enable", 0, dir="-")
+            )
+            m.d.comb += en.o.eq(1)
         for status, name, number in board.leds:
-            m.d.comb += platform.request(name, number).o.eq(getattr(core, status))
+            m.submodules[f"led_{status}"] = led = io.Buffer(
+                "o", platform.request(name, number, dir="-")
+            )
+            m.d.comb += led.o.eq(getattr(core, status))
         return m

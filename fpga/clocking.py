@@ -164,8 +164,8 @@ def pll_instance(pll: ICE40PLL | ECP5PLL, clk_in, clk_out: Signal, locked: Signa
 
 
 class ResetGenerator(Elaboratable):
-    """Holds ``sync`` in reset until the PLL has locked and ``delay`` cycles have passed,
-    and while the reset button is pressed.
+    """Holds ``sync`` (defined by the parent, clocked by ``clk``) in reset until the PLL
+    has locked and ``delay`` cycles have passed, and while the reset button is pressed.
 
     The delay also covers the iCE40 quirk of block RAMs reading as zero for about 3 us after
     configuration (see amaranth's ``create_missing_domain`` for iCE40).
@@ -176,9 +176,8 @@ class ResetGenerator(Elaboratable):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.domains.sync = ClockDomain("sync")
         m.domains.por = ClockDomain("por", reset_less=True, local=True)
-        m.d.comb += [ClockSignal("sync").eq(self.clk), ClockSignal("por").eq(self.clk)]
+        m.d.comb += ClockSignal("por").eq(self.clk)
         timer = Signal(range(self.delay + 1))
         ready = Signal()
         with m.If(~self.locked):
