@@ -35,6 +35,9 @@ class UARTAccelerator(wiring.Component):
         divider (see :func:`~oasa.fpga.uart.baud_divisor`).
     frame_gap : float
         Quiet time in seconds that ends a broken frame (at least 30 bit times).
+    accelerator_class : type
+        The accelerator to build (an :class:`~oasa.hw.accelerator.Accelerator` subclass,
+        e.g. one whose PEs use another multiplier); it must keep the Accelerator's ports.
 
     Members
     -------
@@ -51,9 +54,16 @@ class UARTAccelerator(wiring.Component):
     link_error: Out(1)
 
     def __init__(
-        self, cfg: ArrayConfig, *, clk_hz: float, baud: int, frame_gap: float = DEFAULT_FRAME_GAP
+        self,
+        cfg: ArrayConfig,
+        *,
+        clk_hz: float,
+        baud: int,
+        frame_gap: float = DEFAULT_FRAME_GAP,
+        accelerator_class: type[Accelerator] = Accelerator,
     ):
         self.cfg = cfg
+        self.accelerator_class = accelerator_class
         self.clk_hz = clk_hz
         self.baud = baud
         self.divisor = baud_divisor(clk_hz, baud)
@@ -62,7 +72,7 @@ class UARTAccelerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.accel = accel = Accelerator(self.cfg)
+        m.submodules.accel = accel = self.accelerator_class(self.cfg)
         m.submodules.uart_rx = rx = UARTReceiver(self.divisor)
         m.submodules.uart_tx = tx = UARTTransmitter(self.divisor)
         m.submodules.bridge = bridge = HostLinkBridge(self.cfg, gap_cycles=self.gap_cycles)
