@@ -36,8 +36,8 @@ class UARTAccelerator(wiring.Component):
     frame_gap : float
         Quiet time in seconds that ends a broken frame (at least 30 bit times).
     accelerator_class : type
-        The accelerator to build (an :class:`~oasa.hw.accelerator.Accelerator` subclass,
-        e.g. one whose PEs use another multiplier); it must keep the Accelerator's ports.
+        The accelerator to build (FPGA builds choose how its PEs multiply, see
+        :mod:`oasa.fpga.multipliers`).
 
     Members
     -------
