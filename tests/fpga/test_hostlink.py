@@ -386,6 +386,23 @@ def test_a_layer_too_big_for_the_board_buffers_is_refused_before_sending():
         assert ser.bytes_written == 0
 
 
+def test_the_soc_builds_the_accelerator_class_it_is_given():
+    from oasa.fpga.soc import UARTAccelerator
+    from oasa.hw.accelerator import Accelerator
+
+    built = []
+
+    class Marked(Accelerator):
+        def elaborate(self, platform):
+            built.append(self.cfg)
+            return super().elaborate(platform)
+
+    from amaranth.back import rtlil
+
+    rtlil.convert(UARTAccelerator(CFG, clk_hz=CLK, baud=BAUD, accelerator_class=Marked))
+    assert built == [CFG]
+
+
 def test_board_backend_needs_a_port():
     with pytest.raises(ValueError, match="the board backend needs a port"):
         run_gemm(np.ones((1, 1)), np.ones((1, 1)), cfg=CFG, backend="board")
