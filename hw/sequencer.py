@@ -190,20 +190,32 @@ class Sequencer(wiring.Component):
         # A tile's rows enter the output stage on consecutive cycles, rows R-1 .. 0, and the
         # next tile may follow at once. The read port answers one cycle after its address,
         # so the address moves to the next tile in the very cycle row 0 goes in.
-        n0_p = Signal(DIM_BITS + 1)
+        # The next tile's address and column offset are kept in registers, so the read
+        # address is one multiplexer from a register (the compare and the increment that
+        # find the address after that run in the cycles between tiles).
         param_addr = Signal.like(self.param_rd.addr)
+        next_addr = Signal.like(self.param_rd.addr)
+        n_next = Signal(DIM_BITS + 1)  # first column of the next tile
         row0_in = self.drain_valid & (self.drain_row == 0)
-        wrap_p = n0_p + cols >= cmd.n
-        next_param = Mux(wrap_p, cmd.param_base, param_addr + 1)
         m.d.comb += [
-            self.param_rd.addr.eq(Mux(row0_in, next_param, param_addr)),
+            self.param_rd.addr.eq(Mux(row0_in, next_addr, param_addr)),
             self.param_rd.en.eq(1),
             self.params.eq(self.param_rd.data),
         ]
         with m.If(launch):
-            m.d.sync += [n0_p.eq(0), param_addr.eq(self.cmd.param_base)]
+            single = cols >= self.cmd.n  # one column tile: every tile uses the base
+            m.d.sync += [
+                param_addr.eq(self.cmd.param_base),
+                next_addr.eq(Mux(single, self.cmd.param_base, self.cmd.param_base + 1)),
+                n_next.eq(Mux(single, 0, cols)),
+            ]
         with m.Elif(row0_in):
-            m.d.sync += [n0_p.eq(Mux(wrap_p, 0, n0_p + cols)), param_addr.eq(next_param)]
+            wrap = n_next + cols >= cmd.n
+            m.d.sync += [
+                param_addr.eq(next_addr),
+                next_addr.eq(Mux(wrap, cmd.param_base, next_addr + 1)),
+                n_next.eq(Mux(wrap, 0, n_next + cols)),
+            ]
 
         # -- drain side: write result rows, count flags -----------------------------------
         m0_w = Signal(DIM_BITS + 1)
