@@ -104,8 +104,18 @@ def get_board(name: str) -> Board:
 
 
 def board_config(board: Board, **array) -> ArrayConfig:
-    """An ArrayConfig with the board's defaults where ``array`` gives no value."""
-    return ArrayConfig(**{**board.defaults, **array})
+    """An ArrayConfig with the board's defaults where ``array`` gives no value.
+
+    Unless the board or ``array`` says otherwise, the bias is as wide as the accumulator
+    (a bias past the accumulator's range would only saturate the output): with P = 16 the
+    output stage's multiply is then 17 x 16 bits, one ECP5 DSP block instead of two and
+    an adder, which is what keeps it above 100 MHz.
+    """
+    merged = {**board.defaults, **array}
+    if "bias_bits" not in merged:
+        acc = merged.get("acc_bits", ArrayConfig.acc_bits)
+        merged["bias_bits"] = max(8, acc)
+    return ArrayConfig(**merged)
 
 
 def _default_core(cfg: ArrayConfig, clk_hz: float, baud: int, accelerator: type) -> Elaboratable:

@@ -22,12 +22,16 @@ MULTIPLIERS = ("lut", "dsp")
 
 def shift_add_product(act: Value, wgt: Value) -> Value:
     """act * wgt for a two's-complement ``wgt``, as a sum of shifted copies of ``act``:
-    wgt = -w[M-1] * 2**(M-1) + sum(w[i] * 2**i), so the top partial product is subtracted."""
+    wgt = -w[M-1] * 2**(M-1) + sum(w[i] * 2**i), so the top partial product is subtracted.
+    The partial products are added as a balanced tree (two adder levels for M = 4), which
+    keeps the PE's multiply-accumulate path short."""
     m = len(wgt)
-    total = Mux(wgt[m - 1], -(act << (m - 1)), 0)
-    for i in range(m - 1):
-        total = total + Mux(wgt[i], act << i, 0)
-    return total
+    terms = [Mux(wgt[i], act << i, 0) for i in range(m - 1)]
+    terms.append(Mux(wgt[m - 1], -(act << (m - 1)), 0))
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+    return terms[0]
 
 
 class ShiftAddPE(ProcessingElement):
