@@ -98,10 +98,10 @@ def run_sweep(
     """Build every point not yet in ``out``'s cache, in order; return all their records."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    done = load_results(out)
     records = []
     for i, point in enumerate(points):
-        rec = done.get(point.key)
+        # Re-read before each build: another sweep may share the folder and have built it.
+        rec = load_results(out).get(point.key)
         if rec is None:
             rec = _build_point(point, out / "builds" / point.key, seed)
             with open(out / "builds.jsonl", "a") as f:
