@@ -42,12 +42,14 @@ class SweepPoint:
 #: Default sizes (at P = 16) and widths (at the reference size) per board.
 DEFAULT_GRID: dict[str, dict] = {
     "icebreaker": {
-        "sizes": [(2, 2), (3, 3), (4, 3), (4, 4)],
+        # Columns cost an output-stage lane each (~220 LCs), rows only PEs: on the UP5K
+        # tall arrays fit more PEs; 11 x 2 is the first that does not fit.
+        "sizes": [(2, 2), (3, 3), (4, 3), (5, 3), (4, 4), (8, 2), (10, 2), (11, 2)],
         "widths": [12, 16, 24, 32],
-        "at": (3, 3),
+        "at": (4, 3),
     },
     "ulx3s-85f": {
-        "sizes": [(4, 4), (8, 8), (16, 16), (20, 20)],
+        "sizes": [(4, 4), (8, 8), (12, 12), (16, 16)],
         "widths": [12, 16, 24, 32],
         "at": (8, 8),
     },
