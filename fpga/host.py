@@ -41,6 +41,7 @@ __all__ = [
     "PortError",
     "decode_words",
     "encode_words",
+    "probe",
 ]
 
 #: Most payload bytes in one frame, so a frame takes well under a second even at 9600 baud
@@ -96,13 +97,26 @@ _STATUS_ADVICE = {
 }
 
 
+def probe(
+    port: str | os.PathLike | Any, *, baud: int = 115200, timeout: float = 2.0
+) -> ArrayConfig:
+    """The configuration of the build running on the board at ``port`` (from PING), so a
+    host can use the board without being told how it was built."""
+    board = BoardAccelerator(None, port, baud=baud, timeout=timeout)
+    try:
+        return board.identity.to_config()
+    finally:
+        board.close()
+
+
 class BoardAccelerator:
     """An oasa bitstream on a board, behind its UART; layers run back to back.
 
     Parameters
     ----------
-    cfg : ArrayConfig
+    cfg : ArrayConfig or None
         The configuration the board was built for; checked against the board on open.
+        None takes the board's own (see :func:`probe`).
     port : str or serial-like
         A serial device path (opened with pyserial), or an open object with pyserial's
         ``read(n)``, ``write(b)``, ``reset_input_buffer()``, ``close()`` and ``timeout``
@@ -115,7 +129,7 @@ class BoardAccelerator:
 
     def __init__(
         self,
-        cfg: ArrayConfig,
+        cfg: ArrayConfig | None,
         port: str | os.PathLike | Any,
         *,
         baud: int = 115200,
@@ -137,6 +151,8 @@ class BoardAccelerator:
         self.bytes_received = 0
         try:
             self.identity = self.ping()
+            if cfg is None:
+                self.cfg = cfg = self.identity.to_config()
             want = Identity.of(cfg)
             if self.identity != want:
                 raise ConfigMismatchError(

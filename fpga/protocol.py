@@ -201,6 +201,26 @@ class Identity:
         d = [int.from_bytes(body[5 + 3 * i : 8 + 3 * i], "little") for i in range(4)]
         return cls(body[0], int.from_bytes(body[1:5], "little"), *d, *body[17:20])
 
+    def to_config(self) -> ArrayConfig:
+        """The configuration of the build (the inverse of :meth:`of`)."""
+        c = self.config
+        return ArrayConfig(
+            rows=c & 0xFF,
+            cols=c >> 8 & 0xFF,
+            acc_bits=c >> 16 & 0x3F,
+            act_bits=c >> 22 & 0xF,
+            weight_bits=c >> 26 & 0xF,
+            act_signed=bool(c >> 30 & 1),
+            overflow="saturate" if c >> 31 & 1 else "wrap",
+            act_depth=self.act_depth,
+            wgt_depth=self.wgt_depth,
+            param_depth=self.param_depth,
+            res_depth=self.res_depth,
+            bias_bits=self.bias_bits,
+            mult_bits=self.mult_bits,
+            shift_bits=self.shift_bits,
+        )
+
     def describe(self) -> str:
         """One line, e.g. ``2x2 array, a4 w4 p10 wrap, buffers act 64 wgt 64 ...``."""
         c = self.config

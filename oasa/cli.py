@@ -184,6 +184,16 @@ def _board_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _board_config(args: argparse.Namespace) -> ArrayConfig:
+    """The configuration of the build on the board at --port (it says so in reply to PING):
+    the array options are not needed, and ignored."""
+    from oasa.fpga.host import probe
+
+    cfg = probe(args.port, baud=args.baud)
+    print(f"the board on {args.port} runs: {cfg.describe()}")
+    return cfg
+
+
 def _board_link(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """--backend board needs --port; a port that cannot be opened is bad input (exit 2),
     a failure on the link is reported in one line (exit 1)."""
@@ -214,7 +224,7 @@ def _board_link(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 def cmd_sim(args: argparse.Namespace) -> int:
     from oasa.sim.layer import MismatchError, run_gemm
 
-    cfg = _config(args)
+    cfg = _config(args) if args.backend != "board" else _board_config(args)
     if (args.x is None) != (args.w is None):
         raise UsageError("give both --x and --w, or neither (for a random layer)")
     if args.x is not None:
@@ -544,6 +554,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         "res_depth": args.res_depth,
         "param_depth": args.param_depth,
     }
+    if args.backend == "board":  # the board's build decides the array; the net the widths
+        board = _board_config(args)
+        array = {k: getattr(board, k) for k in (*array, "bias_bits", "mult_bits", "shift_bits")}
     try:
         for _, layer in net.weighted:
             layer.config().replace(**array)

@@ -269,3 +269,25 @@ def test_product_pair_is_exact_for_every_operand(packing, act_signed):
     sim.add_testbench(bench)
     sim.run()
     assert wrong == []
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {},
+        {"rows": 4, "cols": 3, "bias_bits": 16, "mult_bits": 8, "shift_bits": 5, "act_depth": 256},
+        {
+            "act_bits": 8,
+            "act_signed": True,
+            "weight_bits": 8,
+            "acc_bits": 32,
+            "overflow": "saturate",
+        },
+    ],
+)
+def test_board_identity_gives_back_the_build_config(cfg):
+    from oasa.config import ArrayConfig
+    from oasa.fpga.protocol import Identity
+
+    c = ArrayConfig(**cfg)
+    assert Identity.from_bytes(Identity.of(c).to_bytes()).to_config() == c

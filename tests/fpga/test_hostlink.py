@@ -457,34 +457,35 @@ def test_oasa_sim_and_run_on_the_board_backend(tmp_path, capsys, monkeypatch):
     assert main(["sim", "--backend", "board", "--port", "/dev/oasa-no-such-port"]) == 2
     assert "cannot open serial port /dev/oasa-no-such-port" in capsys.readouterr().err
 
-    # the port opens a simulated board of the configuration the command asks for
+    # the port opens a simulated board of the last configuration appended (every open: the
+    # command first asks the board for its build, then runs on it)
     boards = []
 
     def open_simulated(port, baud, timeout):
-        cfg = boards.pop(0)
-        return SimulatedSerial(cfg, clk_hz=4 * baud, baud=baud, timeout=timeout)
+        return SimulatedSerial(boards[-1], clk_hz=4 * baud, baud=baud, timeout=timeout)
 
     monkeypatch.setattr(host, "_open_serial", open_simulated)
     boards.append(ArrayConfig(**NET_ARRAY, acc_bits=10))
-    args = ["--m", "3", "--k", "5", "--n", "4", "--acc-bits", "10"]
-    assert main(["sim", "--backend", "board", "--port", "/dev/sim", *args, *shape]) == 0
-    assert (
-        "board     matches the golden model: results, flags and cycles" in capsys.readouterr().out
-    )
+    # no array options: the board's build (from PING) is the configuration
+    args = ["--m", "3", "--k", "5", "--n", "4"]
+    assert main(["sim", "--backend", "board", "--port", "/dev/sim", *args]) == 0
+    out = capsys.readouterr().out
+    assert "the board on /dev/sim runs: 2x3 array" in out and "10-bit accumulators" in out
+    assert "board     matches the golden model: results, flags and cycles" in out
 
     net = digits_shaped_network(acc_bits=9, overflow="saturate")
     path = tmp_path / "net.npz"
     netfile.save(net, path)
     boards.append(net.weighted[0][1].config().replace(**NET_ARRAY))
     run = ["run", str(path), "--backend", "board", "--port", "/dev/sim", "--images", "1"]
-    assert main([*run, "--quiet", *shape]) == 0
+    assert main([*run, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "predictions, logits and flags equal the golden model's" in out
     assert "ran on the board in" in out
 
     # a board of another build: one line naming both, exit 1
     boards.append(ArrayConfig(**NET_ARRAY, acc_bits=12))
-    assert main([*run, "--quiet", *shape]) == 1
+    assert main([*run, "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(
         "oasa: the board on /dev/sim runs a different build: 2x3 array, a4 w4 p12"
