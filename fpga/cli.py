@@ -139,13 +139,14 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         widths, family=args.family, rows=args.rows, cols=args.cols, cache=out / "array_luts.json"
     )
     points = pareto_front(join(rows, luts))
-    front = sorted((p for p in points if p.on_front), key=lambda p: p.luts)
-    print(f"{'P':>3} {'LUTs':>7}  Pareto front (most accurate point at each cost)")
-    for p in front:
-        cert = "certified" if p.certified else "not certified"
-        print(
-            f"{p.acc_bits:>3} {p.luts:>7,}  {p.accuracy:5.1f} %  {p.method} {p.overflow} ({cert})"
-        )
+    for attr, what in (("on_front", "all points"), ("on_certified_front", "certified only")):
+        front = sorted((p for p in points if getattr(p, attr)), key=lambda p: p.luts)
+        print(f"Pareto front, {what} (the most accurate point at each cost):")
+        for p in front:
+            cert = "certified" if p.certified else "not certified"
+            print(
+                f"  P={p.acc_bits:<3} {p.luts:>7,} LUTs  {p.accuracy:5.1f} %  {p.method} {p.overflow} ({cert})"
+            )
     float_acc = None
     meta = Path(args.accuracy).with_name("points.json")
     if meta.exists():

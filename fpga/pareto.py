@@ -29,6 +29,7 @@ class ParetoPoint:
     certified: bool
     luts: int
     on_front: bool = False
+    on_certified_front: bool = False
 
     @property
     def label(self) -> str:
@@ -83,18 +84,31 @@ def array_luts(
     return out
 
 
-def pareto_front(points: list[ParetoPoint]) -> list[ParetoPoint]:
-    """``points`` with ``on_front`` set: no other point is as accurate for fewer LUTs or
-    more accurate for as many."""
-    marked = []
-    for p in points:
-        dominated = any(
-            (q.luts <= p.luts and q.accuracy >= p.accuracy)
+def _front(points: list[ParetoPoint]) -> set[int]:
+    """Indices of the points that no other point dominates (as accurate for fewer LUTs,
+    or more accurate for as many)."""
+    return {
+        i
+        for i, p in enumerate(points)
+        if not any(
+            q.luts <= p.luts
+            and q.accuracy >= p.accuracy
             and (q.luts < p.luts or q.accuracy > p.accuracy)
             for q in points
         )
-        marked.append(ParetoPoint(**{**p.__dict__, "on_front": not dominated}))
-    return marked
+    }
+
+
+def pareto_front(points: list[ParetoPoint]) -> list[ParetoPoint]:
+    """``points`` with ``on_front`` (among all points) and ``on_certified_front`` (among
+    the certified ones: no input can overflow) set."""
+    front = _front(points)
+    cert = [i for i, p in enumerate(points) if p.certified]
+    cert_front = {cert[j] for j in _front([points[i] for i in cert])}
+    return [
+        ParetoPoint(**{**p.__dict__, "on_front": i in front, "on_certified_front": i in cert_front})
+        for i, p in enumerate(points)
+    ]
 
 
 def join(rows: list[dict], luts: dict[int, int]) -> list[ParetoPoint]:
@@ -143,19 +157,23 @@ def write_pareto(
             color=color,
             label=label,
         )
-    front = sorted((p for p in points if p.on_front), key=lambda p: p.luts)
-    ax.step(
-        [p.luts for p in front], [p.accuracy for p in front], where="post", color="black", lw=2,
-        label="Pareto front",
-    )  # fmt: skip
-    for p in front:
-        ax.annotate(
-            f"{p.method} P={p.acc_bits}",
-            (p.luts, p.accuracy),
-            fontsize=7,
-            xytext=(3, -9),
-            textcoords="offset points",
-        )
+    for attr, color, label in (
+        ("on_front", "black", "Pareto front"),
+        ("on_certified_front", "green", "Pareto front, certified only"),
+    ):
+        front = sorted((p for p in points if getattr(p, attr)), key=lambda p: p.luts)
+        if not front:
+            continue
+        ax.step(
+            [p.luts for p in front], [p.accuracy for p in front], where="post", color=color,
+            lw=2, alpha=0.8, label=label,
+        )  # fmt: skip
+        seen = set()
+        for p in front:
+            if (p.luts, p.accuracy) not in seen:  # wrap and saturate often coincide
+                seen.add((p.luts, p.accuracy))
+                ax.annotate(f"{p.method} P={p.acc_bits}", (p.luts, p.accuracy), fontsize=7,
+                            color=color, xytext=(3, -9), textcoords="offset points")  # fmt: skip
     if float_accuracy is not None:
         ax.axhline(float_accuracy, color="grey", ls="--", lw=0.8, label="float")
     ax.set_xlabel("LUTs of the array (Yosys synthesis)")

@@ -165,11 +165,22 @@ def test_pareto_front_matches_brute_force():
 
     rng = random.Random(3)
     pts = [
-        ParetoPoint("m", "wrap", p, rng.uniform(0, 100), False, rng.randrange(100, 200))
+        ParetoPoint(
+            "m", "wrap", p, rng.uniform(0, 100), rng.random() < 0.5, rng.randrange(100, 200)
+        )
         for p in range(40)
     ]
     marked = pareto_front(pts)
     for p in marked:
+        better_certified = [
+            q
+            for q in pts
+            if q.certified
+            and q.luts <= p.luts
+            and q.accuracy >= p.accuracy
+            and (q.luts, q.accuracy) != (p.luts, p.accuracy)
+        ]
+        assert p.on_certified_front == (p.certified and not better_certified)
         better = [
             q
             for q in pts
