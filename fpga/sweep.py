@@ -165,12 +165,14 @@ def table(records: list[dict]) -> str:
         size = f"{r['rows']}x{r['cols']}"
         if not r["fits"]:
             lines.append(
-                f"{r['board']:<11} {size:>6} {r['acc_bits']:>3}  does not fit: {r['error'][:70]}"
+                f"{r['board']:<11} {size:>6} {r['acc_bits']:>3}  does not fit: "
+                f"{r['error'].split('ERROR: ')[-1][:70]}"
             )
             continue
         verdict = "ok" if r["timing_met"] else "timing NOT met"
+        ff = f"{r['ff']:,}" if r["ff"] != "" else "-"  # iCE40: flip-flops sit in the LCs
         lines.append(
-            f"{r['board']:<11} {size:>6} {r['acc_bits']:>3} {r['lut']:>8,} {r['ff'] or 0:>7,} "
+            f"{r['board']:<11} {size:>6} {r['acc_bits']:>3} {r['lut']:>8,} {ff:>7} "
             f"{r['bram']:>5} {r['dsp']:>4} {r['lut_pct']:>5.1f}% {r['fmax_mhz']:>6.1f}M "
             f"{r['target_mhz']:>6.1f}M  {verdict}"
         )
