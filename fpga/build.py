@@ -122,8 +122,11 @@ def build_board(
     env = toolchain_env(board)
     platform = board.platform_class()()
     synth = "-dsp" if board.family == "ice40" else ""
+    # router2 for the ECP5: router1 did not converge on a 16 x 16 array in 15 minutes
+    # (congestion around the wide buffer buses); router2 routed it in 90 s.
+    router = " --router router2" if board.family == "ecp5" else ""
     overrides = {
-        "nextpnr_opts": f"--timing-allow-fail --seed {seed} --report top.report.json",
+        "nextpnr_opts": f"--timing-allow-fail --seed {seed} --report top.report.json{router}",
         "synth_opts": synth,
     }
     t0 = time.perf_counter()
