@@ -25,7 +25,9 @@ ECP5_LUTS, ECP5_DSPS = 83640, 156
 
 
 def luts_per_pe() -> None:
-    print(f"LUTs per PE of an {ROWS}x{COLS} array (Yosys synth, products in LUTs)")
+    print(
+        f"LUTs per PE of an {ROWS}x{COLS} array (Yosys synth, the FPGA builds' PEs: products in LUTs)"
+    )
     print(f"{'P':>3} {'ECP5 LUT':>9} {'per PE':>7} {'FF/PE':>6} {'vs P=32':>8}   "
           f"{'iCE40 LUT':>9} {'per PE':>7} {'vs P=32':>8}")  # fmt: skip
     base = {}

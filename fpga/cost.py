@@ -74,10 +74,16 @@ def synth_cost(
 ) -> SynthCost:
     """Synthesize the bare array (``what="array"``) or one PE (``"pe"``) for ``family``.
 
-    ``dsp`` lets Yosys map multipliers to DSP blocks (off by default: the 4 x 4 products
-    are cheaper in LUTs, and the ECP5 has fewer DSPs than a 16 x 16 array has PEs).
+    The PEs are those of the FPGA builds: products in LUTs (shift and add), or with ``dsp``
+    the plain ``*`` that Yosys maps to DSP blocks (the ECP5 has fewer DSP blocks than a
+    16 x 16 array has PEs).
     """
-    block = SystolicArray(cfg) if what == "array" else ProcessingElement(cfg)
+    from oasa.fpga.multipliers import ShiftAddPE, array_class
+
+    if dsp:  # the plain PE: Yosys maps its product to a DSP block
+        block = SystolicArray(cfg) if what == "array" else ProcessingElement(cfg)
+    else:  # the FPGA builds' PE: the product in LUTs (oasa.fpga.multipliers)
+        block = array_class("lut")(cfg) if what == "array" else ShiftAddPE(cfg)
     return synth_block(block, family, what=what, dsp=dsp)
 
 

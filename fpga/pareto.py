@@ -72,7 +72,7 @@ def array_luts(
         known = json.loads(cache.read_text())
     out = {}
     for p in widths:
-        key = f"{family}_{rows}x{cols}_p{p}"
+        key = f"{family}_{rows}x{cols}_p{p}_lut"
         if key not in known:
             cost = synth_cost(ArrayConfig(rows=rows, cols=cols, acc_bits=p), family, what="array")
             known[key] = cost.luts
