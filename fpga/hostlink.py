@@ -171,6 +171,24 @@ class HostLinkBridge(wiring.Component):
             m.d.sync += status.eq(s)
             m.next = "DISCARD"
 
+        # The word register is as wide as the widest buffer word (hundreds of bits on a
+        # 16-column array), so it changes only on registered strobes: its enable and its
+        # input select are then flip-flops, not the FSM's decode (which, spread over the
+        # whole register, set Fmax on the ECP5). Each strobe acts one cycle after the FSM
+        # asks; bytes are at least 40 cycles apart on the line, so nothing waits for it
+        # except WRITE, which comes after SETTLE.
+        shift_in, shift_out, load_reg, load_res = Signal(), Signal(), Signal(), Signal()
+        byte_in = Signal(8)
+        m.d.sync += [shift_in.eq(0), shift_out.eq(0), load_reg.eq(0), load_res.eq(0)]
+        with m.If(shift_in):
+            m.d.sync += shift.eq(Cat(shift[8:], byte_in))
+        with m.Elif(shift_out):
+            m.d.sync += shift.eq(shift >> 8)
+        with m.Elif(load_reg):
+            m.d.sync += shift.eq(self.reg.r_data)
+        with m.Elif(load_res):
+            m.d.sync += shift.eq(self.host_res.data.as_value())
+
         with m.FSM():
             # -- receiving ---------------------------------------------------------------
             with m.State("IDLE"):
@@ -210,7 +228,7 @@ class HostLinkBridge(wiring.Component):
                         with m.Else():
                             reply(Status.BAD_ARGUMENT)
                     with m.Case(Op.READ_REG):
-                        m.d.sync += shift.eq(self.reg.r_data)
+                        m.d.sync += load_reg.eq(1)
                         with m.If(reg_ok_r):
                             reply(Status.OK, 1)
                         with m.Else():
@@ -233,11 +251,18 @@ class HostLinkBridge(wiring.Component):
                         discard(Status.BAD_OPCODE)
             with m.State("PAYLOAD"):
                 with m.If(got):
-                    m.d.sync += [shift.eq(Cat(shift[8:], byte)), crc.eq(crc_next), nb.eq(nb + 1)]
+                    m.d.sync += [
+                        shift_in.eq(1),
+                        byte_in.eq(byte),
+                        crc.eq(crc_next),
+                        nb.eq(nb + 1),
+                    ]
                     with m.If(last_byte):
-                        m.next = "WRITE"
+                        m.next = "SETTLE"
                 with m.Elif(gap):
                     reply(Status.TRUNCATED)
+            with m.State("SETTLE"):  # the last byte moves into the word register
+                m.next = "WRITE"
             with m.State("WRITE"):
                 # Bytes are at least ten bit times apart: none can arrive in this cycle.
                 for b in (Buffer.ACT, Buffer.WGT, Buffer.PARAM):
@@ -274,7 +299,7 @@ class HostLinkBridge(wiring.Component):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(shift[:8])]
                 with m.If(tx.ready):
                     m.d.sync += [
-                        shift.eq(shift >> 8),
+                        shift_out.eq(1),
                         crc.eq(crc8_step(crc, shift[:8])),
                         nb.eq(nb + 1),
                     ]
@@ -290,13 +315,13 @@ class HostLinkBridge(wiring.Component):
             with m.State("READ"):
                 m.next = "LOAD"  # one cycle of read latency
             with m.State("LOAD"):
-                m.d.sync += [shift.eq(self.host_res.data.as_value()), nb.eq(0)]
+                m.d.sync += [load_res.eq(1), nb.eq(0)]
                 m.next = "SEND_WORD"
             with m.State("SEND_WORD"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(shift[:8])]
                 with m.If(tx.ready):
                     m.d.sync += [
-                        shift.eq(shift >> 8),
+                        shift_out.eq(1),
                         crc.eq(crc8_step(crc, shift[:8])),
                         nb.eq(nb + 1),
                     ]
