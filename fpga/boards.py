@@ -166,7 +166,11 @@ class BoardTop(Elaboratable):
         platform.add_clock_constraint(clk, self.pll.f_out)
         m.submodules.button = button = io.Buffer("i", platform.request(*board.button, dir="-"))
         m.submodules.reset = ResetGenerator(
-            clk, locked, button.i, delay=int(20e-6 * self.pll.f_out)
+            clk,
+            locked,
+            button.i,
+            delay=int(20e-6 * self.pll.f_out),
+            global_buffer=board.family == "ecp5",
         )
 
         m.submodules.core = core = self.core

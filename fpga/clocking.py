@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, Signal
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    Const,
+    Elaboratable,
+    Instance,
+    Module,
+    ResetSignal,
+    Signal,
+)
+from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 
 __all__ = ["ECP5PLL", "ICE40PLL", "ClockError", "ResetGenerator", "ecp5_pll", "ice40_pll"]
 
@@ -171,8 +180,11 @@ class ResetGenerator(Elaboratable):
     configuration (see amaranth's ``create_missing_domain`` for iCE40).
     """
 
-    def __init__(self, clk: Signal, locked: Signal, button: Signal, delay: int):
+    def __init__(
+        self, clk: Signal, locked: Signal, button: Signal, delay: int, global_buffer: bool = False
+    ):
         self.clk, self.locked, self.button, self.delay = clk, locked, button, delay
+        self.global_buffer = global_buffer
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -186,5 +198,16 @@ class ResetGenerator(Elaboratable):
             m.d.por += ready.eq(1)
         with m.Else():
             m.d.por += timer.eq(timer + 1)
-        m.submodules.reset_sync = ResetSynchronizer(~ready | self.button, domain="sync")
+        if self.global_buffer:
+            # ECP5: the reset reaches every flip-flop; on a general net its routing alone
+            # took 13-16 ns on large arrays. Through a DCCA it rides the clock network.
+            button = Signal()
+            m.submodules.button_sync = FFSynchronizer(self.button, button, o_domain="por")
+            rst = Signal(init=1)
+            m.d.por += rst.eq(~ready | button)
+            m.submodules.reset_buf = Instance(
+                "DCCA", i_CLKI=rst, i_CE=Const(1), o_CLKO=ResetSignal("sync")
+            )
+        else:
+            m.submodules.reset_sync = ResetSynchronizer(~ready | self.button, domain="sync")
         return m
