@@ -178,6 +178,12 @@ class HostLinkBridge(wiring.Component):
         # asks; bytes are at least 40 cycles apart on the line, so nothing waits for it
         # except WRITE, which comes after SETTLE.
         shift_in, shift_out, load_reg, load_res = Signal(), Signal(), Signal(), Signal()
+        # Register writes, too, go out one cycle after the decode, from a flip-flop (a write
+        # can start a layer: the sequencer's launch logic hangs off this enable). The
+        # address and data come from the header, which holds until the next frame.
+        reg_write = Signal()
+        m.d.sync += reg_write.eq(0)
+        m.d.comb += self.reg.w_en.eq(reg_write)
         byte_in = Signal(8)
         m.d.sync += [shift_in.eq(0), shift_out.eq(0), load_reg.eq(0), load_res.eq(0)]
         with m.If(shift_in):
@@ -223,7 +229,7 @@ class HostLinkBridge(wiring.Component):
                         reply(Status.OK, 2)
                     with m.Case(Op.WRITE_REG):
                         with m.If(reg_ok_w):
-                            m.d.comb += self.reg.w_en.eq(1)
+                            m.d.sync += reg_write.eq(1)
                             reply(Status.OK)
                         with m.Else():
                             reply(Status.BAD_ARGUMENT)
