@@ -174,16 +174,12 @@ class BoardTop(Elaboratable):
         )
 
         m.submodules.core = core = self.core
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        # Every subsignal raw (the ULX3S's UART also has rts and dtr, left unused).
+        lines = {sub.name: "-" for sub in platform.lookup("uart", 0).ios}
+        uart = platform.request("uart", 0, dir=lines)
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
         m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
-        if board.name.startswith("ulx3s"):
-            # The ULX3S routes the FTDI's RX through a buffer that this pin enables.
-            m.submodules.uart_en = en = io.Buffer(
-                "o", platform.request("uart_tx_enable", 0, dir="-")
-            )
-            m.d.comb += en.o.eq(1)
         for status, name, number in board.leds:
             m.submodules[f"led_{status}"] = led = io.Buffer(
                 "o", platform.request(name, number, dir="-")

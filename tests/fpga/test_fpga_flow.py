@@ -302,3 +302,22 @@ def test_board_identity_gives_back_the_build_config(cfg):
 
     c = ArrayConfig(**cfg)
     assert Identity.from_bytes(Identity.of(c).to_bytes()).to_config() == c
+
+
+@pytest.mark.parametrize("name", ["icebreaker", "ulx3s-85f"])
+@pytest.mark.parametrize("multiplier", ["lut", "dsp"])
+def test_board_tops_elaborate_with_their_pins_and_clock(name, multiplier, monkeypatch):
+    """Both boards' tops elaborate into a build plan (no toolchain run): pins requested,
+    the PLL's output constrained to the target."""
+    from oasa.fpga.boards import BoardTop
+
+    monkeypatch.setenv("AMARANTH_USE_YOSYS", "builtin")
+    board = get_board(name)
+    platform = board.platform_class()()
+    top = BoardTop(board, board_config(board, rows=2, cols=2), multiplier=multiplier)
+    plan = platform.prepare(top)
+    constraints = next(f for f in plan.files if f.endswith((".pcf", ".lpf")))
+    text = plan.files[constraints]
+    text = text if isinstance(text, str) else text.decode()
+    assert f"{board.f_target / 1e6:g}" in text.replace(".0 ", " ")  # the PLL output's clock
+    assert top.pll.f_out == board.f_target
