@@ -156,7 +156,7 @@ def summarize(records: list[dict]) -> dict[str, dict]:
 
 def table(records: list[dict]) -> str:
     lines = [
-        f"{'board':<11} {'array':>6} {'P':>3} {'LUT/LC':>8} {'FF':>7} {'BRAM':>5} {'DSP':>4} "
+        f"{'board':<11} {'array':>6} {'P':>3} {'mult':>4} {'LUT/LC':>8} {'FF':>7} {'BRAM':>5} {'DSP':>4} "
         f"{'LUT %':>6} {'Fmax':>7} {'target':>7}  verdict"
     ]
     for r in sorted(
@@ -165,14 +165,14 @@ def table(records: list[dict]) -> str:
         size = f"{r['rows']}x{r['cols']}"
         if not r["fits"]:
             lines.append(
-                f"{r['board']:<11} {size:>6} {r['acc_bits']:>3}  does not fit: "
+                f"{r['board']:<11} {size:>6} {r['acc_bits']:>3} {r['multiplier']:>4}  does not fit: "
                 f"{r['error'].split('ERROR: ')[-1][:70]}"
             )
             continue
         verdict = "ok" if r["timing_met"] else "timing NOT met"
         ff = f"{r['ff']:,}" if r["ff"] != "" else "-"  # iCE40: flip-flops sit in the LCs
         lines.append(
-            f"{r['board']:<11} {size:>6} {r['acc_bits']:>3} {r['lut']:>8,} {ff:>7} "
+            f"{r['board']:<11} {size:>6} {r['acc_bits']:>3} {r['multiplier']:>4} {r['lut']:>8,} {ff:>7} "
             f"{r['bram']:>5} {r['dsp']:>4} {r['lut_pct']:>5.1f}% {r['fmax_mhz']:>6.1f}M "
             f"{r['target_mhz']:>6.1f}M  {verdict}"
         )
@@ -204,7 +204,8 @@ def plot(records: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [_row(r) for r in records if r["fits"]]
+    # One line per board: the default (LUT) products; other multipliers are in the table.
+    rows = [_row(r) for r in records if r["fits"] and r["multiplier"] == "lut"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name in sorted({r["board"] for r in rows}):
         board: Board = get_board(name)
