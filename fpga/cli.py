@@ -28,16 +28,6 @@ def _parse_sizes(text: str) -> list[tuple[int, int]]:
     return sizes
 
 
-def _parse_ints(text: str, what: str) -> list[int]:
-    try:
-        if ":" in text:
-            lo, hi = (int(v) for v in text.split(":"))
-            return list(range(lo, hi + 1))
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise FPGAUsageError(f"{what} {text!r}: give a range 12:32 or a list 12,16,24") from None
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     from oasa.fpga.boards import board_config, get_board
     from oasa.fpga.build import build_board
@@ -84,10 +74,14 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from oasa.fpga.sweep import grid_points, run_sweep, summarize, table, write_outputs
+    from oasa.quant.sweep import parse_acc_bits
 
     boards = args.boards.split(",")
     sizes = _parse_sizes(args.sizes) if args.sizes else None
-    widths = _parse_ints(args.acc_bits, "--acc-bits") if args.acc_bits else None
+    try:
+        widths = parse_acc_bits(args.acc_bits) if args.acc_bits else None
+    except ValueError as e:
+        raise FPGAUsageError(str(e)) from None
     points = grid_points(boards, sizes, widths, args.multiplier)
     out = Path(args.output)
     print(f"fpga sweep: {len(points)} builds -> {out} (finished builds come from the cache)")

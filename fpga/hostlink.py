@@ -10,7 +10,7 @@ few counters: it is meant to sit next to the array in an iCE40UP5K.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -29,8 +29,7 @@ from oasa.fpga.protocol import (
     word_bytes,
     writable_registers,
 )
-from oasa.hw.layouts import act_beat_layout, params_layout, result_word_layout, weight_beat_layout
-from oasa.hw.registers import RegisterBus
+from oasa.hw.accelerator import host_interface
 
 __all__ = ["HostLinkBridge", "crc8_step"]
 
@@ -79,24 +78,12 @@ class HostLinkBridge(wiring.Component):
             raise ValueError(f"gap_cycles must be at least 1, got {gap_cycles}")
         self.cfg = cfg
         self.gap_cycles = int(gap_cycles)
-        aw = {n: ceil_log2(getattr(cfg, f"{n}_depth")) for n in ("act", "wgt", "param", "res")}
-        act = act_beat_layout(cfg).members["data"]
         super().__init__(
             {
                 "i_data": In(stream.Signature(8)),
                 "framing_error": In(1),
                 "o_data": Out(stream.Signature(8)),
-                "reg": In(RegisterBus()),
-                "host_act": In(memory.WritePort.Signature(addr_width=aw["act"], shape=act)),
-                "host_wgt": In(
-                    memory.WritePort.Signature(addr_width=aw["wgt"], shape=weight_beat_layout(cfg))
-                ),
-                "host_param": In(
-                    memory.WritePort.Signature(addr_width=aw["param"], shape=params_layout(cfg))
-                ),
-                "host_res": In(
-                    memory.ReadPort.Signature(addr_width=aw["res"], shape=result_word_layout(cfg))
-                ),
+                **{name: member.flip() for name, member in host_interface(cfg).items()},
                 "busy": In(1),
                 "link_error": Out(1),
             }

@@ -14,7 +14,27 @@ from oasa.hw.output_stage import OutputStage
 from oasa.hw.registers import REG, RegisterBus, config_word
 from oasa.hw.sequencer import Sequencer
 
-__all__ = ["Accelerator"]
+__all__ = ["Accelerator", "host_interface"]
+
+
+def host_interface(cfg: ArrayConfig) -> dict[str, wiring.Member]:
+    """The accelerator's host side, seen from the accelerator: the register bus and a port
+    on each buffer. A host (the UART bridge) takes the same members flipped."""
+    aw = {n: ceil_log2(getattr(cfg, f"{n}_depth")) for n in ("act", "wgt", "param", "res")}
+    act_word = act_beat_layout(cfg).members["data"]
+    return {
+        "reg": Out(RegisterBus()),
+        "host_act": Out(memory.WritePort.Signature(addr_width=aw["act"], shape=act_word)),
+        "host_wgt": Out(
+            memory.WritePort.Signature(addr_width=aw["wgt"], shape=weight_beat_layout(cfg))
+        ),
+        "host_param": Out(
+            memory.WritePort.Signature(addr_width=aw["param"], shape=params_layout(cfg))
+        ),
+        "host_res": Out(
+            memory.ReadPort.Signature(addr_width=aw["res"], shape=result_word_layout(cfg))
+        ),
+    }
 
 
 class Accelerator(wiring.Component):
@@ -51,24 +71,7 @@ class Accelerator(wiring.Component):
             "param": MemoryData(shape=params_layout(cfg), depth=cfg.param_depth, init=[]),
             "res": MemoryData(shape=result_word_layout(cfg), depth=cfg.res_depth, init=[]),
         }
-        aw = {n: ceil_log2(getattr(cfg, f"{n}_depth")) for n in ("act", "wgt", "param", "res")}
-        super().__init__(
-            {
-                "reg": Out(RegisterBus()),
-                "host_act": Out(memory.WritePort.Signature(addr_width=aw["act"], shape=act_word)),
-                "host_wgt": Out(
-                    memory.WritePort.Signature(addr_width=aw["wgt"], shape=weight_beat_layout(cfg))
-                ),
-                "host_param": Out(
-                    memory.WritePort.Signature(addr_width=aw["param"], shape=params_layout(cfg))
-                ),
-                "host_res": Out(
-                    memory.ReadPort.Signature(addr_width=aw["res"], shape=result_word_layout(cfg))
-                ),
-                "busy": Out(1),
-                "done": Out(1),
-            }
-        )
+        super().__init__({**host_interface(cfg), "busy": Out(1), "done": Out(1)})
 
     def elaborate(self, platform):
         cfg = self.cfg
