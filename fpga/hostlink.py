@@ -133,9 +133,14 @@ class HostLinkBridge(wiring.Component):
         buf = head.arg
         last_byte = nb == Array(Const(nbytes[b] - 1) for b in bufs)[buf[:2]]
         depth = Array(Const(buffer_depth(cfg, b)) for b in bufs)[buf[:2]]
-        in_range = (head.count != 0) & (head.word + head.count <= depth)
-        reg_ok_w = _any_of(head.arg, writable_registers())
-        reg_ok_r = _any_of(head.arg, readable_registers())
+        # The header's checks are registered: the header holds from HEADER_CRC on, so in
+        # DECODE they describe it, and the add-and-compare is off the status decode path.
+        in_range, reg_ok_w, reg_ok_r = Signal(), Signal(), Signal()
+        m.d.sync += [
+            in_range.eq((head.count != 0) & (head.word + head.count <= depth)),
+            reg_ok_w.eq(_any_of(head.arg, writable_registers())),
+            reg_ok_r.eq(_any_of(head.arg, readable_registers())),
+        ]
         m.d.comb += [
             self.reg.addr.eq(head.arg),
             self.reg.w_data.eq(head.word),

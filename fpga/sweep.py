@@ -9,6 +9,8 @@ not fit the part is recorded as such, with the tool's reason.
 from __future__ import annotations
 
 import csv
+import hashlib
+import importlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -19,7 +21,39 @@ from oasa.fpga.boards import Board, board_config, get_board
 from oasa.fpga.build import BuildError, build_board
 from oasa.fpga.report import BuildReport
 
-__all__ = ["DEFAULT_GRID", "SweepPoint", "load_results", "run_sweep", "summarize", "write_outputs"]
+__all__ = [
+    "DEFAULT_GRID",
+    "SweepPoint",
+    "design_fingerprint",
+    "load_results",
+    "run_sweep",
+    "summarize",
+    "write_outputs",
+]
+
+#: The modules whose source makes the bitstream: a cached build made from other source is
+#: stale (its Fmax and resources describe a design that no longer exists).
+DESIGN_MODULES = (
+    "oasa.config",
+    "oasa.sim.cycles",
+    *(f"oasa.hw.{n}" for n in ("accelerator", "array", "core", "layouts", "output_stage", "pe")),
+    "oasa.hw.registers",
+    "oasa.hw.sequencer",
+    *(
+        f"oasa.fpga.{n}"
+        for n in ("boards", "build", "clocking", "hostlink", "multipliers", "protocol")
+    ),
+    "oasa.fpga.soc",
+    "oasa.fpga.uart",
+)
+
+
+def design_fingerprint() -> str:
+    """A short hash of the design's source (:data:`DESIGN_MODULES`)."""
+    h = hashlib.sha256()
+    for name in DESIGN_MODULES:
+        h.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return h.hexdigest()[:12]
 
 
 @dataclass(frozen=True, order=True)
@@ -76,8 +110,10 @@ def grid_points(
     return sorted(points, key=lambda p: (p.board, p.pes, p.acc_bits))
 
 
-def load_results(out: Path) -> dict[str, dict]:
-    """Finished points by key, from ``builds.jsonl`` (a torn last line is ignored)."""
+def load_results(out: Path, design: str | None = None, seed: int | None = None) -> dict[str, dict]:
+    """Finished points by key, from ``builds.jsonl`` (a torn last line is ignored); with
+    ``design`` (``seed``), only those built from that :func:`design_fingerprint` (with
+    that placement seed)."""
     path = Path(out) / "builds.jsonl"
     results: dict[str, dict] = {}
     if path.exists():
@@ -86,7 +122,10 @@ def load_results(out: Path) -> dict[str, dict]:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            results[rec["key"]] = rec
+            if design is not None and rec.get("design") != design:
+                continue
+            if seed is None or rec.get("seed") == seed:
+                results[rec["key"]] = rec
     return results
 
 
@@ -97,15 +136,19 @@ def run_sweep(
     seed: int = 1,
     progress: Callable[[SweepPoint, dict, int, int], None] | None = None,
 ) -> list[dict]:
-    """Build every point not yet in ``out``'s cache, in order; return all their records."""
+    """Build every point not yet in ``out``'s cache for the current design, in order;
+    return all their records. Records of other designs stay in the file (an older one is
+    found again if the source goes back to it)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    design = design_fingerprint()
     records = []
     for i, point in enumerate(points):
         # Re-read before each build: another sweep may share the folder and have built it.
-        rec = load_results(out).get(point.key)
+        rec = load_results(out, design, seed).get(point.key)
         if rec is None:
             rec = _build_point(point, out / "builds" / point.key, seed)
+            rec.update(design=design, seed=seed)
             with open(out / "builds.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
         records.append(rec)

@@ -30,7 +30,8 @@ class SystolicArray(wiring.Component):
     every row i (``i_act``) and w[k, n0 + j] for every column j (``i_wgt``); the first beat
     of a tile has ``first`` set and its last beat ``last`` (a one-beat tile has both).
     Inside, row i is delayed by i cycles and column j by j cycles, so PE (i, j) sees both
-    operands of beat k in the same cycle, k + i + j cycles after the beat.
+    operands of beat k in the same cycle, k + i + j cycles after the beat (and its
+    markers one cycle later, when the product is ready).
 
     Draining never stops the array. When a PE finishes a dot product its result and flag
     move into a shadow register; the shadows of a column form a shift chain towards the
@@ -39,7 +40,7 @@ class SystolicArray(wiring.Component):
     rows). A de-skew line per column then aligns the columns, so a tile leaves as R beats
     on ``o_res``, rows R-1 down to 0, one per cycle, while the next tile computes.
 
-    Latency: the row R-1 beat of a tile appears ``latency`` = R + C + 1 cycles after the
+    Latency: the row R-1 beat of a tile appears ``latency`` = R + C + 2 cycles after the
     tile's ``last`` beat was accepted, row 0 R - 1 cycles later. Throughput: one input
     beat per cycle, as long as a tile has at least R beats; a ``last`` beat is accepted
     only R or more cycles after the previous one (so a short tile waits, rather than
@@ -76,8 +77,9 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a tile's last beat to its first result beat: the input
-        register, i + j skew hops, the PE register, the shadow, and the pipe/de-skew
-        registers, R + C + 1 for row R-1 (the cycle model's :func:`array_latency`)."""
+        register, i + j skew hops, the PE's two registers, the shadow, and the
+        pipe/de-skew registers, R + C + 2 for row R-1 (the cycle model's
+        :func:`array_latency`)."""
         return array_latency(self.cfg)
 
     @property
@@ -124,11 +126,12 @@ class SystolicArray(wiring.Component):
             for j in range(cols):
                 m.submodules[f"pe_{i}_{j}"] = pes[i][j]
 
-        # The markers of beat k reach PE (i, j) at the same time as its operands, k + i + j
-        # cycles after the beat: every PE on an anti-diagonal i + j = d shares one marker
-        # register chain, so the array holds 3 (R + C - 1) marker registers, not 3 R C.
+        # The operands of beat k reach PE (i, j) k + i + j cycles after the beat, and its
+        # markers one cycle later, with the product: every PE on an anti-diagonal i + j = d
+        # shares one marker register chain, so the array holds 3 (R + C) marker registers,
+        # not 3 R C.
         diagonal = [(in_valid, in_first, in_last)]
-        for d in range(1, rows + cols - 1):
+        for d in range(1, rows + cols):
             diagonal.append(
                 tuple(
                     _delayed(m, s, 1, f"diag_{n}_{d}")
@@ -138,7 +141,7 @@ class SystolicArray(wiring.Component):
         for i in range(rows):
             for j in range(cols):
                 pe = pes[i][j]
-                valid, first, last = diagonal[i + j]
+                valid, first, last = diagonal[i + j + 1]
                 m.d.comb += [pe.valid.eq(valid), pe.first.eq(first), pe.last.eq(last)]
                 m.d.comb += pe.act.eq(
                     _delayed(m, in_act[i], i, f"skew_act_{i}") if j == 0 else pes[i][j - 1].act_out

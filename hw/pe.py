@@ -15,15 +15,20 @@ __all__ = ["ProcessingElement"]
 class ProcessingElement(wiring.Component):
     """Output-stationary multiply-accumulate cell with overflow detection.
 
-    Each valid beat computes t = base + act * wgt, where base is 0 on a ``first`` beat and
-    the accumulator otherwise, then stores wrap_P(t) or clamp_P(t) (``cfg.overflow``).
-    The flag is set when t leaves the P-bit range and stays set until the next ``first``.
-    Beats with ``valid`` low leave everything unchanged.
+    Two pipeline stages. The operands of a beat (``act``, ``wgt``) are multiplied and the
+    product registered; one cycle later the beat's markers (``valid``, ``first``,
+    ``last``) arrive with that product, and the accumulate stage computes
+    t = base + product, where base is 0 on a ``first`` beat and the accumulator otherwise,
+    then stores wrap_P(t) or clamp_P(t) (``cfg.overflow``). The flag is set when t leaves
+    the P-bit range and stays set until the next ``first``. Beats with ``valid`` low leave
+    everything unchanged. The product register splits multiply and accumulate, each a
+    short carry chain, which is what sets Fmax on an FPGA; the markers need no register
+    of their own in the cell, since the array delivers them one cycle later.
 
-    Latency: the accumulator and flag show a beat one cycle after it is presented;
-    ``done`` is high in that cycle when the beat was ``last``. Throughput: one beat per
-    cycle. The operands are forwarded through registers (one cycle) to the neighbouring
-    PEs of a systolic array; the markers are not (the array delivers them).
+    Latency: the accumulator and flag show a beat one cycle after its markers (two after
+    its operands); ``done`` is high in that cycle when the beat was ``last``. Throughput:
+    one beat per cycle. The operands are forwarded through registers (one cycle) to the
+    neighbouring PEs of a systolic array; the markers are not (the array delivers them).
 
     Parameters
     ----------
@@ -32,9 +37,10 @@ class ProcessingElement(wiring.Component):
 
     Members
     -------
-    act : In(act_shape(cfg))        activation of this beat
-    wgt : In(signed(M))             weight of this beat
-    valid, first, last : In(1)      beat present / starts / ends a dot product
+    act : In(act_shape(cfg))        activation of a beat
+    wgt : In(signed(M))             weight of a beat
+    valid, first, last : In(1)      the previous cycle's beat present / starts / ends a
+                                    dot product
     act_out, wgt_out : Out           the operands, delayed one cycle
     acc : Out(signed(P))            accumulator
     ovf : Out(1)                    sticky overflow flag
@@ -76,13 +82,11 @@ class ProcessingElement(wiring.Component):
         # Every product fits product_bits <= P, so t = base + product is exact in P + 1
         # bits, and t is outside the P-bit range exactly when its top two bits differ:
         # one XOR instead of two comparators; the top bit tells which end to clamp to.
-        product = Signal(signed(cfg.product_bits))
+        product = Signal(signed(cfg.product_bits))  # of the beat whose markers are here
         total = Signal(signed(cfg.acc_bits + 1))
         base = Mux(self.first, 0, self.acc)
-        m.d.comb += [
-            product.eq(self.multiply(self.act, self.wgt)),
-            total.eq(base + product),
-        ]
+        m.d.sync += product.eq(self.multiply(self.act, self.wgt))
+        m.d.comb += total.eq(base + product)
         negative = total[cfg.acc_bits]
         out_of_range = negative ^ total[cfg.acc_bits - 1]
 

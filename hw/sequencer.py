@@ -59,8 +59,8 @@ class Sequencer(wiring.Component):
 
     Members
     -------
-    cmd : In(command_layout(cfg))      the layer, sampled at ``start``
-    start : In(1)                      begin a layer (ignored while busy)
+    cmd : In(command_layout(cfg))      the layer, sampled the cycle after ``start``
+    start : In(1)                      begin a layer (ignored while busy), one cycle later
     busy, done : Out(1)                running; finished (until the next start)
     flagged, cycles : Out(32)          flagged outputs and busy cycles of the last layer
     act_rd, wgt_rd, param_rd : In(memory.ReadPort.Signature(...))   buffer read ports
@@ -113,15 +113,29 @@ class Sequencer(wiring.Component):
         rows, cols = cfg.rows, cfg.cols
         m = Module()
 
-        # The command is copied at start, so the host may program the next layer (e.g. in
-        # other buffer regions) while this one runs.
+        # ``start`` is registered: the launch below resets every counter of both sides, and
+        # with the register bus's address decode in front of that fan-out it was the
+        # longest path of a 16 x 16 array on the ECP5. The layer begins one cycle later;
+        # ``busy`` already shows the pending start (and ``done`` hides the last layer's),
+        # so the host sees no difference but one more busy cycle.
+        # The command is copied at launch, so the host may program the next layer (e.g. in
+        # other buffer regions) while this one runs. The bus writes one register per
+        # cycle and the start write is one of them, so the copy, one cycle later, holds
+        # exactly what was written before the start.
+        pending = Signal()
+        running = Signal()
+        finished = Signal()
         cmd = Signal(self.command)
         zero_dim = (self.cmd.m == 0) | (self.cmd.k == 0) | (self.cmd.n == 0)
-        launch = self.start & ~self.busy
+        m.d.sync += pending.eq(self.start & ~self.busy)
+        m.d.comb += [self.busy.eq(running | pending), self.done.eq(finished & ~pending)]
+        launch = pending
         with m.If(launch):
-            m.d.sync += [cmd.eq(self.cmd), self.flagged.eq(0), self.cycles.eq(0)]
-            m.d.sync += [self.busy.eq(~zero_dim), self.done.eq(zero_dim)]
-        with m.Elif(self.busy):
+            m.d.sync += [cmd.eq(self.cmd), self.flagged.eq(0)]
+            m.d.sync += [running.eq(~zero_dim), finished.eq(zero_dim)]
+            # The pending cycle was busy, and counts; an empty layer counts none.
+            m.d.sync += self.cycles.eq(~zero_dim)
+        with m.Elif(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         m.d.comb += [self.relu.eq(cmd.relu), self.requant.eq(cmd.requant)]
 
@@ -240,7 +254,7 @@ class Sequencer(wiring.Component):
             with m.If(last_col_tile):
                 m.d.sync += [n0_w.eq(0), col_base.eq(cmd.res_base), m0_w.eq(m0_w + rows)]
                 with m.If(m0_w + rows >= cmd.m):
-                    m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                    m.d.sync += [running.eq(0), finished.eq(1)]
             with m.Else():
                 m.d.sync += [n0_w.eq(n0_w + cols), col_base.eq(col_base + cmd.m)]
         return m

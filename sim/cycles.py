@@ -16,13 +16,14 @@ __all__ = [
 ]
 
 #: Registers between a tile's last beat and its first result, beyond R + C: the input
-#: register and the PE's own accumulator register (see SystolicArray.latency).
-ARRAY_LATENCY_EXTRA = 1
+#: register and the PE's product and accumulator registers (see SystolicArray.latency).
+ARRAY_LATENCY_EXTRA = 2
 #: Pipeline depth of the output stage (OutputStage.latency).
 OUTPUT_STAGE_LATENCY = 4
-#: Cycles from the CTRL.start write to the first beat at the array: the command is
-#: latched (1), stage A addresses the buffers (1), stage B presents the beat.
-SEQUENCER_ISSUE_LATENCY = 2
+#: Cycles from the CTRL.start write to the first beat at the array: the start is
+#: registered (1), the command is latched (1), stage A addresses the buffers (1), and
+#: stage B presents the beat.
+SEQUENCER_ISSUE_LATENCY = 3
 
 
 def array_latency(cfg: ArrayConfig) -> int:
@@ -52,15 +53,16 @@ def core_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
 def accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     """The accelerator's CYCLES register for an M x K x N layer: cycles busy, start to done.
 
-    Derived from the sequencer: the start write is cycle 0 and busy rises in cycle 1; the
-    first beat reaches the array in cycle 2 and beats follow one per cycle, tile after
+    Derived from the sequencer: the start write is cycle 0 and busy rises in cycle 1 (the
+    start is registered, then the command latched); the first beat reaches the array in
+    cycle 3 and beats follow one per cycle, tile after
     tile, except that a tile's last beat waits until one tile period after the previous
     tile's (only when K < R). The last tile's row R-1 leaves the array ``array_latency``
     cycles after its last beat, row 0 R - 1 cycles later, and the output stage adds its
     pipeline; the result writer sees that row in the last busy cycle.
 
     >>> accelerator_cycles(ArrayConfig(), 64, 288, 64)
-    18461
+    18463
     """
     if min(m, k, n) < 1:
         return 0

@@ -16,9 +16,12 @@ from oasa.hw.pe import ProcessingElement
 __all__ = ["ClampOffByOnePE", "FlagPositiveOnlyPE", "RoundHalfDownStage"]
 
 
-def _total(pe: ProcessingElement):
-    """The PE's exact t = (first ? 0 : acc) + act * wgt, rebuilt from its ports."""
-    return Mux(pe.first, 0, pe.acc) + pe.act * pe.wgt
+def _total(m, pe: ProcessingElement):
+    """The PE's exact t = (first ? 0 : acc) + product, rebuilt from its ports: the product
+    of the previous cycle's operands, like the PE's product register."""
+    product = Signal.like(pe.act * pe.wgt, name="bad_product")
+    m.d.sync += product.eq(pe.act * pe.wgt)
+    return Mux(pe.first, 0, pe.acc) + product
 
 
 class FlagPositiveOnlyPE(ProcessingElement):
@@ -28,7 +31,7 @@ class FlagPositiveOnlyPE(ProcessingElement):
     def elaborate(self, platform):
         m = super().elaborate(platform)
         with m.If(self.valid):
-            m.d.sync += self.ovf.eq((self.ovf & ~self.first) | (_total(self) > self.cfg.acc_max))
+            m.d.sync += self.ovf.eq((self.ovf & ~self.first) | (_total(m, self) > self.cfg.acc_max))
         return m
 
 
@@ -39,7 +42,7 @@ class ClampOffByOnePE(ProcessingElement):
 
     def elaborate(self, platform):
         m = super().elaborate(platform)
-        total = _total(self)
+        total = _total(m, self)
         with m.If(self.valid & (total == self.cfg.acc_max + 1)):
             m.d.sync += self.acc.eq(total)
         return m

@@ -12,8 +12,10 @@ proves it for all time):
 
 - ``wrap``: the shadow keeps the exact running sum modulo 2**(P + 8); any modulus that is a
   multiple of 2**P gives the same residue, so "acc == shadow mod 2**P" is exactly "acc is
-  the exact running sum wrapped to P bits", and it is preserved by every step (1-inductive;
-  run with depth 2, as are the other PE properties).
+  the exact running sum wrapped to P bits", and it is preserved by every step. The shadow
+  takes the product of the previous cycle's operands, as the PE's product register does;
+  both are the same function of one input, so any trace of two steps agrees on them
+  (run with depth 2, as are the other PE properties).
 - ``saturate``: the shadow is the step-by-step clamped sum, computed in a width that holds
   every t_k exactly, so "acc == shadow" is preserved by every step (k = 1).
 - ``flag``: the shadow keeps the exact prefix sum and a bit H "some exact prefix since the
@@ -29,8 +31,8 @@ proves it for all time):
   ``latency`` inputs).
 - ``skew``: the shadow delays every accepted beat; PE (i, j) must see activation row i and
   weight column j of the beat accepted i + j + 1 cycles earlier (the input register plus
-  i + j skew hops), with that beat's valid, first and last markers. Pure delay lines again,
-  so k = R + C + 1 closes it.
+  i + j skew hops), and that beat's valid, first and last markers one cycle later (when
+  its product is ready). Pure delay lines again, so k = R + C + 2 closes it.
 """
 
 from __future__ import annotations
@@ -107,13 +109,14 @@ def _delay(m: Module, value, cycles: int, name: str) -> list:
 
 
 def _pe(cfg: ArrayConfig, pe_class) -> tuple[Module, ProcessingElement, Signal]:
-    """Top module with the PE under free inputs, and the exact product of this beat."""
+    """Top module with the PE under free inputs, and the exact product of the beat whose
+    markers are at the PE: the operands of the previous cycle (the PE's pipeline)."""
     m = Module()
     m.submodules.dut = dut = pe_class(cfg)
     _free(m, dut.act, dut.wgt, dut.valid, dut.first, dut.last)
     # N + M + 1 bits hold every product of an N-bit and an M-bit integer, signed or not.
     prod = Signal(signed(cfg.act_bits + cfg.weight_bits + 1), name="spec_prod")
-    m.d.comb += prod.eq(dut.act * dut.wgt)
+    m.d.sync += prod.eq(dut.act * dut.wgt)
     return m, dut, prod
 
 
@@ -240,8 +243,9 @@ def stage_harness(
 
 def skew_harness(cfg: ArrayConfig, array_class=SystolicArray) -> Harness:
     """Property 5: PE (i, j) sees activation row i and weight column j of the same beat k
-    in the same cycle, i + j + 1 cycles after the array accepted it, with its markers."""
-    h = Harness(Module(), depth=cfg.rows + cfg.cols + 1)
+    in the same cycle, i + j + 1 cycles after the array accepted it, and that beat's
+    markers one cycle later (with the product)."""
+    h = Harness(Module(), depth=cfg.rows + cfg.cols + 2)
 
     class ProbedArray(array_class):
         # The PEs exist only once the array is elaborated, so the checks go in here.
@@ -262,21 +266,19 @@ def _skew_checks(h: Harness, m: Module, array: SystolicArray) -> None:
     i_act, i_wgt = array.i_act, array.i_wgt
     accepted = Signal(name="spec_accepted")
     m.d.comb += accepted.eq(i_act.valid & i_act.ready & i_wgt.valid & i_wgt.ready)
-    depth = cfg.rows + cfg.cols - 1
+    depth = cfg.rows + cfg.cols
     valid_d = _delay(m, accepted, depth, "spec_valid")
     act_d = _delay(m, i_act.payload.as_value(), depth, "spec_act")
     wgt_d = _delay(m, i_wgt.payload.as_value(), depth, "spec_wgt")
     for i in range(cfg.rows):
         for j in range(cfg.cols):
             pe = m.submodules[f"pe_{i}_{j}"]
-            n = i + j + 1
+            n = i + j + 1  # operands of the beat accepted n cycles ago, its markers at n + 1
             beat_act = i_act.payload.shape()(act_d[n])
             beat_wgt = i_wgt.payload.shape()(wgt_d[n])
-            h.check(m, pe.valid == valid_d[n], f"PE ({i},{j}): valid of beat k")
-            same = (
-                (pe.act == beat_act.data[i])
-                & (pe.wgt == beat_wgt[j])
-                & (pe.first == beat_act.first)
-                & (pe.last == beat_act.last)
-            )
-            h.check(m, ~pe.valid | same, f"PE ({i},{j}): act row {i}, wgt col {j} of beat k")
+            marked = i_act.payload.shape()(act_d[n + 1])
+            h.check(m, pe.valid == valid_d[n + 1], f"PE ({i},{j}): valid of beat k, one later")
+            operands = (pe.act == beat_act.data[i]) & (pe.wgt == beat_wgt[j])
+            h.check(m, ~valid_d[n] | operands, f"PE ({i},{j}): act row {i}, wgt col {j} of beat k")
+            markers = (pe.first == marked.first) & (pe.last == marked.last)
+            h.check(m, ~pe.valid | markers, f"PE ({i},{j}): first/last of beat k, one later")

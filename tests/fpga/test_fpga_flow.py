@@ -145,6 +145,18 @@ def test_sweep_resumes_from_its_cache_and_finds_the_largest_fit(tmp_path, monkey
     with open(tmp_path / "builds.jsonl", "a") as f:
         f.write('{"key": "trunc')
     assert len(load_results(tmp_path)) == 4
+    # Another placement seed, or a changed design (its source), is built afresh; going
+    # back to the first design finds its builds again.
+    built.clear()
+    run_sweep(pts[:1], tmp_path, seed=2)
+    assert [p.key for p in built] == [pts[0].key]
+    monkeypatch.setattr("oasa.fpga.sweep.design_fingerprint", lambda: "edited")
+    run_sweep(pts[:2], tmp_path)
+    assert [p.key for p in built] == [pts[0].key, pts[0].key, pts[1].key]
+    monkeypatch.undo()
+    monkeypatch.setattr("oasa.fpga.sweep._build_point", fake_build)
+    run_sweep(pts, tmp_path)
+    assert len(built) == 3
 
 
 def test_board_defaults_and_overrides():

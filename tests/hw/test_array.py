@@ -112,5 +112,6 @@ def test_back_to_back_tiles_with_k_equal_r_never_wait():
     x, w = reference.random_operands(rng, cfg, 8, 4, 6)  # 2 x 3 tiles of exactly R beats
     r = run_core_gemm(x, w, cfg=cfg)
     np.testing.assert_array_equal(r.values, golden.gemm(x, w, cfg=cfg).acc)
-    # 6 tiles x 4 beats back to back, then the pipeline and the 3 remaining rows.
-    assert r.cycles == 6 * 4 + (4 + 2 + 1) + 4 + 3
+    # 6 tiles x 4 beats back to back, then the array (R + C and its input, product and
+    # accumulator registers), the output stage and the 3 remaining rows.
+    assert r.cycles == 6 * 4 + (4 + 2 + 2) + 4 + 3

@@ -21,30 +21,29 @@ CONFIGS = [
 
 
 def rtl_pe(cfg, beats):
-    """Drive (act, wgt, valid, first, last) beats; return (acc, ovf, done) after each."""
+    """Drive (act, wgt, valid, first, last) beats, one per cycle: the operands of a beat
+    with the markers of the one before (the PE registers the product in between). Return,
+    per beat, (acc, ovf, done) after its markers went in and (act_out, wgt_out) after its
+    operands did."""
     dut = ProcessingElement(cfg)
-    seen = []
+    state, forwarded = [], []
 
     async def bench(ctx):
-        for act, wgt, valid, first, last in beats:
+        for t in range(len(beats) + 1):
+            act, wgt = beats[t][:2] if t < len(beats) else (0, 0)
+            marks = beats[t - 1][2:] if t else (0, 0, 0)
             ctx.set(dut.act, act)
             ctx.set(dut.wgt, wgt)
-            ctx.set(dut.valid, valid)
-            ctx.set(dut.first, first)
-            ctx.set(dut.last, last)
+            for port, value in zip((dut.valid, dut.first, dut.last), marks, strict=True):
+                ctx.set(port, value)
             await ctx.tick()
-            seen.append(
-                (
-                    ctx.get(dut.acc),
-                    ctx.get(dut.ovf),
-                    ctx.get(dut.done),
-                    ctx.get(dut.act_out),
-                    ctx.get(dut.wgt_out),
-                )
-            )
+            if t < len(beats):
+                forwarded.append((ctx.get(dut.act_out), ctx.get(dut.wgt_out)))
+            if t:
+                state.append((ctx.get(dut.acc), ctx.get(dut.ovf), ctx.get(dut.done)))
 
     run_bench(dut, bench, name=f"pe_{cfg.name}")
-    return seen
+    return [s + f for s, f in zip(state, forwarded, strict=True)]
 
 
 def expected(cfg, beats):

@@ -1,8 +1,10 @@
 """Driver and checker for one ``ProcessingElement`` toplevel.
 
-The PE has no streams: every cycle it takes a beat (act, wgt, valid, first, last) and one
-cycle later shows the accumulator, the sticky flag, ``done`` and the forwarded beat. The
-agent drives a list of beats, one per cycle, and checks every output of every cycle.
+The PE has no streams: every cycle it takes the operands of a beat (act, wgt) and the
+markers (valid, first, last) of the beat before, whose product it registered; one cycle
+later it shows the forwarded operands, and the accumulator, the sticky flag and ``done``
+of the marked beat. The agent drives a list of beats, one per cycle, and checks every
+output of every cycle.
 The expected accumulator and flag after each beat come from the golden model: for each
 dot product, :func:`prefix_states` runs ``golden.gemm`` on every prefix of it at once.
 """
@@ -109,8 +111,10 @@ class PEAgent:
         self.flag_sets = 0
         self.flag_clears = 0
         self._last_driven = None
-        self._cur = None  # index of the beat driven in this cycle
-        self._check = None  # index of the beat whose outputs are visible in this cycle
+        self._ops = None  # the beat whose operands are driven in this cycle
+        self._marks = None  # the beat whose markers are driven in this cycle
+        self._check_fwd = None  # the beat whose operands show at act_out/wgt_out now
+        self._check_state = None  # the beat whose acc/ovf/done show now
 
     def load(self, beats) -> list:
         """Queue beats; returns the finished dot products they contain (golden)."""
@@ -126,21 +130,26 @@ class PEAgent:
         return self.checked >= len(self.beats)
 
     def idle(self, tb) -> None:
-        self.h_in[2].value = 0
+        for h in self.h_in[2:]:
+            h.value = 0
         self._last_driven = None
-        self._cur = self._check = None
+        self._ops = self._marks = None
+        self._check_fwd = self._check_state = None
 
     def drive(self, tb) -> None:
-        # The beat driven in the previous cycle is visible at the outputs in this one.
-        self._check = self._cur
+        # Operands driven in the previous cycle show at act_out/wgt_out in this one, and
+        # that beat's markers go in now (with its product); the markers driven in the
+        # previous cycle show as acc/ovf/done in this one.
+        self._check_fwd, self._check_state = self._ops, self._marks
+        self._marks = self._ops
         if self.pos < len(self.beats):
-            a, w, valid, first, last = self.beats[self.pos]
-            raw = (self.c_act.encode(a), self.c_wgt.encode(w), valid, first, last)
-            self._cur = self.pos
+            self._ops = self.pos
             self.pos += 1
         else:
-            raw = (0, 0, 0, 0, 0)
-            self._cur = None
+            self._ops = None
+        a, w = (0, 0) if self._ops is None else self.beats[self._ops][:2]
+        marks = (0, 0, 0) if self._marks is None else self.beats[self._marks][2:]
+        raw = (self.c_act.encode(a), self.c_wgt.encode(w), *marks)
         old = self._last_driven or (None,) * 5
         for h, v, o in zip(self.h_in, raw, old, strict=True):
             if v != o:
@@ -148,24 +157,28 @@ class PEAgent:
         self._last_driven = raw
 
     def sample(self, tb) -> None:
-        i = self._check
+        got, want, what = {}, {}, []
+        i = self._check_fwd
+        if i is not None:
+            a, w, *_ = self.beats[i]
+            got["fwd"] = [int(h.value) for h in self.h_fwd]
+            want["fwd"] = [self.c_act.encode(a), self.c_wgt.encode(w)]
+            what.append(f"operands of beat {i}")
+        i = self._check_state
+        if i is not None:
+            acc, ovf, done = self.expected[i]
+            got.update(
+                acc=self.c_acc.decode(int(self.h_acc.value)),
+                ovf=int(self.h_ovf.value),
+                done=int(self.h_done.value),
+            )
+            want.update(acc=acc, ovf=ovf, done=done)
+            what.append(f"beat {i} (act, wgt, valid, first, last)={self.beats[i]}")
+        if not what:
+            return
+        self.sb.check(got, want, "; ".join(what))
         if i is None:
             return
-        a, w, *_ = self.beats[i]
-        acc, ovf, done = self.expected[i]
-        got = {
-            "acc": self.c_acc.decode(int(self.h_acc.value)),
-            "ovf": int(self.h_ovf.value),
-            "done": int(self.h_done.value),
-            "fwd": [int(h.value) for h in self.h_fwd],
-        }
-        want = {
-            "acc": acc,
-            "ovf": ovf,
-            "done": done,
-            "fwd": [self.c_act.encode(a), self.c_wgt.encode(w)],
-        }
-        self.sb.check(got, want, f"beat {i} (act, wgt, valid, first, last)={self.beats[i]}")
         if ovf and not self.prev_ovf:
             self.flag_sets += 1
         if self.prev_ovf and not ovf:
