@@ -98,8 +98,7 @@ class Accelerator(wiring.Component):
         wiring.connect(m, array.o_res, stage.i_res)
         wiring.connect(m, stage.o_res, seq.i_res)
         m.d.comb += [
-            seq.drain_valid.eq(array.o_res.valid),
-            seq.drain_row.eq(array.o_res.payload.row),
+            seq.row0_next.eq(array.row0_next),
             stage.params.eq(seq.params),
             stage.relu.eq(seq.relu),
             stage.requant.eq(seq.requant),

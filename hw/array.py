@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,13 +14,19 @@ from oasa.sim.cycles import array_latency
 __all__ = ["SystolicArray"]
 
 
-def _delayed(m: Module, value, cycles: int, name: str):
-    """``value`` delayed by ``cycles`` registers (``cycles`` >= 0)."""
+def _delay_line(m: Module, value, cycles: int, name: str) -> list:
+    """``[value, value delayed 1, ..., value delayed cycles]`` (``cycles`` >= 0)."""
+    taps = [value]
     for n in range(cycles):
         reg = Signal.like(value, name=f"{name}_d{n}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
+        m.d.sync += reg.eq(taps[-1])
+        taps.append(reg)
+    return taps
+
+
+def _delayed(m: Module, value, cycles: int, name: str):
+    """``value`` delayed by ``cycles`` registers (``cycles`` >= 0)."""
+    return _delay_line(m, value, cycles, name)[-1]
 
 
 class SystolicArray(wiring.Component):
@@ -59,6 +65,9 @@ class SystolicArray(wiring.Component):
     o_res : Out(stream.Signature(result_layout(cfg), always_ready=True))
         One finished row of a tile per beat: C results, C flags, the row index. Cannot be
         back-pressured: the consumer takes every beat.
+    row0_next : Out(1)
+        A tile's row 0 leaves on ``o_res`` in the next cycle: a look-ahead for consumers
+        that must act as a tile ends (the sequencer's parameter reads) from a register.
     """
 
     #: The cell class; a subclass may swap it (tests build deliberately broken variants).
@@ -71,6 +80,7 @@ class SystolicArray(wiring.Component):
                 "i_act": In(stream.Signature(act_beat_layout(cfg))),
                 "i_wgt": In(stream.Signature(weight_beat_layout(cfg))),
                 "o_res": Out(stream.Signature(result_layout(cfg), always_ready=True)),
+                "row0_next": Out(1),
             }
         )
 
@@ -166,31 +176,32 @@ class SystolicArray(wiring.Component):
                         _delayed(m, s, 1, f"pipe_{n}_{i}_{j}")
                         for n, s in zip(("valid", "acc", "ovf"), above, strict=True)
                     )
+                sh_valid_next = Mux(pe.done, 1, incoming[0])
+                m.d.sync += sh_valid.eq(sh_valid_next)
                 with m.If(pe.done):
-                    m.d.sync += [sh_valid.eq(1), sh_acc.eq(pe.acc), sh_ovf.eq(pe.ovf)]
+                    m.d.sync += [sh_acc.eq(pe.acc), sh_ovf.eq(pe.ovf)]
                 with m.Else():
-                    m.d.sync += [
-                        sh_valid.eq(incoming[0]),
-                        sh_acc.eq(incoming[1]),
-                        sh_ovf.eq(incoming[2]),
-                    ]
+                    m.d.sync += [sh_acc.eq(incoming[1]), sh_ovf.eq(incoming[2])]
                 above = (sh_valid, sh_acc, sh_ovf)
             # De-skew: column j runs j cycles behind column 0; delay it to match column C-1.
-            bottom.append(
-                tuple(
-                    _delayed(m, s, cols - 1 - j, f"deskew_{n}_{j}")
-                    for n, s in zip(("valid", "acc", "ovf"), above, strict=True)
-                )
-            )
+            lines = [
+                _delay_line(m, s, cols - 1 - j, f"deskew_{n}_{j}")
+                for n, s in zip(("valid", "acc", "ovf"), above, strict=True)
+            ]
+            bottom.append(tuple(line[-1] for line in lines))
+            if j == 0:  # column 0's output valid of the next cycle: its last register's input
+                valid_next = lines[0][-2] if cols > 1 else sh_valid_next
 
         out = self.o_res
         row = Signal(range(rows), init=rows - 1)
         m.d.comb += [out.valid.eq(bottom[0][0]), out.payload.row.eq(row)]
         for j in range(cols):
             m.d.comb += [out.payload.acc[j].eq(bottom[j][1]), out.payload.ovf[j].eq(bottom[j][2])]
+        row_next = Signal.like(row)
         with m.If(out.valid):
-            with m.If(row == 0):
-                m.d.sync += row.eq(rows - 1)
-            with m.Else():
-                m.d.sync += row.eq(row - 1)
+            m.d.comb += row_next.eq(Mux(row == 0, rows - 1, row - 1))
+        with m.Else():
+            m.d.comb += row_next.eq(row)
+        m.d.sync += row.eq(row_next)
+        m.d.comb += self.row0_next.eq(valid_next & (row_next == 0))
         return m

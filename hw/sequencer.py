@@ -66,7 +66,7 @@ class Sequencer(wiring.Component):
     act_rd, wgt_rd, param_rd : In(memory.ReadPort.Signature(...))   buffer read ports
     res_wr : In(memory.WritePort.Signature(...))                     result write port
     o_act, o_wgt : Out(stream.Signature(...))                        beats to the array
-    drain_valid : In(1), drain_row : In(range(R))   rows entering the output stage
+    row0_next : In(1)                  a tile's row 0 enters the output stage next cycle
     params : Out(params_layout(cfg)), relu, requant : Out(1)   to the output stage
     i_res : In(stream.Signature(stage_out_layout(cfg), always_ready=True))
     """
@@ -99,8 +99,7 @@ class Sequencer(wiring.Component):
                 ),
                 "o_act": Out(stream.Signature(act_beat_layout(cfg))),
                 "o_wgt": Out(stream.Signature(weight_beat_layout(cfg))),
-                "drain_valid": In(1),
-                "drain_row": In(range(cfg.rows)),
+                "row0_next": In(1),
                 "params": Out(params_layout(cfg)),
                 "relu": Out(1),
                 "requant": Out(1),
@@ -203,33 +202,38 @@ class Sequencer(wiring.Component):
         # -- drain side: parameters read one tile ahead -----------------------------------
         # A tile's rows enter the output stage on consecutive cycles, rows R-1 .. 0, and the
         # next tile may follow at once. The read port answers one cycle after its address,
-        # so the address moves to the next tile in the very cycle row 0 goes in.
-        # The next tile's address and column offset are kept in registers, so the read
-        # address is one multiplexer from a register (the compare and the increment that
-        # find the address after that run in the cycles between tiles).
-        param_addr = Signal.like(self.param_rd.addr)
-        next_addr = Signal.like(self.param_rd.addr)
-        n_next = Signal(DIM_BITS + 1)  # first column of the next tile
-        row0_in = self.drain_valid & (self.drain_row == 0)
+        # so the address moves to the next tile in the very cycle row 0 goes in. The
+        # address is a register (it fans out to every lane's parameter memory, which is
+        # spread over the chip): set one cycle ahead, from the array's look-ahead
+        # ``row0_next``, and so are the next tile's address and column offset it is taken
+        # from (the compare and the increment run in the cycles between tiles).
+        param_addr = Signal.like(self.param_rd.addr)  # this tile's, one cycle ahead
+        next_addr = Signal.like(self.param_rd.addr)  # the next tile's, one cycle ahead
+        n_next = Signal(DIM_BITS + 1)  # first column of the next tile, one cycle ahead
+        read_addr = Signal.like(self.param_rd.addr)
+        row0_next = self.row0_next
         m.d.comb += [
-            self.param_rd.addr.eq(Mux(row0_in, next_addr, param_addr)),
+            self.param_rd.addr.eq(read_addr),
             self.param_rd.en.eq(1),
             self.params.eq(self.param_rd.data),
         ]
         with m.If(launch):
             single = cols >= self.cmd.n  # one column tile: every tile uses the base
             m.d.sync += [
+                read_addr.eq(self.cmd.param_base),
                 param_addr.eq(self.cmd.param_base),
                 next_addr.eq(Mux(single, self.cmd.param_base, self.cmd.param_base + 1)),
                 n_next.eq(Mux(single, 0, cols)),
             ]
-        with m.Elif(row0_in):
-            wrap = n_next + cols >= cmd.n
-            m.d.sync += [
-                param_addr.eq(next_addr),
-                next_addr.eq(Mux(wrap, cmd.param_base, next_addr + 1)),
-                n_next.eq(Mux(wrap, 0, n_next + cols)),
-            ]
+        with m.Else():
+            m.d.sync += read_addr.eq(Mux(row0_next, next_addr, param_addr))
+            with m.If(row0_next):
+                wrap = n_next + cols >= cmd.n
+                m.d.sync += [
+                    param_addr.eq(next_addr),
+                    next_addr.eq(Mux(wrap, cmd.param_base, next_addr + 1)),
+                    n_next.eq(Mux(wrap, 0, n_next + cols)),
+                ]
 
         # -- drain side: write result rows, count flags -----------------------------------
         m0_w = Signal(DIM_BITS + 1)

@@ -115,3 +115,50 @@ def test_back_to_back_tiles_with_k_equal_r_never_wait():
     # 6 tiles x 4 beats back to back, then the array (R + C and its input, product and
     # accumulator registers), the output stage and the 3 remaining rows.
     assert r.cycles == 6 * 4 + (4 + 2 + 2) + 4 + 3
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (1, 3), (3, 1), (2, 3), (4, 4)])
+def test_row0_next_looks_one_cycle_ahead(rows, cols):
+    """``row0_next`` is high exactly in the cycles before a tile's row 0 leaves, for tiles
+    of K < R (which wait), K = 1 and longer, with idle cycles in the input."""
+    from amaranth.sim import Simulator
+
+    from oasa.hw.array import SystolicArray
+
+    cfg = ArrayConfig(rows=rows, cols=cols)
+    dut = SystolicArray(cfg)
+    rng = np.random.default_rng(rows * 10 + cols)
+    tiles = [int(k) for k in rng.choice([1, 2, rows, rows + 3], size=12)]
+    seen = []
+
+    async def producer(ctx):
+        for k in tiles:
+            for kk in range(k):
+                while rng.random() < 0.2:
+                    ctx.set(dut.i_act.valid, 0)
+                    ctx.set(dut.i_wgt.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.i_act.payload.data, [int(v) for v in rng.integers(0, 16, rows)])
+                ctx.set(dut.i_act.payload.first, kk == 0)
+                ctx.set(dut.i_act.payload.last, kk == k - 1)
+                ctx.set(dut.i_act.valid, 1)
+                ctx.set(dut.i_wgt.valid, 1)
+                await ctx.tick().until(dut.i_act.ready)
+        ctx.set(dut.i_act.valid, 0)
+        ctx.set(dut.i_wgt.valid, 0)
+
+    async def monitor(ctx):
+        async for _clk, _rst, row0_next, valid, row in ctx.tick().sample(
+            dut.row0_next, dut.o_res.valid, dut.o_res.payload.row
+        ):
+            seen.append((row0_next, valid, row))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_process(monitor)
+    sim.run_until(1e-8 * (sum(tiles) * 3 + 40 * (rows + cols)))
+    ends = [t for t, (_, v, r) in enumerate(seen) if v and r == 0]
+    ahead = [t + 1 for t, (n, _, _) in enumerate(seen) if n]
+    assert len(ends) == len(tiles)
+    assert ahead == ends
