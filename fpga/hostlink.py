@@ -177,6 +177,10 @@ class HostLinkBridge(wiring.Component):
         m.d.sync += reg_write.eq(0)
         m.d.comb += self.reg.w_en.eq(reg_write)
         byte_in = Signal(8)
+        # The result word is registered once out of the block RAM (whose clock-to-output
+        # delay, with the word register's input select behind it, set Fmax on the ECP5).
+        res_word = Signal.like(self.host_res.data.as_value())
+        m.d.sync += res_word.eq(self.host_res.data.as_value())
         m.d.sync += [shift_in.eq(0), shift_out.eq(0), load_reg.eq(0), load_res.eq(0)]
         with m.If(shift_in):
             m.d.sync += shift.eq(Cat(shift[8:], byte_in))
@@ -185,7 +189,7 @@ class HostLinkBridge(wiring.Component):
         with m.Elif(load_reg):
             m.d.sync += shift.eq(self.reg.r_data)
         with m.Elif(load_res):
-            m.d.sync += shift.eq(self.host_res.data.as_value())
+            m.d.sync += shift.eq(res_word)
 
         with m.FSM():
             # -- receiving ---------------------------------------------------------------
@@ -311,7 +315,9 @@ class HostLinkBridge(wiring.Component):
                     with m.If(nb == len(ident) - 1):
                         m.next = "CRC"
             with m.State("READ"):
-                m.next = "LOAD"  # one cycle of read latency
+                m.next = "READ_REG"  # one cycle of read latency
+            with m.State("READ_REG"):
+                m.next = "LOAD"  # and one through res_word
             with m.State("LOAD"):
                 m.d.sync += [load_res.eq(1), nb.eq(0)]
                 m.next = "SEND_WORD"
