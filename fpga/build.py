@@ -121,7 +121,10 @@ def build_board(
     top = BoardTop(board, cfg, f_clk=f_clk, baud=baud, multiplier=multiplier, **kwargs)
     env = toolchain_env(board)
     platform = board.platform_class()()
-    synth = "-dsp" if board.family == "ice40" else ""
+    # ECP5: abc9 with -dff (flip-flops inside the mapping). The default abc9 flow of the
+    # PyPI Yosys 0.70 fails an assertion (abc_ops -reintegrate: "GetSize(conn.first) ==
+    # GetSize(conn.second)") on the 16 x 16 accelerator; -nowidelut fails the same way.
+    synth = "-dsp" if board.family == "ice40" else "-dff"
     # router2 for the ECP5: router1 did not converge on a 16 x 16 array in 15 minutes
     # (congestion around the wide buffer buses); router2 routed it in 90 s.
     router = " --router router2" if board.family == "ecp5" else ""
