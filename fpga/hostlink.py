@@ -164,12 +164,18 @@ class HostLinkBridge(wiring.Component):
             m.next = "DISCARD"
 
         # The word register is as wide as the widest buffer word (hundreds of bits on a
-        # 16-column array), so it changes only on registered strobes: its enable and its
-        # input select are then flip-flops, not the FSM's decode (which, spread over the
-        # whole register, set Fmax on the ECP5). Each strobe acts one cycle after the FSM
-        # asks; bytes are at least 40 cycles apart on the line, so nothing waits for it
-        # except WRITE, which comes after SETTLE.
+        # 16-column array), so it changes only on registered strobes: its clock enable is
+        # one flip-flop (``word_en``, set with every strobe) and its input select three,
+        # not the FSM's decode or an OR of strobes (which, spread over the whole register,
+        # set Fmax on the ECP5). Each strobe acts one cycle after the FSM asks; bytes are
+        # at least 40 cycles apart on the line, so nothing waits for it except WRITE, which
+        # comes after SETTLE.
         shift_in, shift_out, load_reg, load_res = Signal(), Signal(), Signal(), Signal()
+        word_en = Signal()
+
+        def strobe(*which: Signal) -> list:
+            return [s.eq(1) for s in which] + [word_en.eq(1)]
+
         # Register writes, too, go out one cycle after the decode, from a flip-flop (a write
         # can start a layer: the sequencer's launch logic hangs off this enable). The
         # address and data come from the header, which holds until the next frame.
@@ -181,15 +187,16 @@ class HostLinkBridge(wiring.Component):
         # delay, with the word register's input select behind it, set Fmax on the ECP5).
         res_word = Signal.like(self.host_res.data.as_value())
         m.d.sync += res_word.eq(self.host_res.data.as_value())
-        m.d.sync += [shift_in.eq(0), shift_out.eq(0), load_reg.eq(0), load_res.eq(0)]
-        with m.If(shift_in):
-            m.d.sync += shift.eq(Cat(shift[8:], byte_in))
-        with m.Elif(shift_out):
-            m.d.sync += shift.eq(shift >> 8)
-        with m.Elif(load_reg):
-            m.d.sync += shift.eq(self.reg.r_data)
-        with m.Elif(load_res):
-            m.d.sync += shift.eq(res_word)
+        m.d.sync += [s.eq(0) for s in (shift_in, shift_out, load_reg, load_res, word_en)]
+        with m.If(word_en):
+            with m.If(shift_in):
+                m.d.sync += shift.eq(Cat(shift[8:], byte_in))
+            with m.Elif(shift_out):
+                m.d.sync += shift.eq(shift >> 8)
+            with m.Elif(load_reg):
+                m.d.sync += shift.eq(self.reg.r_data)
+            with m.Else():
+                m.d.sync += shift.eq(res_word)
 
         with m.FSM():
             # -- receiving ---------------------------------------------------------------
@@ -230,7 +237,7 @@ class HostLinkBridge(wiring.Component):
                         with m.Else():
                             reply(Status.BAD_ARGUMENT)
                     with m.Case(Op.READ_REG):
-                        m.d.sync += load_reg.eq(1)
+                        m.d.sync += strobe(load_reg)
                         with m.If(reg_ok_r):
                             reply(Status.OK, 1)
                         with m.Else():
@@ -254,7 +261,7 @@ class HostLinkBridge(wiring.Component):
             with m.State("PAYLOAD"):
                 with m.If(got):
                     m.d.sync += [
-                        shift_in.eq(1),
+                        *strobe(shift_in),
                         byte_in.eq(byte),
                         crc.eq(crc_next),
                         nb.eq(nb + 1),
@@ -301,7 +308,7 @@ class HostLinkBridge(wiring.Component):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(shift[:8])]
                 with m.If(tx.ready):
                     m.d.sync += [
-                        shift_out.eq(1),
+                        *strobe(shift_out),
                         crc.eq(crc8_step(crc, shift[:8])),
                         nb.eq(nb + 1),
                     ]
@@ -319,13 +326,13 @@ class HostLinkBridge(wiring.Component):
             with m.State("READ_REG"):
                 m.next = "LOAD"  # and one through res_word
             with m.State("LOAD"):
-                m.d.sync += [load_res.eq(1), nb.eq(0)]
+                m.d.sync += [*strobe(load_res), nb.eq(0)]
                 m.next = "SEND_WORD"
             with m.State("SEND_WORD"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(shift[:8])]
                 with m.If(tx.ready):
                     m.d.sync += [
-                        shift_out.eq(1),
+                        *strobe(shift_out),
                         crc.eq(crc8_step(crc, shift[:8])),
                         nb.eq(nb + 1),
                     ]
