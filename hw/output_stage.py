@@ -24,10 +24,10 @@ class OutputStage(wiring.Component):
 
     Rounding uses floor(z / 2**s + 1/2) = (t + 1) >> 1 with t = z >> (s - 1), which needs
     no adder as wide as 2**(s-1); and since a requantized value is clamped to N bits, the
-    add works on an (N + 3)-bit window of t (see stage 4).
+    add works on an (N + 3)-bit window of t (see stage 5).
 
-    Latency: ``latency`` = 4 cycles (add, multiply, shift, round and clamp). Throughput: one row per
-    cycle.
+    Latency: ``latency`` = 5 cycles (add, multiply, move, shift, round and clamp).
+    Throughput: one row per cycle.
 
     Parameters
     ----------
@@ -107,31 +107,40 @@ class OutputStage(wiring.Component):
                     sm1.eq(Mux(shifting, shift - 1, 0)),
                     noshift1.eq(~shifting),
                 ]
-            # Stage 2: the requantization multiply.
-            z = Signal.like(y * mult1, name=f"z_{lane}")
+            # Stage 2: the requantization multiply, into a register of its own: on an FPGA
+            # the multiplier is a DSP block at a fixed site, and a register that feeds only
+            # the next one is placed next to it (on the ECP5 the DSP's delay plus the
+            # routes to and from it set Fmax at 16 x 16).
+            prod = Signal.like(y * mult1, name=f"prod_{lane}")
             sm2 = Signal.like(sm1, name=f"sm2_{lane}")
             noshift2 = Signal(name=f"noshift2_{lane}")
             with m.If(enable[1]):
-                m.d.sync += [z.eq(y * mult1), sm2.eq(sm1), noshift2.eq(noshift1)]
-            # Stage 3: t = z >> (s - 1) (the barrel shifter alone; t = z without a shift).
-            t = Signal.like(z, name=f"t_{lane}")
+                m.d.sync += [prod.eq(y * mult1), sm2.eq(sm1), noshift2.eq(noshift1)]
+            # Stage 3: the product travels to the shifter.
+            z = Signal.like(prod, name=f"z_{lane}")
+            sm3 = Signal.like(sm1, name=f"sm3_{lane}")
             noshift3 = Signal(name=f"noshift3_{lane}")
             with m.If(enable[2]):
-                m.d.sync += [t.eq(z >> sm2), noshift3.eq(noshift2)]
-            # Stage 4: round half up, r = (t + 1) >> 1, then ReLU and clamp (requant only).
+                m.d.sync += [z.eq(prod), sm3.eq(sm2), noshift3.eq(noshift2)]
+            # Stage 4: t = z >> (s - 1) (the barrel shifter alone; t = z without a shift).
+            t = Signal.like(z, name=f"t_{lane}")
+            noshift4 = Signal(name=f"noshift4_{lane}")
+            with m.If(enable[3]):
+                m.d.sync += [t.eq(z >> sm3), noshift4.eq(noshift3)]
+            # Stage 5: round half up, r = (t + 1) >> 1, then ReLU and clamp (requant only).
             # Requantized values are clamped to the N-bit range, so only a window of
             # W = N + 3 bits of t matters: the rounding adds on W bits, and a t outside the
             # window is past the clamp range on the side of its sign. Bit for bit the wide
             # formula; the carry chain is W bits instead of the product's (on the ECP5 the
             # wide one set Fmax).
-            relu, req = side[3][3], side[3][4]
+            relu, req = side[4][3], side[4][4]
             w = min(cfg.act_bits + 3, len(t))
             t_w = t[:w].as_signed()
             top = t[w - 1 :]
             fits = (top == 0) | (top == (1 << len(top)) - 1)
-            r = Mux(noshift3, t_w, (t_w + 1) >> 1)
+            r = Mux(noshift4, t_w, (t_w + 1) >> 1)
             value = Signal.like(self.o_res.payload.value[lane], name=f"value_{lane}")
-            with m.If(enable[3]):
+            with m.If(enable[4]):
                 with m.If(~req):
                     m.d.sync += value.eq(t)
                 with m.Elif(~fits):

@@ -60,13 +60,11 @@ class RoundHalfDownStage(OutputStage):
     def elaborate(self, platform):
         m = super().elaborate(platform)
         cfg = self.cfg
-        relu, requant = self.relu, self.requant
-        for _ in range(2):  # mode bits reach stage 4 through three registers
+        relu3, req3 = self.relu, self.requant
+        for _ in range(self.latency - 1):  # mode bits reach the last stage through these
             relu_d, requant_d = Signal(), Signal()
-            m.d.sync += [relu_d.eq(relu), requant_d.eq(requant)]
-            relu, requant = relu_d, requant_d
-        relu3, req3 = Signal(), Signal()
-        m.d.sync += [relu3.eq(relu), req3.eq(requant)]
+            m.d.sync += [relu_d.eq(relu3), requant_d.eq(req3)]
+            relu3, req3 = relu_d, requant_d
         for lane in range(cfg.cols):
             acc = self.i_res.payload.acc[lane]
             bias, mult = self.params.bias[lane], self.params.mult[lane]
@@ -82,6 +80,11 @@ class RoundHalfDownStage(OutputStage):
             z = Signal.like(y * mult1, name=f"bad_z_{lane}")
             shift2 = Signal.like(shift1, name=f"bad_shift2_{lane}")
             m.d.sync += [z.eq(y * mult1), shift2.eq(shift1)]
+            for n in range(self.latency - 4):  # the production pipeline's extra registers
+                z_d = Signal.like(z, name=f"bad_z{n}_{lane}")
+                shift_d = Signal.like(shift2, name=f"bad_shift2{n}_{lane}")
+                m.d.sync += [z_d.eq(z), shift_d.eq(shift2)]
+                z, shift2 = z_d, shift_d
             # Half down: add 2**(s-1) - 1 instead of 2**(s-1) before the floor shift.
             half_down = ((Const(1, unsigned(cfg.shift_max + 1)) << shift2) >> 1) - 1
             r = Signal.like(z, name=f"bad_r_{lane}")

@@ -12,6 +12,7 @@ from oasa.config import ArrayConfig
 from oasa.hw.formal import FormalToolError, run_property
 from oasa.hw.formal import broken as bad
 from oasa.hw.formal.run import tool_env
+from oasa.sim.cycles import OUTPUT_STAGE_LATENCY
 
 try:
     tool_env()
@@ -131,7 +132,7 @@ def test_round_half_down_fails(tmp_path):
         "output_stage",
         work_dir=tmp_path,
         block=bad.RoundHalfDownStage,
-        depth=5,
+        depth=OUTPUT_STAGE_LATENCY + 1,
         mode="bmc",
     )
     _must_fail(r, "lane 0: value == golden formula")
