@@ -104,7 +104,9 @@ class SystolicArray(wiring.Component):
 
         # -- input: join the two streams; hold a last beat while the drain is busy -----
         since_last = Signal(range(rows + 1), init=rows)
-        drain_free = since_last == rows
+        # since_last == rows, kept in a register: it gates ``ready``, and through it the
+        # sequencer's whole issue stage, so it comes straight from a flip-flop.
+        drain_free = Signal(init=1)
         last_ok = ~self.i_act.payload.last | drain_free
         accept = Signal()
         m.d.comb += [
@@ -113,9 +115,9 @@ class SystolicArray(wiring.Component):
             accept.eq(self.i_act.valid & self.i_wgt.valid & last_ok),
         ]
         with m.If(accept & self.i_act.payload.last):
-            m.d.sync += since_last.eq(1)
+            m.d.sync += [since_last.eq(1), drain_free.eq(rows == 1)]
         with m.Elif(~drain_free):
-            m.d.sync += since_last.eq(since_last + 1)
+            m.d.sync += [since_last.eq(since_last + 1), drain_free.eq(since_last + 1 == rows)]
 
         # -- input registers and skew ----------------------------------------------------
         in_valid = Signal()

@@ -146,8 +146,15 @@ class Sequencer(wiring.Component):
         act_addr = Signal.like(self.act_rd.addr)
         act_tile = Signal.like(self.act_rd.addr)  # act_base + mt*K
         wgt_addr = Signal.like(self.wgt_rd.addr)
-        a_first = k == 0
-        a_last = k == cmd.k - 1
+        # Where stage A stands, kept in flip-flops and updated with the counters (the
+        # compares run in the cycle the counters move, not in front of the stage's
+        # enables, which fan out to every address and the buffers' read ports).
+        a_first = Signal()  # k == 0
+        a_last = Signal()  # k == K - 1
+        k_one = Signal()  # K == 1: every beat is a first and a last one
+        n_last = Signal()  # n0 + C >= N: the last column tile of this row tile
+        n_single = Signal()  # C >= N: only one column tile
+        m_last = Signal()  # m0 + R >= M: the last row tile
 
         b_valid = Signal()
         b_first = Signal()
@@ -169,35 +176,54 @@ class Sequencer(wiring.Component):
         with m.If(advance):
             m.d.sync += [b_valid.eq(issuing), b_first.eq(a_first), b_last.eq(a_last)]
 
-        with m.If(launch & ~zero_dim):
+        with m.If(launch):  # an empty layer loads the counters too, but never issues
+            single = cols >= self.cmd.n
             m.d.sync += [
-                issuing.eq(1),
+                issuing.eq(~zero_dim),
                 k.eq(0),
                 m0.eq(0),
                 n0.eq(0),
                 act_addr.eq(self.cmd.act_base),
                 act_tile.eq(self.cmd.act_base),
                 wgt_addr.eq(self.cmd.wgt_base),
+                a_first.eq(1),
+                a_last.eq(self.cmd.k == 1),
+                k_one.eq(self.cmd.k == 1),
+                n_last.eq(single),
+                n_single.eq(single),
+                m_last.eq(rows >= self.cmd.m),
             ]
         with m.Elif(issuing & advance):
             with m.If(~a_last):
-                m.d.sync += [k.eq(k + 1), act_addr.eq(act_addr + 1), wgt_addr.eq(wgt_addr + 1)]
+                m.d.sync += [
+                    k.eq(k + 1),
+                    act_addr.eq(act_addr + 1),
+                    wgt_addr.eq(wgt_addr + 1),
+                    a_first.eq(0),
+                    a_last.eq(k + 2 == cmd.k),
+                ]
             with m.Else():
-                m.d.sync += k.eq(0)
-                with m.If(n0 + cols >= cmd.n):  # last column tile of this row tile
-                    m.d.sync += [n0.eq(0), wgt_addr.eq(cmd.wgt_base)]
-                    with m.If(m0 + rows >= cmd.m):
+                m.d.sync += [k.eq(0), a_first.eq(1), a_last.eq(k_one)]
+                with m.If(n_last):
+                    m.d.sync += [n0.eq(0), n_last.eq(n_single), wgt_addr.eq(cmd.wgt_base)]
+                    with m.If(m_last):
                         m.d.sync += issuing.eq(0)
                     with m.Else():
                         # The next row tile's K words follow this one's directly.
                         m.d.sync += [
                             m0.eq(m0 + rows),
+                            m_last.eq(m0 + 2 * rows >= cmd.m),
                             act_addr.eq(act_addr + 1),
                             act_tile.eq(act_addr + 1),
                         ]
                 with m.Else():
                     # Same row tile again against the next column tile's weights.
-                    m.d.sync += [n0.eq(n0 + cols), act_addr.eq(act_tile), wgt_addr.eq(wgt_addr + 1)]
+                    m.d.sync += [
+                        n0.eq(n0 + cols),
+                        n_last.eq(n0 + 2 * cols >= cmd.n),
+                        act_addr.eq(act_tile),
+                        wgt_addr.eq(wgt_addr + 1),
+                    ]
 
         # -- drain side: parameters read one tile ahead -----------------------------------
         # A tile's rows enter the output stage on consecutive cycles, rows R-1 .. 0, and the
