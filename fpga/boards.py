@@ -40,6 +40,9 @@ class Board:
     button: tuple[str, int]  #: the reset button
     default_array: tuple[int, int]  #: rows, cols built when none are given
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: How the output stage's requantization product is built ("dsp" or "lut", see
+    #: :mod:`oasa.fpga.multipliers`).
+    stage_multiplier: str = "dsp"
 
     def platform_class(self):
         module, cls = self.platform.split(":")
@@ -89,6 +92,9 @@ BOARDS: dict[str, Board] = {
             default_array=(16, 16),
             # amaranth-boards lists openFPGALoader as required even when not programming.
             extra_env={"OPENFPGALOADER": "openFPGALoader"},
+            # A DSP block sits at a fixed site, often far from its lane: at 16 x 16 its
+            # delay plus the two routes set Fmax. The LUTs place with the lane.
+            stage_multiplier="lut",
         ),
     )
 }
@@ -148,7 +154,8 @@ class BoardTop(Elaboratable):
         self.pll = board.pll(f_clk or board.f_target)
         self.baud = baud
         self.multiplier = multiplier
-        self.core = core_factory(cfg, self.pll.f_out, baud, accelerator_class(multiplier))
+        accelerator = accelerator_class(multiplier, board.stage_multiplier)
+        self.core = core_factory(cfg, self.pll.f_out, baud, accelerator)
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -8,16 +8,32 @@ LFE5U-85F has. Written as shifted partial products instead, the product stays in
 
 from __future__ import annotations
 
-from amaranth.hdl import Mux, Value
+from amaranth.hdl import Module, Mux, Signal, Value
 
 from oasa.hw.accelerator import Accelerator
 from oasa.hw.array import SystolicArray
+from oasa.hw.output_stage import OutputStage
 from oasa.hw.pe import ProcessingElement
 
-__all__ = ["MULTIPLIERS", "ShiftAddPE", "accelerator_class", "shift_add_product"]
+__all__ = [
+    "MULTIPLIERS",
+    "ShiftAddPE",
+    "ShiftAddStage",
+    "accelerator_class",
+    "balanced_sum",
+    "shift_add_product",
+]
 
 #: "lut": shift-and-add products in LUTs; "dsp": ``*``, for Yosys to map to DSP blocks.
 MULTIPLIERS = ("lut", "dsp")
+
+
+def balanced_sum(terms: list[Value]) -> Value:
+    """The sum of ``terms`` as a balanced tree of adders (ceil(log2 n) levels)."""
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+    return terms[0]
 
 
 def shift_add_product(act: Value, wgt: Value) -> Value:
@@ -28,10 +44,32 @@ def shift_add_product(act: Value, wgt: Value) -> Value:
     m = len(wgt)
     terms = [Mux(wgt[i], act << i, 0) for i in range(m - 1)]
     terms.append(Mux(wgt[m - 1], -(act << (m - 1)), 0))
-    while len(terms) > 1:
-        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
-    return terms[0]
+    return balanced_sum(terms)
+
+
+class ShiftAddStage(OutputStage):
+    """An output stage whose requantization multiply is built in LUTs, over its two
+    pipeline stages: groups of four shifted copies of y are summed into registers in the
+    first, the groups in the second (two adder levels each). On the ECP5 the multiply in a
+    DSP block, at a fixed site far from the lane's logic, set Fmax at 16 x 16; in LUTs it
+    is placed with the lane. The multiplier is unsigned: y * mult = sum(mult[i] * y * 2**i).
+    """
+
+    group = 4
+
+    def multiply(self, m: Module, y: Value, mult: Value, enables: tuple, lane: int) -> Value:
+        shape = (y * mult).shape()
+        terms = [Mux(mult[i], y << i, 0) for i in range(len(mult))]
+        partial = []
+        for g in range(0, len(terms), self.group):
+            s = Signal(shape, name=f"pp{g // self.group}_{lane}")
+            with m.If(enables[0]):
+                m.d.sync += s.eq(balanced_sum(terms[g : g + self.group]))
+            partial.append(s)
+        z = Signal(shape, name=f"z_{lane}")
+        with m.If(enables[1]):
+            m.d.sync += z.eq(balanced_sum(partial))
+        return z
 
 
 class ShiftAddPE(ProcessingElement):
@@ -49,13 +87,16 @@ class _ShiftAddAccelerator(Accelerator):
     array_class = _ShiftAddArray
 
 
-def accelerator_class(multiplier: str) -> type[Accelerator]:
-    """The accelerator whose PEs build their products as ``multiplier`` says."""
-    if multiplier not in MULTIPLIERS:
-        raise ValueError(
-            f"unknown multiplier {multiplier!r}: choose one of {', '.join(MULTIPLIERS)}"
-        )
-    return _ShiftAddAccelerator if multiplier == "lut" else Accelerator
+def accelerator_class(multiplier: str, stage_multiplier: str = "dsp") -> type[Accelerator]:
+    """The accelerator whose PEs build their products as ``multiplier`` says, and whose
+    output stage builds its requantization product as ``stage_multiplier`` says."""
+    for name, value in (("multiplier", multiplier), ("stage multiplier", stage_multiplier)):
+        if value not in MULTIPLIERS:
+            raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(MULTIPLIERS)}")
+    base = _ShiftAddAccelerator if multiplier == "lut" else Accelerator
+    if stage_multiplier == "dsp":
+        return base
+    return type(f"{base.__name__.lstrip('_')}LUTStage", (base,), {"stage_class": ShiftAddStage})
 
 
 def array_class(multiplier: str) -> type[SystolicArray]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -59,6 +59,20 @@ class OutputStage(wiring.Component):
             }
         )
 
+    def multiply(self, m: Module, y: Value, mult: Value, enables: tuple, lane: int) -> Value:
+        """``y * mult`` through two pipeline registers, loaded with ``enables[0]`` and
+        ``enables[1]``. The product gets a register of its own, then moves on: on an FPGA
+        the multiplier is a DSP block at a fixed site, and a register that feeds only the
+        next one can sit next to it. A hook: FPGA builds may build the product otherwise
+        (``oasa.fpga.multipliers``), within the same two stages."""
+        prod = Signal.like(y * mult, name=f"prod_{lane}")
+        z = Signal.like(prod, name=f"z_{lane}")
+        with m.If(enables[0]):
+            m.d.sync += prod.eq(y * mult)
+        with m.If(enables[1]):
+            m.d.sync += z.eq(prod)
+        return z
+
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
@@ -107,21 +121,16 @@ class OutputStage(wiring.Component):
                     sm1.eq(Mux(shifting, shift - 1, 0)),
                     noshift1.eq(~shifting),
                 ]
-            # Stage 2: the requantization multiply, into a register of its own: on an FPGA
-            # the multiplier is a DSP block at a fixed site, and a register that feeds only
-            # the next one is placed next to it (on the ECP5 the DSP's delay plus the
-            # routes to and from it set Fmax at 16 x 16).
-            prod = Signal.like(y * mult1, name=f"prod_{lane}")
+            # Stages 2 and 3: the requantization multiply (see ``multiply``).
+            z = self.multiply(m, y, mult1, (enable[1], enable[2]), lane)
             sm2 = Signal.like(sm1, name=f"sm2_{lane}")
             noshift2 = Signal(name=f"noshift2_{lane}")
             with m.If(enable[1]):
-                m.d.sync += [prod.eq(y * mult1), sm2.eq(sm1), noshift2.eq(noshift1)]
-            # Stage 3: the product travels to the shifter.
-            z = Signal.like(prod, name=f"z_{lane}")
+                m.d.sync += [sm2.eq(sm1), noshift2.eq(noshift1)]
             sm3 = Signal.like(sm1, name=f"sm3_{lane}")
             noshift3 = Signal(name=f"noshift3_{lane}")
             with m.If(enable[2]):
-                m.d.sync += [z.eq(prod), sm3.eq(sm2), noshift3.eq(noshift2)]
+                m.d.sync += [sm3.eq(sm2), noshift3.eq(noshift2)]
             # Stage 4: t = z >> (s - 1) (the barrel shifter alone; t = z without a shift).
             t = Signal.like(z, name=f"t_{lane}")
             noshift4 = Signal(name=f"noshift4_{lane}")

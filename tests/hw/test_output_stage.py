@@ -6,13 +6,17 @@ import reference
 from util import run_bench
 
 from oasa.config import ArrayConfig
+from oasa.fpga.multipliers import ShiftAddStage
 from oasa.hw.output_stage import OutputStage
 from oasa.sim import golden
 
+#: The production stage, and the one FPGA builds use with its product in LUTs.
+STAGES = [OutputStage, ShiftAddStage]
 
-def rtl_stage(cfg, rows):
+
+def rtl_stage(cfg, rows, stage_class=OutputStage):
     """rows: list of (acc[C], bias[C], mult[C], shift[C], relu, requant) per beat."""
-    dut = OutputStage(cfg)
+    dut = stage_class(cfg)
     out = []
 
     async def bench(ctx):
@@ -47,8 +51,8 @@ def rtl_stage(cfg, rows):
     return out
 
 
-def check(cfg, rows):
-    out = rtl_stage(cfg, rows)
+def check(cfg, rows, stage_class=OutputStage):
+    out = rtl_stage(cfg, rows, stage_class)
     assert len(out) == len(rows)
     for i, ((acc, bias, mult, shift, relu, requant), (value, ovf, row)) in enumerate(
         zip(rows, out, strict=True)
@@ -76,8 +80,9 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("stage_class", STAGES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
-def test_random(cfg):
+def test_random(cfg, stage_class):
     rng = np.random.default_rng(sum(map(ord, cfg.name)))
     c = cfg.cols
     rows = []
@@ -92,10 +97,11 @@ def test_random(cfg):
                 bool(rng.random() < 0.85),
             )
         )
-    check(cfg, rows)
+    check(cfg, rows, stage_class)
 
 
-def test_corners():
+@pytest.mark.parametrize("stage_class", STAGES, ids=lambda c: c.__name__)
+def test_corners(stage_class):
     cfg = ArrayConfig(rows=2, cols=4, act_signed=True, acc_bits=16)
     z = [0] * 4
     rows = [
@@ -118,7 +124,7 @@ def test_corners():
         # raw mode ignores every parameter
         ([cfg.acc_max, cfg.acc_min, -1, 0], [99] * 4, [3] * 4, [5] * 4, True, False),
     ]
-    check(cfg, rows)
+    check(cfg, rows, stage_class)
     cfg_u = ArrayConfig(rows=2, cols=2)
     check(
         cfg_u,
@@ -126,4 +132,5 @@ def test_corners():
             ([100, -100], [0, 0], [1, 1], [0, 0], False, True),
             ([-3, 31], [0, 0], [1, 1], [1, 1], False, True),
         ],
+        stage_class,
     )
