@@ -57,7 +57,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     f_clk = args.clock * 1e6 if args.clock else None
     pll = board.pll(f_clk or board.f_target)  # an unreachable clock fails here, before any work
     print(f"board  : {board.name} ({board.part}), clock {pll.f_out / 1e6:g} MHz from the PLL")
-    print(f"config : {cfg.describe()}, {args.multiplier} multipliers, UART {args.baud} baud")
+    print(
+        f"config : {cfg.describe()}, PE products in {args.multiplier.upper()}s, output-stage"
+        f" products in {board.stage_multiplier.upper()}s, UART {args.baud} baud"
+    )
     print(f"running yosys and nextpnr (yowasp) in {out} ...", flush=True)
     started = time.perf_counter()
     report = build_board(
