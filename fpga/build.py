@@ -46,7 +46,12 @@ class ToolchainMissing(RuntimeError):
 
 
 class BuildError(RuntimeError):
-    """Synthesis or place-and-route failed."""
+    """Synthesis or place-and-route failed. ``placed`` is False when the tools stopped
+    before placement (a synthesis crash): then nothing is known about fitting."""
+
+    def __init__(self, message: str, placed: bool = True):
+        super().__init__(message)
+        self.placed = placed
 
 
 def _find(tool: str) -> str | None:
@@ -95,7 +100,7 @@ def _first_error(build_dir: Path, output: str) -> str:
     ]
     for text in texts:
         for line in text.splitlines():
-            if line.startswith("ERROR") or "error:" in line.lower():
+            if line.startswith("ERROR") or "error:" in line.lower() or "wasm trap" in line:
                 return line.strip()
     return "the toolchain exited with an error"
 
@@ -121,34 +126,44 @@ def build_board(
     top = BoardTop(board, cfg, f_clk=f_clk, baud=baud, multiplier=multiplier, **kwargs)
     env = toolchain_env(board)
     platform = board.platform_class()()
-    # ECP5: abc9 with -dff (flip-flops inside the mapping). The default abc9 flow of the
-    # PyPI Yosys 0.70 fails an assertion (abc_ops -reintegrate: "GetSize(conn.first) ==
-    # GetSize(conn.second)") on the 16 x 16 accelerator; -nowidelut fails the same way.
-    synth = "-dsp" if board.family == "ice40" else "-dff"
+    # ECP5: the PyPI Yosys 0.70 crashes in abc9 on some of these designs, differently per
+    # flow: the default flow fails an assertion in abc_ops -reintegrate
+    # ("GetSize(conn.first) == GetSize(conn.second)") on the 16 x 16 accelerator, while
+    # -dff (flip-flops inside the mapping) runs out of WebAssembly stack on 8 x 8. So a
+    # synthesis crash is retried with the next flow (build.log says which ran).
+    flows = ["-dsp"] if board.family == "ice40" else ["", "-dff"]
     # router2 for the ECP5: router1 did not converge on a 16 x 16 array in 15 minutes
     # (congestion around the wide buffer buses); router2 routed it in 90 s.
     router = " --router router2" if board.family == "ecp5" else ""
-    overrides = {
-        "nextpnr_opts": f"--timing-allow-fail --seed {seed} --report top.report.json{router}",
-        "synth_opts": synth,
-    }
     t0 = time.perf_counter()
-    with _environ(env):
-        plan: BuildPlan = platform.build(top, name="top", do_build=False, **overrides)
-        plan.extract(str(out))
-        proc = subprocess.run(
-            ["sh", f"{plan.script}.sh"],
-            cwd=out,
-            env=dict(os.environ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    (out / "build.log").write_text(proc.stdout)
+    logs = []
+    for n, synth in enumerate(flows):
+        overrides = {
+            "nextpnr_opts": f"--timing-allow-fail --seed {seed} --report top.report.json{router}",
+            "synth_opts": synth,
+        }
+        (out / "top.json").unlink(missing_ok=True)  # so a crash is told from a misfit
+        with _environ(env):
+            plan: BuildPlan = platform.build(top, name="top", do_build=False, **overrides)
+            plan.extract(str(out))
+            proc = subprocess.run(
+                ["sh", f"{plan.script}.sh"],
+                cwd=out,
+                env=dict(os.environ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        logs.append(f"== synth_opts {synth!r}: exit {proc.returncode}\n{proc.stdout}")
+        (out / "build.log").write_text("\n".join(logs))
+        synthesized = (out / "top.json").exists()
+        if proc.returncode == 0 or synthesized or n == len(flows) - 1:
+            break
     if proc.returncode != 0:
         raise BuildError(
             f"{board.name} build of {cfg.rows}x{cfg.cols} P={cfg.acc_bits} failed: "
-            f"{_first_error(out, proc.stdout)} (logs in {out})"
+            f"{_first_error(out, proc.stdout)} (logs in {out})",
+            placed=synthesized,
         )
     seconds = time.perf_counter() - t0
     report = read_report(

@@ -77,8 +77,8 @@ class SweepPoint:
 DEFAULT_GRID: dict[str, dict] = {
     "icebreaker": {
         # Columns cost an output-stage lane each (~220 LCs), rows only PEs: on the UP5K
-        # tall arrays fit more PEs; 11 x 2 is the first that does not fit.
-        "sizes": [(2, 2), (3, 3), (4, 3), (5, 3), (4, 4), (8, 2), (10, 2), (11, 2)],
+        # tall arrays fit more PEs; 10 x 2 is the first that does not fit.
+        "sizes": [(2, 2), (3, 3), (4, 3), (5, 3), (4, 4), (8, 2), (9, 2), (10, 2)],
         "widths": [12, 16, 24, 32],
         "at": (4, 3),
     },
@@ -163,7 +163,11 @@ def _build_point(point: SweepPoint, build_dir: Path, seed: int) -> dict:
     try:
         cfg = board_config(board, rows=point.rows, cols=point.cols, acc_bits=point.acc_bits)
         report = build_board(board, cfg, build_dir, seed=seed, multiplier=point.multiplier)
-    except (BuildError, ConfigError) as e:
+    except BuildError as e:
+        if not e.placed:  # a tool crash says nothing about fitting: not cached
+            raise
+        return {**rec, "fits": False, "error": str(e)}
+    except ConfigError as e:
         return {**rec, "fits": False, "error": str(e)}
     return {**rec, "fits": True, "report": report.to_json()}
 

@@ -333,3 +333,17 @@ def test_board_tops_elaborate_with_their_pins_and_clock(name, multiplier, monkey
     text = text if isinstance(text, str) else text.decode()
     assert f"{board.f_target / 1e6:g}" in text.replace(".0 ", " ")  # the PLL output's clock
     assert top.pll.f_out == board.f_target
+
+
+def test_sweep_does_not_cache_a_tool_crash(tmp_path, monkeypatch):
+    """A synthesis crash says nothing about fitting: it is raised, not recorded as a
+    point that does not fit (and so not reused by the next sweep)."""
+    from oasa.fpga.build import BuildError
+
+    def crash(board, cfg, build_dir, seed, multiplier):
+        raise BuildError("yosys crashed: wasm trap", placed=False)
+
+    monkeypatch.setattr("oasa.fpga.sweep.build_board", crash)
+    with pytest.raises(BuildError, match="wasm trap"):
+        run_sweep([SweepPoint("icebreaker", 2, 2, 16)], tmp_path)
+    assert load_results(tmp_path) == {}
