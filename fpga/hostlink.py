@@ -165,12 +165,12 @@ class HostLinkBridge(wiring.Component):
 
         # The word register is as wide as the widest buffer word (hundreds of bits on a
         # 16-column array), so it changes only on registered strobes: its clock enable is
-        # one flip-flop (``word_en``, set with every strobe) and its input select three,
-        # not the FSM's decode or an OR of strobes (which, spread over the whole register,
-        # set Fmax on the ECP5). Each strobe acts one cycle after the FSM asks; bytes are
+        # one flip-flop (``word_en``, set with every strobe; alone it loads the result
+        # word) and its input select three more, not the FSM's decode or an OR of strobes
+        # (which, spread over the whole register, set Fmax on the ECP5). Each strobe acts one cycle after the FSM asks; bytes are
         # at least 40 cycles apart on the line, so nothing waits for it except WRITE, which
         # comes after SETTLE.
-        shift_in, shift_out, load_reg, load_res = Signal(), Signal(), Signal(), Signal()
+        shift_in, shift_out, load_reg = Signal(), Signal(), Signal()
         word_en = Signal()
 
         def strobe(*which: Signal) -> list:
@@ -187,7 +187,7 @@ class HostLinkBridge(wiring.Component):
         # delay, with the word register's input select behind it, set Fmax on the ECP5).
         res_word = Signal.like(self.host_res.data.as_value())
         m.d.sync += res_word.eq(self.host_res.data.as_value())
-        m.d.sync += [s.eq(0) for s in (shift_in, shift_out, load_reg, load_res, word_en)]
+        m.d.sync += [s.eq(0) for s in (shift_in, shift_out, load_reg, word_en)]
         with m.If(word_en):
             with m.If(shift_in):
                 m.d.sync += shift.eq(Cat(shift[8:], byte_in))
@@ -326,7 +326,7 @@ class HostLinkBridge(wiring.Component):
             with m.State("READ_REG"):
                 m.next = "LOAD"  # and one through res_word
             with m.State("LOAD"):
-                m.d.sync += [*strobe(load_res), nb.eq(0)]
+                m.d.sync += [*strobe(), nb.eq(0)]  # no other strobe: load the result word
                 m.next = "SEND_WORD"
             with m.State("SEND_WORD"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(shift[:8])]
