@@ -36,14 +36,15 @@ __all__ = [
 DESIGN_MODULES = (
     "oasa.config",
     "oasa.sim.cycles",
-    *(f"oasa.hw.{n}" for n in ("accelerator", "array", "core", "layouts", "output_stage", "pe")),
-    "oasa.hw.registers",
+    *(
+        f"oasa.hw.{n}"
+        for n in ("accelerator", "array", "core", "layouts", "output_stage", "pe", "registers")
+    ),
     "oasa.hw.sequencer",
     *(
         f"oasa.fpga.{n}"
-        for n in ("boards", "build", "clocking", "hostlink", "multipliers", "protocol")
+        for n in ("boards", "build", "clocking", "hostlink", "multipliers", "protocol", "soc")
     ),
-    "oasa.fpga.soc",
     "oasa.fpga.uart",
 )
 
