@@ -23,6 +23,7 @@ from amaranth.build.run import BuildPlan
 from oasa.config import ArrayConfig
 from oasa.fpga.boards import Board, BoardTop
 from oasa.fpga.report import BuildReport, read_report
+from oasa.hw.replicas import KEEP_REPLICAS_SCRIPT
 
 __all__ = ["BuildError", "ToolchainMissing", "build_board", "toolchain_env"]
 
@@ -142,6 +143,8 @@ def build_board(
             "nextpnr_opts": f"--timing-allow-fail --seed {seed} --report top.report.json{router}",
             "synth_opts": synth,
         }
+        if board.keep_replicas:
+            overrides["script_after_read"] = KEEP_REPLICAS_SCRIPT
         (out / "top.json").unlink(missing_ok=True)  # so a crash is told from a misfit
         with _environ(env):
             plan: BuildPlan = platform.build(top, name="top", do_build=False, **overrides)

@@ -9,9 +9,12 @@ from amaranth.lib.wiring import In, Out
 from oasa.config import ArrayConfig
 from oasa.hw.layouts import act_beat_layout, result_layout, weight_beat_layout
 from oasa.hw.pe import ProcessingElement
+from oasa.hw.replicas import replica
 from oasa.sim.cycles import array_latency
 
 __all__ = ["SystolicArray"]
+
+_MARKERS = ("valid", "first", "last")
 
 
 def _delay_line(m: Module, value, cycles: int, name: str) -> list:
@@ -139,21 +142,24 @@ class SystolicArray(wiring.Component):
                 m.submodules[f"pe_{i}_{j}"] = pes[i][j]
 
         # The operands of beat k reach PE (i, j) k + i + j cycles after the beat, and its
-        # markers one cycle later, with the product: every PE on an anti-diagonal i + j = d
-        # shares one marker register chain, so the array holds 3 (R + C) marker registers,
-        # not 3 R C.
-        diagonal = [(in_valid, in_first, in_last)]
-        for d in range(1, rows + cols):
-            diagonal.append(
-                tuple(
-                    _delayed(m, s, 1, f"diag_{n}_{d}")
-                    for n, s in zip(("valid", "first", "last"), diagonal[-1], strict=True)
-                )
+        # markers one cycle later, with the product. The markers run down the left edge
+        # (one chain register per row) and then along each row through the PEs, so each
+        # marker register drives one PE and the next register: no net spans the array.
+        edge = [(in_valid, in_first, in_last)]
+        for i in range(rows):
+            regs = tuple(
+                replica(s, f"edge_{n}_{i}") for n, s in zip(_MARKERS, edge[-1], strict=True)
             )
+            m.d.sync += [reg.eq(s) for reg, s in zip(regs, edge[-1], strict=True)]
+            edge.append(regs)
         for i in range(rows):
             for j in range(cols):
                 pe = pes[i][j]
-                valid, first, last = diagonal[i + j + 1]
+                if j == 0:
+                    valid, first, last = edge[i + 1]
+                else:
+                    left = pes[i][j - 1]
+                    valid, first, last = left.valid_out, left.first_out, left.last_out
                 m.d.comb += [pe.valid.eq(valid), pe.first.eq(first), pe.last.eq(last)]
                 m.d.comb += pe.act.eq(
                     _delayed(m, in_act[i], i, f"skew_act_{i}") if j == 0 else pes[i][j - 1].act_out

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from oasa.config import ArrayConfig
 from oasa.hw.layouts import acc_shape, act_shape, weight_shape
+from oasa.hw.replicas import replica
 
 __all__ = ["ProcessingElement"]
 
@@ -22,13 +23,15 @@ class ProcessingElement(wiring.Component):
     then stores wrap_P(t) or clamp_P(t) (``cfg.overflow``). The flag is set when t leaves
     the P-bit range and stays set until the next ``first``. Beats with ``valid`` low leave
     everything unchanged. The product register splits multiply and accumulate, each a
-    short carry chain, which is what sets Fmax on an FPGA; the markers need no register
-    of their own in the cell, since the array delivers them one cycle later.
+    short carry chain, which is what sets Fmax on an FPGA.
 
     Latency: the accumulator and flag show a beat one cycle after its markers (two after
     its operands); ``done`` is high in that cycle when the beat was ``last``. Throughput:
-    one beat per cycle. The operands are forwarded through registers (one cycle) to the
-    neighbouring PEs of a systolic array; the markers are not (the array delivers them).
+    one beat per cycle. The operands and the markers are forwarded through registers (one
+    cycle) to the neighbouring PEs of a systolic array, so every net of the array stays
+    between neighbours. The marker and ``done`` registers are replicas (see
+    :mod:`oasa.hw.replicas`): identical in every PE of an anti-diagonal, and kept apart by
+    FPGA builds so that none drives a whole diagonal.
 
     Parameters
     ----------
@@ -42,6 +45,7 @@ class ProcessingElement(wiring.Component):
     valid, first, last : In(1)      the previous cycle's beat present / starts / ends a
                                     dot product
     act_out, wgt_out : Out           the operands, delayed one cycle
+    valid_out, first_out, last_out : Out(1)   the markers, delayed one cycle
     acc : Out(signed(P))            accumulator
     ovf : Out(1)                    sticky overflow flag
     done : Out(1)                   ``acc``/``ovf`` hold a finished dot product
@@ -58,6 +62,9 @@ class ProcessingElement(wiring.Component):
                 "last": In(1),
                 "act_out": Out(act_shape(cfg)),
                 "wgt_out": Out(weight_shape(cfg)),
+                "valid_out": Out(1),
+                "first_out": Out(1),
+                "last_out": Out(1),
                 "acc": Out(acc_shape(cfg)),
                 "ovf": Out(1),
                 "done": Out(1),
@@ -73,11 +80,17 @@ class ProcessingElement(wiring.Component):
         cfg = self.cfg
         m = Module()
 
-        m.d.sync += [
-            self.act_out.eq(self.act),
-            self.wgt_out.eq(self.wgt),
-            self.done.eq(self.valid & self.last),
-        ]
+        m.d.sync += [self.act_out.eq(self.act), self.wgt_out.eq(self.wgt)]
+        # Ports cannot carry attributes: the replicated registers drive them.
+        for port, value in (
+            (self.valid_out, self.valid),
+            (self.first_out, self.first),
+            (self.last_out, self.last),
+            (self.done, self.valid & self.last),
+        ):
+            reg = replica(port, f"{port.name}_reg")
+            m.d.sync += reg.eq(value)
+            m.d.comb += port.eq(reg)
 
         # Every product fits product_bits <= P, so t = base + product is exact in P + 1
         # bits, and t is outside the P-bit range exactly when its top two bits differ:
