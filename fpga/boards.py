@@ -43,6 +43,9 @@ class Board:
     #: How the output stage's requantization product is built ("dsp" or "lut", see
     #: :mod:`oasa.fpga.multipliers`).
     stage_multiplier: str = "dsp"
+    #: Keep the array's replicated marker registers apart in synthesis (see
+    #: :mod:`oasa.hw.replicas`): local nets for speed, at a few flip-flops per PE.
+    keep_replicas: bool = False
 
     def platform_class(self):
         module, cls = self.platform.split(":")
@@ -92,10 +95,14 @@ BOARDS: dict[str, Board] = {
             default_array=(16, 16),
             # amaranth-boards lists openFPGALoader as required even when not programming.
             extra_env={"OPENFPGALOADER": "openFPGALoader"},
-            # The output-stage products stay in DSP blocks: in LUTs (ShiftAddStage) the
-            # 16 x 16 build took 11,000 more LUTs and still ran at 80 MHz (the DSP's fixed
-            # site was no longer the longest path, see the FPGA notes in the README).
-            stage_multiplier="dsp",
+            # The output-stage products in DSP blocks, with the blocks' own registers: the
+            # route to the block's fixed site and back no longer shares a path with the
+            # multiply (oasa.fpga.ecp5_dsp). In LUTs (ShiftAddStage) the 16 x 16 build took
+            # 11,000 more LUTs and still ran at 80 MHz.
+            stage_multiplier="dsp-regs",
+            # Merged, the marker registers drive whole anti-diagonals (an 11.6 ns route on
+            # 16 x 16); kept apart they cost ~4 flip-flops per PE of the 83,640.
+            keep_replicas=True,
         ),
     )
 }

@@ -12,6 +12,9 @@ from oasa.config import OVERFLOW_MODES, ArrayConfig
 
 __all__ = ["add_fpga_commands"]
 
+#: Where each kind of output-stage multiplier puts the product (for the build banner).
+_WHERE = {"lut": "LUTs", "dsp": "DSPs", "dsp-regs": "DSPs, registered inside the block"}
+
 
 class FPGAUsageError(ValueError):
     """Bad input to an fpga command: one line, exit 2."""
@@ -59,7 +62,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"board  : {board.name} ({board.part}), clock {pll.f_out / 1e6:g} MHz from the PLL")
     print(
         f"config : {cfg.describe()}, PE products in {args.multiplier.upper()}s, output-stage"
-        f" products in {board.stage_multiplier.upper()}s, UART {args.baud} baud"
+        f" products in {_WHERE[board.stage_multiplier]}, UART {args.baud} baud"
     )
     print(f"running yosys and nextpnr (yowasp) in {out} ...", flush=True)
     started = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, Value
 
+from oasa.fpga.ecp5_dsp import ECP5DSPStage
 from oasa.hw.accelerator import Accelerator
 from oasa.hw.array import SystolicArray
 from oasa.hw.output_stage import OutputStage
@@ -17,6 +18,7 @@ from oasa.hw.pe import ProcessingElement
 
 __all__ = [
     "MULTIPLIERS",
+    "STAGE_MULTIPLIERS",
     "ShiftAddPE",
     "ShiftAddStage",
     "accelerator_class",
@@ -26,6 +28,9 @@ __all__ = [
 
 #: "lut": shift-and-add products in LUTs; "dsp": ``*``, for Yosys to map to DSP blocks.
 MULTIPLIERS = ("lut", "dsp")
+#: For the output stage, also "dsp-regs": an ECP5 DSP block with its own registers
+#: (:mod:`oasa.fpga.ecp5_dsp`).
+STAGE_MULTIPLIERS = (*MULTIPLIERS, "dsp-regs")
 
 
 def balanced_sum(terms: list[Value]) -> Value:
@@ -90,13 +95,21 @@ class _ShiftAddAccelerator(Accelerator):
 def accelerator_class(multiplier: str, stage_multiplier: str = "dsp") -> type[Accelerator]:
     """The accelerator whose PEs build their products as ``multiplier`` says, and whose
     output stage builds its requantization product as ``stage_multiplier`` says."""
-    for name, value in (("multiplier", multiplier), ("stage multiplier", stage_multiplier)):
-        if value not in MULTIPLIERS:
-            raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(MULTIPLIERS)}")
+    if multiplier not in MULTIPLIERS:
+        raise ValueError(
+            f"unknown multiplier {multiplier!r}: choose one of {', '.join(MULTIPLIERS)}"
+        )
+    if stage_multiplier not in STAGE_MULTIPLIERS:
+        raise ValueError(
+            f"unknown stage multiplier {stage_multiplier!r}: choose one of "
+            f"{', '.join(STAGE_MULTIPLIERS)}"
+        )
     base = _ShiftAddAccelerator if multiplier == "lut" else Accelerator
-    if stage_multiplier == "dsp":
+    stage = {"lut": ShiftAddStage, "dsp-regs": ECP5DSPStage}.get(stage_multiplier)
+    if stage is None:
         return base
-    return type(f"{base.__name__.lstrip('_')}LUTStage", (base,), {"stage_class": ShiftAddStage})
+    name = f"{base.__name__.lstrip('_')}{stage.__name__}"
+    return type(name, (base,), {"stage_class": stage})
 
 
 def array_class(multiplier: str) -> type[SystolicArray]:

@@ -6,12 +6,14 @@ import reference
 from util import run_bench
 
 from oasa.config import ArrayConfig
+from oasa.fpga.ecp5_dsp import ECP5DSPStage
 from oasa.fpga.multipliers import ShiftAddStage
 from oasa.hw.output_stage import OutputStage
 from oasa.sim import golden
 
-#: The production stage, and the one FPGA builds use with its product in LUTs.
-STAGES = [OutputStage, ShiftAddStage]
+#: The production stage, and those FPGA builds use: the product in LUTs, or in an ECP5
+#: DSP block with its own registers (simulated by the block's model when y, mult fit it).
+STAGES = [OutputStage, ShiftAddStage, ECP5DSPStage]
 
 
 def rtl_stage(cfg, rows, stage_class=OutputStage):
@@ -75,7 +77,9 @@ def check(cfg, rows, stage_class=OutputStage):
 
 CONFIGS = [
     ArrayConfig(rows=2, cols=3),
+    ArrayConfig(rows=2, cols=3, bias_bits=16),  # y, mult fit one ECP5 DSP block
     ArrayConfig(rows=4, cols=4, act_signed=True, acc_bits=12),
+    ArrayConfig(rows=4, cols=4, act_signed=True, acc_bits=12, bias_bits=12),
     ArrayConfig(rows=2, cols=2, act_bits=8, weight_bits=8, acc_bits=32, act_signed=True),
 ]
 
@@ -100,9 +104,10 @@ def test_random(cfg, stage_class):
     check(cfg, rows, stage_class)
 
 
+@pytest.mark.parametrize("bias_bits", [16, 32])
 @pytest.mark.parametrize("stage_class", STAGES, ids=lambda c: c.__name__)
-def test_corners(stage_class):
-    cfg = ArrayConfig(rows=2, cols=4, act_signed=True, acc_bits=16)
+def test_corners(stage_class, bias_bits):
+    cfg = ArrayConfig(rows=2, cols=4, act_signed=True, acc_bits=16, bias_bits=bias_bits)
     z = [0] * 4
     rows = [
         # exactly .5 rounds up, for positive and negative values
