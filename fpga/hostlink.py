@@ -147,10 +147,20 @@ class HostLinkBridge(wiring.Component):
             self.host_res.addr.eq(addr),
             self.host_res.en.eq(1),
         ]
-        for b in (Buffer.ACT, Buffer.WGT, Buffer.PARAM):
+        # Buffer write enables come from flip-flops, set in SETTLE for the one WRITE cycle:
+        # an enable reaches every block RAM or LUT-RAM cell of its buffer (152 LUT-RAMs for
+        # the parameters of 16 columns), and decoded from the state and the header it set
+        # Fmax on the ECP5.
+        write_en = {
+            b: Signal(name=f"write_{b.name.lower()}")
+            for b in (Buffer.ACT, Buffer.WGT, Buffer.PARAM)
+        }
+        m.d.sync += [w.eq(0) for w in write_en.values()]
+        for b, en in write_en.items():
             port = ports[b]
             lo = width - 8 * nbytes[b]  # a word of n bytes ends up in the top n bytes
             m.d.comb += [
+                port.en.eq(en),
                 port.addr.eq(addr),
                 port.data.eq(shift[lo : lo + Shape.cast(port.data.shape()).width]),
             ]
@@ -271,11 +281,10 @@ class HostLinkBridge(wiring.Component):
                 with m.Elif(gap):
                     reply(Status.TRUNCATED)
             with m.State("SETTLE"):  # the last byte moves into the word register
+                m.d.sync += [write_en[b].eq(buf == b) for b in write_en]
                 m.next = "WRITE"
-            with m.State("WRITE"):
+            with m.State("WRITE"):  # the buffer's write enable is set (see write_en)
                 # Bytes are at least ten bit times apart: none can arrive in this cycle.
-                for b in (Buffer.ACT, Buffer.WGT, Buffer.PARAM):
-                    m.d.comb += ports[b].en.eq(buf == b)
                 m.d.sync += [addr.eq(addr + 1), count.eq(count - 1), nb.eq(0)]
                 m.next = "PAYLOAD"
                 with m.If(count == 1):

@@ -32,21 +32,26 @@ __all__ = [
 ]
 
 #: The modules whose source makes the bitstream: a cached build made from other source is
-#: stale (its Fmax and resources describe a design that no longer exists).
+#: stale (its Fmax and resources describe a design that no longer exists). With the report
+#: parser, whose figures the cache keeps.
 DESIGN_MODULES = (
     "oasa.config",
-    "oasa.sim.cycles",
+    *(f"oasa.sim.{n}" for n in ("backends.words", "cycles", "tiling")),
     *(
         f"oasa.hw.{n}"
-        for n in ("accelerator", "array", "core", "layouts", "output_stage", "pe", "registers")
+        for n in (
+            "accelerator", "array", "core", "layouts", "output_stage", "pe", "registers",
+            "replicas", "sequencer",
+        )
     ),
-    "oasa.hw.sequencer",
     *(
         f"oasa.fpga.{n}"
-        for n in ("boards", "build", "clocking", "hostlink", "multipliers", "protocol", "soc")
+        for n in (
+            "boards", "build", "clocking", "ecp5_dsp", "hostlink", "multipliers", "protocol",
+            "report", "soc", "uart",
+        )
     ),
-    "oasa.fpga.uart",
-)
+)  # fmt: skip
 
 
 def design_fingerprint() -> str:

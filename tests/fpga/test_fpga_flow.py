@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,14 @@ from oasa.fpga.report import (
     parse_nextpnr_log,
     read_report,
 )
-from oasa.fpga.sweep import SweepPoint, load_results, run_sweep, summarize, table
+from oasa.fpga.sweep import (
+    DESIGN_MODULES,
+    SweepPoint,
+    load_results,
+    run_sweep,
+    summarize,
+    table,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -157,6 +166,26 @@ def test_sweep_resumes_from_its_cache_and_finds_the_largest_fit(tmp_path, monkey
     monkeypatch.setattr("oasa.fpga.sweep._build_point", fake_build)
     run_sweep(pts, tmp_path)
     assert len(built) == 3
+
+
+def test_design_modules_cover_what_the_board_tops_use():
+    """Every oasa module imported to elaborate the board tops is fingerprinted, or a build
+    of edited source would be taken from the cache. A fresh interpreter, so that what
+    other tests imported does not count."""
+    script = (
+        "import sys\n"
+        "from oasa.fpga.boards import BOARDS, BoardTop, board_config\n"
+        "import oasa.fpga.build\n"
+        "for b in BOARDS.values():\n"
+        "    b.platform_class()().prepare(BoardTop(b, board_config(b, rows=2, cols=2)))\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('oasa.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    packages = {"oasa.hw", "oasa.fpga", "oasa.sim", "oasa.sim.backends"}  # empty __init__s
+    assert "oasa.hw.pe" in out and "oasa.fpga.ecp5_dsp" in out
+    assert set(out) - packages <= set(DESIGN_MODULES)
 
 
 def test_board_defaults_and_overrides():
