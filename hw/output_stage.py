@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,9 +24,10 @@ class OutputStage(wiring.Component):
 
     Rounding uses floor(z / 2**s + 1/2) = (t + 1) >> 1 with t = z >> (s - 1), which needs
     no adder as wide as 2**(s-1); and since a requantized value is clamped to N bits, the
-    add works on an (N + 3)-bit window of t (see stage 5).
+    add works on an (N + 3)-bit window of t (see stage 6).
 
-    Latency: ``latency`` = 5 cycles (add, multiply, move, shift, round and clamp).
+    Latency: ``latency`` = 6 cycles (add, multiply, move, shift by a multiple of 8, shift
+    by the rest, round and clamp).
     Throughput: one row per cycle.
 
     Parameters
@@ -131,25 +132,34 @@ class OutputStage(wiring.Component):
             noshift3 = Signal(name=f"noshift3_{lane}")
             with m.If(enable[2]):
                 m.d.sync += [sm3.eq(sm2), noshift3.eq(noshift2)]
-            # Stage 4: t = z >> (s - 1) (the barrel shifter alone; t = z without a shift).
-            t = Signal.like(z, name=f"t_{lane}")
+            # Stages 4 and 5: t = z >> (s - 1), a barrel shifter in two halves: by the
+            # multiple of 8 in s - 1, then by the rest (t = z without a shift). Arithmetic
+            # shifts compose, so this is z >> (s - 1) exactly. Halved, the shifter fits
+            # beside the route from the ECP5 DSP block's output register.
+            coarse = Cat(Const(0, 3), sm3[3:])
+            t4 = Signal.like(z, name=f"t4_{lane}")
+            fine4 = Signal(3, name=f"fine4_{lane}")
             noshift4 = Signal(name=f"noshift4_{lane}")
             with m.If(enable[3]):
-                m.d.sync += [t.eq(z >> sm3), noshift4.eq(noshift3)]
-            # Stage 5: round half up, r = (t + 1) >> 1, then ReLU and clamp (requant only).
+                m.d.sync += [t4.eq(z >> coarse), fine4.eq(sm3[:3]), noshift4.eq(noshift3)]
+            t = Signal.like(z, name=f"t_{lane}")
+            noshift5 = Signal(name=f"noshift5_{lane}")
+            with m.If(enable[4]):
+                m.d.sync += [t.eq(t4 >> fine4), noshift5.eq(noshift4)]
+            # Stage 6: round half up, r = (t + 1) >> 1, then ReLU and clamp (requant only).
             # Requantized values are clamped to the N-bit range, so only a window of
             # W = N + 3 bits of t matters: the rounding adds on W bits, and a t outside the
             # window is past the clamp range on the side of its sign. Bit for bit the wide
             # formula; the carry chain is W bits instead of the product's (on the ECP5 the
             # wide one set Fmax).
-            relu, req = side[4][3], side[4][4]
+            relu, req = side[5][3], side[5][4]
             w = min(cfg.act_bits + 3, len(t))
             t_w = t[:w].as_signed()
             top = t[w - 1 :]
             fits = (top == 0) | (top == (1 << len(top)) - 1)
-            r = Mux(noshift4, t_w, (t_w + 1) >> 1)
+            r = Mux(noshift5, t_w, (t_w + 1) >> 1)
             value = Signal.like(self.o_res.payload.value[lane], name=f"value_{lane}")
-            with m.If(enable[4]):
+            with m.If(enable[5]):
                 with m.If(~req):
                     m.d.sync += value.eq(t)
                 with m.Elif(~fits):

@@ -19,7 +19,7 @@ __all__ = [
 #: register and the PE's product and accumulator registers (see SystolicArray.latency).
 ARRAY_LATENCY_EXTRA = 2
 #: Pipeline depth of the output stage (OutputStage.latency).
-OUTPUT_STAGE_LATENCY = 5
+OUTPUT_STAGE_LATENCY = 6
 #: Cycles from the CTRL.start write to the first beat at the array: the start is
 #: registered (1), the command is latched (1), stage A addresses the buffers (1), and
 #: stage B presents the beat.
@@ -62,7 +62,7 @@ def accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     pipeline; the result writer sees that row in the last busy cycle.
 
     >>> accelerator_cycles(ArrayConfig(), 64, 288, 64)
-    18464
+    18465
     """
     if min(m, k, n) < 1:
         return 0
