@@ -17,7 +17,7 @@ __all__ = ["ArrayCore"]
 class ArrayCore(wiring.Component):
     """:class:`SystolicArray` followed by :class:`OutputStage`.
 
-    Latency: a tile's row R-1 leaves ``latency`` = (R + C + 2) + 4 cycles after its last
+    Latency: a tile's row R-1 leaves ``latency`` = (R + C + 2) + 6 cycles after its last
     beat was accepted; rows R-2 .. 0 follow on consecutive cycles. ``params``, ``relu``
     and ``requant`` are sampled as each row enters the output stage, so hold them steady
     while a tile drains.

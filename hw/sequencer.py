@@ -159,19 +159,39 @@ class Sequencer(wiring.Component):
         b_valid = Signal()
         b_first = Signal()
         b_last = Signal()
-        stall = b_valid & ~self.o_act.ready
-        advance = ~stall
+        # A skid register after stage B takes a beat the array refuses (a last beat while
+        # the previous tile drains), so the stages move on a flip-flop, ``advance`` = skid
+        # empty, and not on the array's ready: that reached every counter enable and the
+        # buffers' read enables from the array's input, and set Fmax on the ECP5. The
+        # array still takes beats in the same cycles, so the cycle counts do not change.
+        skid_valid = Signal()
+        skid_first = Signal()
+        skid_last = Signal()
+        skid_act = Signal.like(self.act_rd.data)
+        skid_wgt = Signal.like(self.wgt_rd.data)
+        advance = ~skid_valid
+        with m.If(skid_valid):
+            m.d.sync += skid_valid.eq(~self.o_act.ready)
+        with m.Elif(b_valid & ~self.o_act.ready):
+            m.d.sync += [
+                skid_valid.eq(1),
+                skid_first.eq(b_first),
+                skid_last.eq(b_last),
+                skid_act.eq(self.act_rd.data),
+                skid_wgt.eq(self.wgt_rd.data),
+            ]
+        out_valid = skid_valid | b_valid
         m.d.comb += [
             self.act_rd.addr.eq(act_addr),
             self.wgt_rd.addr.eq(wgt_addr),
             self.act_rd.en.eq(advance),
             self.wgt_rd.en.eq(advance),
-            self.o_act.valid.eq(b_valid),
-            self.o_wgt.valid.eq(b_valid),
-            self.o_act.payload.data.eq(self.act_rd.data),
-            self.o_act.payload.first.eq(b_first),
-            self.o_act.payload.last.eq(b_last),
-            self.o_wgt.payload.eq(self.wgt_rd.data),
+            self.o_act.valid.eq(out_valid),
+            self.o_wgt.valid.eq(out_valid),
+            self.o_act.payload.data.eq(Mux(skid_valid, skid_act, self.act_rd.data)),
+            self.o_act.payload.first.eq(Mux(skid_valid, skid_first, b_first)),
+            self.o_act.payload.last.eq(Mux(skid_valid, skid_last, b_last)),
+            self.o_wgt.payload.eq(Mux(skid_valid, skid_wgt, self.wgt_rd.data)),
         ]
         with m.If(advance):
             m.d.sync += [b_valid.eq(issuing), b_first.eq(a_first), b_last.eq(a_last)]
