@@ -50,9 +50,11 @@ class Sequencer(wiring.Component):
     Lanes past M or N hold zeros (the host pads them), so padding never changes a result
     or a flag; result rows m >= M are not written.
 
-    Issue side: a two-stage pipeline (address, then buffer data) streams one beat per
-    cycle into the array, tile after tile, row tiles outer and column tiles inner, and
-    holds while the array is not ready (only a tile of fewer than R beats waits).
+    Issue side: a three-stage pipeline (address, buffer read, registered buffer data)
+    streams one beat per cycle into the array, tile after tile, row tiles outer and column
+    tiles inner. It never stalls: a tile's last beat leaves stage A only R or more cycles
+    after the previous tile's (only a tile of fewer than R beats waits), which is when the
+    array accepts it, so the array's ``ready`` is never low for a beat it is offered.
     Drain side: the parameter buffer is read ahead so each tile's rows meet their own
     parameters at the output stage, and each requantized row is written with its flags,
     whose set bits are counted. ``done`` rises the cycle after the last row is written.
@@ -107,6 +109,12 @@ class Sequencer(wiring.Component):
             }
         )
 
+    @property
+    def last_beat_gap(self) -> int:
+        """Fewest cycles between two tiles' last beats: the array's drain of a tile, R
+        (:attr:`SystolicArray.min_tile_beats`)."""
+        return self.cfg.rows
+
     def elaborate(self, platform):
         cfg = self.cfg
         rows, cols = cfg.rows, cfg.cols
@@ -156,45 +164,53 @@ class Sequencer(wiring.Component):
         n_single = Signal()  # C >= N: only one column tile
         m_last = Signal()  # m0 + R >= M: the last row tile
 
-        b_valid = Signal()
-        b_first = Signal()
-        b_last = Signal()
-        # A skid register after stage B takes a beat the array refuses (a last beat while
-        # the previous tile drains), so the stages move on a flip-flop, ``advance`` = skid
-        # empty, and not on the array's ready: that reached every counter enable and the
-        # buffers' read enables from the array's input, and set Fmax on the ECP5. The
-        # array still takes beats in the same cycles, so the cycle counts do not change.
-        skid_valid = Signal()
-        skid_first = Signal()
-        skid_last = Signal()
-        skid_act = Signal.like(self.act_rd.data)
-        skid_wgt = Signal.like(self.wgt_rd.data)
-        advance = ~skid_valid
-        with m.If(skid_valid):
-            m.d.sync += skid_valid.eq(~self.o_act.ready)
-        with m.Elif(b_valid & ~self.o_act.ready):
-            m.d.sync += [
-                skid_valid.eq(1),
-                skid_first.eq(b_first),
-                skid_last.eq(b_last),
-                skid_act.eq(self.act_rd.data),
-                skid_wgt.eq(self.wgt_rd.data),
-            ]
-        out_valid = skid_valid | b_valid
+        # The issue side never stalls. The array refuses only a tile's last beat that comes
+        # less than R cycles after the previous one (its drain is busy); stage A applies
+        # that rule itself (``last_free``, the twin of the array's ``drain_free``), and
+        # the beat reaches the array a fixed number of cycles later, so the array takes
+        # every beat and its ``ready`` is not needed. (Stalling on ``ready`` put the array
+        # input's logic in front of every counter and read enable, which set Fmax on the
+        # ECP5.) Tested: the array never sees a beat it refuses.
+        gap = self.last_beat_gap
+        last_free = Signal(init=1)  # a last beat may go: ``gap`` cycles since the last one
+        since_last = Signal(range(gap + 1))
+        go = issuing & (~a_last | last_free)
+        with m.If(launch):
+            m.d.sync += last_free.eq(1)
+        with m.Elif(go & a_last):
+            m.d.sync += [since_last.eq(1), last_free.eq(gap == 1)]
+        with m.Elif(~last_free):
+            m.d.sync += [since_last.eq(since_last + 1), last_free.eq(since_last + 1 == gap)]
+
+        # Stage B: the buffers read the beat; stage C registers their outputs (block RAM
+        # clock-to-output is most of a 10 ns cycle on the ECP5, so nothing follows it but a
+        # route to a flip-flop) and presents the beat.
+        b_valid, b_first, b_last = Signal(), Signal(), Signal()
+        c_valid, c_first, c_last = Signal(), Signal(), Signal()
+        c_act = Signal.like(self.act_rd.data)
+        c_wgt = Signal.like(self.wgt_rd.data)
+        m.d.sync += [
+            b_valid.eq(go),
+            b_first.eq(a_first),
+            b_last.eq(a_last),
+            c_valid.eq(b_valid),
+            c_first.eq(b_first),
+            c_last.eq(b_last),
+            c_act.eq(self.act_rd.data),
+            c_wgt.eq(self.wgt_rd.data),
+        ]
         m.d.comb += [
             self.act_rd.addr.eq(act_addr),
             self.wgt_rd.addr.eq(wgt_addr),
-            self.act_rd.en.eq(advance),
-            self.wgt_rd.en.eq(advance),
-            self.o_act.valid.eq(out_valid),
-            self.o_wgt.valid.eq(out_valid),
-            self.o_act.payload.data.eq(Mux(skid_valid, skid_act, self.act_rd.data)),
-            self.o_act.payload.first.eq(Mux(skid_valid, skid_first, b_first)),
-            self.o_act.payload.last.eq(Mux(skid_valid, skid_last, b_last)),
-            self.o_wgt.payload.eq(Mux(skid_valid, skid_wgt, self.wgt_rd.data)),
+            self.act_rd.en.eq(1),
+            self.wgt_rd.en.eq(1),
+            self.o_act.valid.eq(c_valid),
+            self.o_wgt.valid.eq(c_valid),
+            self.o_act.payload.data.eq(c_act),
+            self.o_act.payload.first.eq(c_first),
+            self.o_act.payload.last.eq(c_last),
+            self.o_wgt.payload.eq(c_wgt),
         ]
-        with m.If(advance):
-            m.d.sync += [b_valid.eq(issuing), b_first.eq(a_first), b_last.eq(a_last)]
 
         with m.If(launch):  # an empty layer loads the counters too, but never issues
             single = cols >= self.cmd.n
@@ -213,7 +229,7 @@ class Sequencer(wiring.Component):
                 n_single.eq(single),
                 m_last.eq(rows >= self.cmd.m),
             ]
-        with m.Elif(issuing & advance):
+        with m.Elif(go):
             with m.If(~a_last):
                 m.d.sync += [
                     k.eq(k + 1),

@@ -21,9 +21,9 @@ ARRAY_LATENCY_EXTRA = 2
 #: Pipeline depth of the output stage (OutputStage.latency).
 OUTPUT_STAGE_LATENCY = 6
 #: Cycles from the CTRL.start write to the first beat at the array: the start is
-#: registered (1), the command is latched (1), stage A addresses the buffers (1), and
-#: stage B presents the beat.
-SEQUENCER_ISSUE_LATENCY = 3
+#: registered (1), the command is latched (1), stage A addresses the buffers (1), stage B
+#: reads them (1), and stage C presents the registered beat.
+SEQUENCER_ISSUE_LATENCY = 4
 
 
 def array_latency(cfg: ArrayConfig) -> int:
@@ -62,7 +62,7 @@ def accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     pipeline; the result writer sees that row in the last busy cycle.
 
     >>> accelerator_cycles(ArrayConfig(), 64, 288, 64)
-    18465
+    18466
     """
     if min(m, k, n) < 1:
         return 0

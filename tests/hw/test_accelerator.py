@@ -4,9 +4,12 @@ against the golden model, cycle counts against the cycle model."""
 import numpy as np
 import pytest
 import reference
+from amaranth.hdl import Assert
 
 from oasa.config import ArrayConfig
+from oasa.hw.accelerator import Accelerator
 from oasa.hw.registers import REG, config_word
+from oasa.hw.sequencer import Sequencer
 from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
 from oasa.sim.backends.amaranth_accel import run_accel_images
@@ -149,7 +152,44 @@ def test_cycle_model_formula_cases(rows, cols):
     """The formula's structure on hand-derived cases: one tile, K >= R tiles back to back,
     and K < R tiles that wait for the drain."""
     cfg = ArrayConfig(rows=rows, cols=cols)
-    fixed = 3 + (rows + cols + 2) + (rows - 1) + 6 - 1  # issue, array, drain, output stage
+    fixed = 4 + (rows + cols + 2) + (rows - 1) + 6 - 1  # issue, array, drain, output stage
     assert accelerator_cycles(cfg, rows, 10 * rows, cols) == 10 * rows + fixed
     assert accelerator_cycles(cfg, 2 * rows, rows, 3 * cols) == 6 * rows + fixed
     assert accelerator_cycles(cfg, rows, 1, 2 * cols) == 1 + max(1, rows) + fixed
+
+
+class _NeverRefusedSequencer(Sequencer):
+    """The sequencer, asserting in simulation that the array takes every beat it offers
+    (it ignores the array's ready, so the schedule alone must keep it high)."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        refused = self.o_act.valid & ~self.o_act.ready
+        m.d.sync += Assert(~refused, "the array refused a beat the sequencer offered")
+        return m
+
+
+def test_array_never_refuses_a_beat(monkeypatch):
+    """Tiles shorter than R (K = 1, K < R), K = R and K > R, back to back: the sequencer's
+    own last-beat rule matches the array's drain rule cycle for cycle."""
+    monkeypatch.setattr(Accelerator, "sequencer_class", _NeverRefusedSequencer)
+    cfg = ArrayConfig(rows=4, cols=2, acc_bits=12, **SMALL)
+    rng = np.random.default_rng(3)
+    shapes = [(9, 1, 5), (8, 2, 4), (12, 3, 2), (8, 4, 6), (5, 7, 3), (1, 1, 1)]
+    expected = [layer(rng, cfg, m, k, n, mode="raw") for m, k, n in shapes]
+    check(run_accel_images([e[0] for e in expected]), expected)
+
+
+def test_refusal_check_can_fail(monkeypatch):
+    """The check above fires when the sequencer's rule is wrong (R - 1 cycles)."""
+
+    class Early(_NeverRefusedSequencer):
+        @property
+        def last_beat_gap(self) -> int:
+            return self.cfg.rows - 1
+
+    monkeypatch.setattr(Accelerator, "sequencer_class", Early)
+    cfg = ArrayConfig(rows=4, cols=2, acc_bits=12, **SMALL)
+    expected = [layer(np.random.default_rng(3), cfg, 8, 1, 2, mode="raw")]
+    with pytest.raises(AssertionError, match="refused a beat"):
+        run_accel_images([e[0] for e in expected])
