@@ -57,7 +57,8 @@ class Sequencer(wiring.Component):
     array accepts it, so the array's ``ready`` is never low for a beat it is offered.
     Drain side: the parameter buffer is read ahead so each tile's rows meet their own
     parameters at the output stage, and each requantized row is written with its flags,
-    whose set bits are counted. ``done`` rises the cycle after the last row is written.
+    whose set bits are counted. ``done`` rises two cycles after the last row is written,
+    when FLAGGED holds its flags.
 
     Members
     -------
@@ -310,9 +311,17 @@ class Sequencer(wiring.Component):
             self.res_wr.data.ovf.eq(self.i_res.payload.ovf),
             self.res_wr.en.eq(keep),
         ]
-        flags = sum(self.i_res.payload.ovf[j] for j in range(cols))
-        with m.If(keep):
-            m.d.sync += self.flagged.eq(self.flagged + flags)
+        # A kept row's flags are counted in one cycle and added to FLAGGED in the next (a
+        # 16-input count and a 32-bit add in one cycle set Fmax on the ECP5); the layer
+        # finishes one cycle after its last write, with the final count.
+        row_flags = Signal(range(cols + 1))
+        m.d.sync += row_flags.eq(Mux(keep, sum(self.i_res.payload.ovf[j] for j in range(cols)), 0))
+        with m.If(~launch):  # launch clears FLAGGED; no row is counted then
+            m.d.sync += self.flagged.eq(self.flagged + row_flags)
+        last_written = Signal()
+        m.d.sync += last_written.eq(0)
+        with m.If(last_written):
+            m.d.sync += [running.eq(0), finished.eq(1)]
         last_col_tile = n0_w + cols >= cmd.n
         with m.If(launch):
             m.d.sync += [m0_w.eq(0), n0_w.eq(0), col_base.eq(self.cmd.res_base)]
@@ -320,7 +329,7 @@ class Sequencer(wiring.Component):
             with m.If(last_col_tile):
                 m.d.sync += [n0_w.eq(0), col_base.eq(cmd.res_base), m0_w.eq(m0_w + rows)]
                 with m.If(m0_w + rows >= cmd.m):
-                    m.d.sync += [running.eq(0), finished.eq(1)]
+                    m.d.sync += last_written.eq(1)
             with m.Else():
                 m.d.sync += [n0_w.eq(n0_w + cols), col_base.eq(col_base + cmd.m)]
         return m

@@ -8,6 +8,7 @@ from oasa.sim.tiling import tile_grid
 __all__ = [
     "ARRAY_LATENCY_EXTRA",
     "OUTPUT_STAGE_LATENCY",
+    "SEQUENCER_FINISH_LATENCY",
     "SEQUENCER_ISSUE_LATENCY",
     "accelerator_cycles",
     "array_latency",
@@ -24,6 +25,9 @@ OUTPUT_STAGE_LATENCY = 6
 #: registered (1), the command is latched (1), stage A addresses the buffers (1), stage B
 #: reads them (1), and stage C presents the registered beat.
 SEQUENCER_ISSUE_LATENCY = 4
+#: Cycles from the last result row's write to the last busy cycle: the row's flags are
+#: counted (1) and added to FLAGGED (1), so done rises with the final count.
+SEQUENCER_FINISH_LATENCY = 1
 
 
 def array_latency(cfg: ArrayConfig) -> int:
@@ -55,17 +59,24 @@ def accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
 
     Derived from the sequencer: the start write is cycle 0 and busy rises in cycle 1 (the
     start is registered, then the command latched); the first beat reaches the array in
-    cycle 3 and beats follow one per cycle, tile after
+    cycle 4 and beats follow one per cycle, tile after
     tile, except that a tile's last beat waits until one tile period after the previous
     tile's (only when K < R). The last tile's row R-1 leaves the array ``array_latency``
     cycles after its last beat, row 0 R - 1 cycles later, and the output stage adds its
-    pipeline; the result writer sees that row in the last busy cycle.
+    pipeline; the result writer sees that row one cycle before the last busy cycle (in
+    which FLAGGED takes its flags).
 
     >>> accelerator_cycles(ArrayConfig(), 64, 288, 64)
-    18466
+    18467
     """
     if min(m, k, n) < 1:
         return 0
     mts, nts = tile_grid(cfg, m, n)
     last_beat = SEQUENCER_ISSUE_LATENCY + (k - 1) + (mts * nts - 1) * tile_period(cfg, k)
-    return last_beat + array_latency(cfg) + (cfg.rows - 1) + OUTPUT_STAGE_LATENCY
+    return (
+        last_beat
+        + array_latency(cfg)
+        + (cfg.rows - 1)
+        + OUTPUT_STAGE_LATENCY
+        + SEQUENCER_FINISH_LATENCY
+    )

@@ -152,7 +152,7 @@ def test_cycle_model_formula_cases(rows, cols):
     """The formula's structure on hand-derived cases: one tile, K >= R tiles back to back,
     and K < R tiles that wait for the drain."""
     cfg = ArrayConfig(rows=rows, cols=cols)
-    fixed = 4 + (rows + cols + 2) + (rows - 1) + 6 - 1  # issue, array, drain, output stage
+    fixed = 4 + (rows + cols + 2) + (rows - 1) + 6 + 1 - 1  # issue, array, drain, stage, finish
     assert accelerator_cycles(cfg, rows, 10 * rows, cols) == 10 * rows + fixed
     assert accelerator_cycles(cfg, 2 * rows, rows, 3 * cols) == 6 * rows + fixed
     assert accelerator_cycles(cfg, rows, 1, 2 * cols) == 1 + max(1, rows) + fixed
