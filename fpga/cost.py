@@ -20,6 +20,7 @@ from amaranth.lib import wiring
 from oasa.config import ArrayConfig
 from oasa.hw.array import SystolicArray
 from oasa.hw.pe import ProcessingElement
+from oasa.hw.replicas import KEEP_REPLICAS_SCRIPT
 from oasa.hw.verilog import component_ports
 
 __all__ = ["SynthCost", "synth_block", "synth_cost"]
@@ -96,7 +97,9 @@ def synth_block(block: wiring.Component, family: str, *, what: str, dsp: bool) -
     with tempfile.TemporaryDirectory(prefix="oasa-synth-") as tmp:
         Path(tmp, "top.il").write_text(text)
         # yowasp tools see the working directory: keep every path relative to it.
-        script = f"read_rtlil top.il; synth_{family} {opts} -top top; tee -q -o stat.txt stat"
+        # As the board builds do: the ECP5's keeps the array's replicated registers apart.
+        keep = f"{KEEP_REPLICAS_SCRIPT}; " if family == "ecp5" else ""
+        script = f"read_rtlil top.il; {keep}synth_{family} {opts} -top top; tee -q -o stat.txt stat"
         proc = subprocess.run(
             [_yosys(), "-q", "-p", script], cwd=tmp, capture_output=True, text=True
         )

@@ -66,13 +66,15 @@ def array_luts(
 ) -> dict[int, int]:
     """LUTs of an R x C array at each P (Yosys synthesis, cached in ``cache``)."""
     from oasa.fpga.cost import synth_cost
+    from oasa.fpga.sweep import design_fingerprint
 
+    design = design_fingerprint()  # a figure of older source is not reused
     known: dict[str, int] = {}
     if cache and cache.exists():
         known = json.loads(cache.read_text())
     out = {}
     for p in widths:
-        key = f"{family}_{rows}x{cols}_p{p}_lut"
+        key = f"{family}_{rows}x{cols}_p{p}_lut_{design}"
         if key not in known:
             cost = synth_cost(ArrayConfig(rows=rows, cols=cols, acc_bits=p), family, what="array")
             known[key] = cost.luts

@@ -33,7 +33,8 @@ __all__ = [
 
 #: The modules whose source makes the bitstream: a cached build made from other source is
 #: stale (its Fmax and resources describe a design that no longer exists). With the report
-#: parser, whose figures the cache keeps.
+#: parser, whose figures the cache keeps, and the synthesis of the array's cost (the
+#: Pareto plot's cache uses the same fingerprint).
 DESIGN_MODULES = (
     "oasa.config",
     *(f"oasa.sim.{n}" for n in ("backends.words", "cycles", "tiling")),
@@ -47,8 +48,8 @@ DESIGN_MODULES = (
     *(
         f"oasa.fpga.{n}"
         for n in (
-            "boards", "build", "clocking", "ecp5_dsp", "hostlink", "multipliers", "protocol",
-            "report", "soc", "uart",
+            "boards", "build", "clocking", "cost", "ecp5_dsp", "hostlink", "multipliers",
+            "protocol", "report", "soc", "uart",
         )
     ),
 )  # fmt: skip

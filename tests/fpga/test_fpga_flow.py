@@ -376,3 +376,24 @@ def test_sweep_does_not_cache_a_tool_crash(tmp_path, monkeypatch):
     with pytest.raises(BuildError, match="wasm trap"):
         run_sweep([SweepPoint("icebreaker", 2, 2, 16)], tmp_path)
     assert load_results(tmp_path) == {}
+
+
+def test_array_lut_cache_is_keyed_by_the_design(tmp_path, monkeypatch):
+    """The Pareto plot's synthesis cache: a second call reuses it, edited source does not."""
+    from oasa.fpga import cost, pareto
+
+    calls = []
+
+    def fake_synth(cfg, family, **_):
+        calls.append(cfg.acc_bits)
+        return cost.SynthCost(family, "array", {"LUT": 100 * cfg.acc_bits})
+
+    monkeypatch.setattr(cost, "synth_cost", fake_synth)
+    cache = tmp_path / "array_luts.json"
+    args = {"family": "ecp5", "rows": 2, "cols": 2, "cache": cache}
+    assert pareto.array_luts([12, 16], **args) == {12: 1200, 16: 1600}
+    assert pareto.array_luts([12, 16], **args) == {12: 1200, 16: 1600}
+    assert calls == [12, 16]
+    monkeypatch.setattr("oasa.fpga.sweep.design_fingerprint", lambda: "edited")
+    pareto.array_luts([12], **args)
+    assert calls == [12, 16, 12]
