@@ -177,9 +177,9 @@ class HostLinkBridge(wiring.Component):
         # 16-column array), so it changes only on registered strobes: its clock enable is
         # one flip-flop (``word_en``, set with every strobe; alone it loads the result
         # word) and its input select three more, not the FSM's decode or an OR of strobes
-        # (which, spread over the whole register, set Fmax on the ECP5). Each strobe acts one cycle after the FSM asks; bytes are
-        # at least 40 cycles apart on the line, so nothing waits for it except WRITE, which
-        # comes after SETTLE.
+        # (which, spread over the whole register, set Fmax on the ECP5). Each strobe acts
+        # one cycle after the FSM asks; bytes are at least 40 cycles apart on the line, so
+        # nothing waits for it except WRITE, which comes after SETTLE.
         shift_in, shift_out, load_reg = Signal(), Signal(), Signal()
         word_en = Signal()
 
