@@ -14,13 +14,14 @@ from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
 from amaranth.lib import io
 
 from oasa.config import ArrayConfig
+from oasa.errors import InputError
 from oasa.fpga.clocking import ResetGenerator, ecp5_pll, ice40_pll, pll_instance
 from oasa.fpga.multipliers import accelerator_class
 
 __all__ = ["BOARDS", "Board", "BoardTop", "UnknownBoardError", "board_config", "get_board"]
 
 
-class UnknownBoardError(ValueError):
+class UnknownBoardError(InputError):
     """No board of that name."""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from amaranth.build.run import BuildPlan
 
 from oasa.config import ArrayConfig
+from oasa.errors import ToolError
 from oasa.fpga.boards import Board, BoardTop
 from oasa.fpga.report import BuildReport, read_report
 from oasa.hw.replicas import KEEP_REPLICAS_SCRIPT
@@ -42,11 +43,11 @@ _TOOLS = {
 }
 
 
-class ToolchainMissing(RuntimeError):
+class ToolchainMissing(ToolError):
     """The yowasp tools are not installed."""
 
 
-class BuildError(RuntimeError):
+class BuildError(ToolError):
     """Synthesis or place-and-route failed. ``placed`` is False when the tools stopped
     before placement (a synthesis crash): then nothing is known about fitting."""
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
 
+from oasa import files
 from oasa.config import OVERFLOW_MODES, ArrayConfig
+from oasa.errors import InputError
+from oasa.options import int_range, positive_float
 
 __all__ = ["add_fpga_commands"]
 
@@ -16,7 +20,7 @@ __all__ = ["add_fpga_commands"]
 _WHERE = {"lut": "LUTs", "dsp": "DSPs", "dsp-regs": "DSPs, registered inside the block"}
 
 
-class FPGAUsageError(ValueError):
+class FPGAUsageError(InputError):
     """Bad input to an fpga command: one line, exit 2."""
 
 
@@ -56,7 +60,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     array.setdefault("rows", board.default_array[0])
     array.setdefault("cols", board.default_array[1])
     cfg = board_config(board, **array)
-    out = Path(args.output or f"build/{board.name}_{cfg.rows}x{cfg.cols}_p{cfg.acc_bits}")
+    out = files.check_output_dir(
+        args.output or f"build/{board.name}_{cfg.rows}x{cfg.cols}_p{cfg.acc_bits}", "-o"
+    )
     f_clk = args.clock * 1e6 if args.clock else None
     pll = board.pll(f_clk or board.f_target)  # an unreachable clock fails here, before any work
     print(f"board  : {board.name} ({board.part}), clock {pll.f_out / 1e6:g} MHz from the PLL")
@@ -89,7 +95,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise FPGAUsageError(str(e)) from None
     points = grid_points(boards, sizes, widths, args.multiplier)
-    out = Path(args.output)
+    out = files.check_output_dir(args.output, "-o")
     print(f"fpga sweep: {len(points)} builds -> {out} (finished builds come from the cache)")
 
     def progress(point, rec, i, n):
@@ -124,11 +130,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_pareto(args: argparse.Namespace) -> int:
     from oasa.fpga.pareto import array_luts, join, pareto_front, read_accuracy, write_pareto
 
+    out = files.check_output_dir(args.output, "-o")
     rows = read_accuracy(args.accuracy)
     if args.method:
         rows = [r for r in rows if r["method"] in args.method.split(",")]
+    if not rows:
+        raise FPGAUsageError(f"--method {args.method}: no such method in {args.accuracy}")
     widths = sorted({int(r["acc_bits"]) for r in rows})
-    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     print(
         f"array LUTs for P = {widths[0]}..{widths[-1]} ({args.family}, {args.rows}x{args.cols}, "
@@ -149,7 +157,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
             )
     float_acc = None
     meta = Path(args.accuracy).with_name("points.json")
-    if meta.exists():
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # only a plot label
         float_acc = json.loads(meta.read_text()).get("float_accuracy")
     paths = write_pareto(
         points,
@@ -172,8 +180,12 @@ def add_fpga_commands(sub) -> None:
     p = fsub.add_parser("build", help="bitstream and resource/Fmax report for one board")
     p.add_argument("--board", required=True, choices=list(BOARDS))
     g = p.add_argument_group("array options (default: the board's)")
-    g.add_argument("--rows", type=int, help="array rows (icebreaker 4, ulx3s-85f 16)")
-    g.add_argument("--cols", type=int, help="array columns (icebreaker 3, ulx3s-85f 16)")
+    g.add_argument(
+        "--rows", type=int, help="array rows (default: the board's, icebreaker 4, ulx3s-85f 16)"
+    )
+    g.add_argument(
+        "--cols", type=int, help="array columns (default: the board's, icebreaker 3, ulx3s-85f 16)"
+    )
     g.add_argument("--act-bits", type=int, help=f"activation bits (default {d.act_bits})")
     g.add_argument("--act-signed", action="store_true", help="signed activations")
     g.add_argument("--weight-bits", type=int, help=f"weight bits (default {d.weight_bits})")
@@ -189,9 +201,15 @@ def add_fpga_commands(sub) -> None:
         default="lut",
         help="PE products in LUTs (default) or inferred, for DSP blocks",
     )
-    p.add_argument("--clock", type=float, help="clock target in MHz (default: the board's)")
-    p.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument(
+        "--clock", type=positive_float, help="clock target in MHz (default: the board's)"
+    )
+    p.add_argument(
+        "--baud", type=int_range(1), default=115200, help="UART baud rate (default 115200)"
+    )
+    p.add_argument(
+        "--seed", type=int_range(0, 2**31 - 1), default=1, help="nextpnr placement seed (default 1)"
+    )
     p.add_argument("-o", "--output", help="build folder (default build/BOARD_RxC_pP)")
     p.add_argument("--program", action="store_true", help="program the attached board")
     p.set_defaults(func=cmd_build)
@@ -201,7 +219,9 @@ def add_fpga_commands(sub) -> None:
     p.add_argument("--sizes", help="array sizes, e.g. 4x4,8x8 (default: per board)")
     p.add_argument("--acc-bits", help="widths, e.g. 12,16,24,32 (default 12,16,24,32)")
     p.add_argument("--multiplier", choices=MULTIPLIERS, default="lut", help="default lut")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument(
+        "--seed", type=int_range(0, 2**31 - 1), default=1, help="nextpnr placement seed (default 1)"
+    )
     p.add_argument(
         "-o", "--output", default="out/fpga-sweep", help="folder and cache (default out/fpga-sweep)"
     )
@@ -216,6 +236,6 @@ def add_fpga_commands(sub) -> None:
     p.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5", help="default ecp5")
     p.add_argument("--rows", type=int, default=d.rows, help=f"array rows (default {d.rows})")
     p.add_argument("--cols", type=int, default=d.cols, help=f"array columns (default {d.cols})")
-    p.add_argument("--method", help="only these methods, comma-separated")
+    p.add_argument("--method", help="only these methods, comma-separated (default: all)")
     p.add_argument("-o", "--output", default="out/fpga-pareto", help="default out/fpga-pareto")
     p.set_defaults(func=cmd_pareto)

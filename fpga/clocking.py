@@ -21,10 +21,12 @@ from amaranth.hdl import (
 )
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 
+from oasa.errors import InputError
+
 __all__ = ["ECP5PLL", "ICE40PLL", "ClockError", "ResetGenerator", "ecp5_pll", "ice40_pll"]
 
 
-class ClockError(ValueError):
+class ClockError(InputError):
     """No PLL setting reaches the requested frequency."""
 
 

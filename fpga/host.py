@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from oasa.config import ArrayConfig
+from oasa.errors import InputError, ToolError
 from oasa.fpga.protocol import (
     IDENTIFY_BYTES,
     Buffer,
@@ -51,7 +52,7 @@ MAX_FRAME_BYTES = 1024
 _BUSY, _DONE = 1, 2
 
 
-class LinkError(RuntimeError):
+class LinkError(ToolError):
     """The board answered with an error, or its answer was damaged."""
 
 
@@ -59,12 +60,17 @@ class LinkTimeout(LinkError):
     """The board did not answer in time."""
 
 
-class PortError(LinkError):
-    """The serial port could not be opened."""
+class PortError(LinkError, InputError):
+    """The serial port could not be opened: the user names another (exit 2)."""
+
+    exit_code = InputError.exit_code
 
 
-class ConfigMismatchError(LinkError):
-    """The board runs a build of another configuration."""
+class ConfigMismatchError(LinkError, InputError):
+    """The board runs a build of another configuration: build or pick the right one
+    (exit 2)."""
+
+    exit_code = InputError.exit_code
 
 
 def encode_words(cfg: ArrayConfig, buffer: Buffer, *values: NDArray[np.int64]) -> bytes:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oasa.config import ArrayConfig
+from oasa.errors import InputError
+from oasa.files import check_input_file
 
 __all__ = ["ParetoPoint", "array_luts", "pareto_front", "read_accuracy", "write_pareto"]
 
@@ -36,23 +38,42 @@ class ParetoPoint:
         return f"{self.method} {self.overflow}"
 
 
-class ParetoInputError(ValueError):
+class ParetoInputError(InputError):
     """The accuracy sweep's CSV is missing or not one."""
 
 
 def read_accuracy(path: str | Path) -> list[dict]:
-    """Rows of an ``oasa sweep`` points.csv that finished (status ok)."""
+    """Rows of an ``oasa sweep`` points.csv that finished (status ok), their numbers
+    checked."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_dir():
         raise ParetoInputError(
             f"{path}: no such file: run `oasa sweep -o {path.parent}` first, or give --accuracy"
         )
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        check_input_file(path, "--accuracy")
+    except InputError as e:
+        raise ParetoInputError(str(e)) from None
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ParetoInputError(f"{path}: not a CSV file ({e})") from None
     need = {"method", "overflow", "acc_bits", "accuracy", "certified", "status"}
     if not rows or not need <= set(rows[0]):
         raise ParetoInputError(f"{path}: not an `oasa sweep` points.csv (needs {sorted(need)})")
-    return [r for r in rows if r["status"] == "ok"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    for i, r in enumerate(ok):
+        try:
+            int(r["acc_bits"]), float(r["accuracy"])
+        except (TypeError, ValueError):
+            raise ParetoInputError(
+                f"{path}: row {i + 1} has acc_bits {r['acc_bits']!r} and accuracy "
+                f"{r['accuracy']!r}, not numbers"
+            ) from None
+    if not ok:
+        raise ParetoInputError(f"{path}: no finished points (status ok) to plot")
+    return ok
 
 
 def array_luts(

@@ -13,6 +13,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from oasa.errors import ToolError
+
 __all__ = ["BuildReport", "ReportError", "parse_nextpnr_json", "parse_nextpnr_log", "read_report"]
 
 #: Report columns -> the cell types that count towards them, per family.
@@ -31,7 +33,7 @@ SUMMARY_CELLS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-class ReportError(RuntimeError):
+class ReportError(ToolError):
     """A build left no report that can be read."""
 
 

@@ -37,6 +37,7 @@ __all__ = [
 #: Pareto plot's cache uses the same fingerprint).
 DESIGN_MODULES = (
     "oasa.config",
+    "oasa.errors",
     *(f"oasa.sim.{n}" for n in ("backends.words", "cycles", "tiling")),
     *(
         f"oasa.hw.{n}"

@@ -1,28 +1,38 @@
-"""The ``oasa`` command: parses arguments, calls the packages, prints. No logic of its own.
+"""The ``oasa`` command: parses arguments, calls the packages, prints.
 
-Bad input ends with a one-line ``oasa: error: ...`` and exit code 2; a result that
-disagrees with the golden model ends with exit code 1.
+Errors are classified where they are raised (:mod:`oasa.errors`) and mapped to exit codes
+in one place, :func:`main`: bad input ends with one line ``oasa: error: ...`` and exit
+code 2, a result that disagrees with the golden model with exit code 1, a failed tool with
+3, Ctrl-C with 130. Output paths are checked before any work and written atomically.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from oasa import files
 from oasa.config import OVERFLOW_MODES, ArrayConfig, ConfigError
+from oasa.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    exit_code,
+    one_line,
+)
+from oasa.options import SEED, Parser, UsageError, int_range, positive_float
 from oasa.sim.layer import ALL_BACKENDS
 
 __all__ = ["main"]
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported in one line, exit code 2."""
 
 
 # -- shared options ------------------------------------------------------------------------
@@ -98,14 +108,19 @@ def _config(args: argparse.Namespace) -> ArrayConfig:
     )
 
 
-def _load_npy(path: str, name: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--{name} {path}: no such file")
-    try:
-        return np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise UsageError(f"--{name} {path}: not a readable .npy file ({e})") from None
+def _load_operand(path: str, name: str) -> np.ndarray:
+    """An operand of ``oasa sim``: a 2-D, non-empty integer .npy array."""
+    a = files.load_npy(path, f"--{name}")
+    rows, cols = ("M", "K") if name == "x" else ("K", "N")
+    if a.ndim != 2:
+        raise UsageError(
+            f"--{name} {path}: needs a 2-D array ({rows} x {cols}), got shape {a.shape}"
+        )
+    if 0 in a.shape:
+        raise UsageError(
+            f"--{name} {path}: is empty (shape {a.shape}); {rows} and {cols} must be >= 1"
+        )
+    return a
 
 
 # -- oasa verilog ------------------------------------------------------------------------------
@@ -114,15 +129,15 @@ def _load_npy(path: str, name: str) -> np.ndarray:
 def cmd_verilog(args: argparse.Namespace) -> int:
     from oasa.hw.accelerator import Accelerator
     from oasa.hw.core import ArrayCore
-    from oasa.hw.verilog import component_ports, to_verilog
+    from oasa.hw.verilog import check_module_name, component_ports, to_verilog
 
     cfg = _config(args)
-    name = args.name or f"oasa_{args.top}"
+    name = check_module_name(args.name or f"oasa_{args.top}")
+    out = files.check_output_path(args.output, "-o")
     top = ArrayCore(cfg) if args.top == "core" else Accelerator(cfg)
     text = to_verilog(top, name)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    with files.atomic_write(out, "w") as f:
+        f.write(text)
     print(f"config : {cfg.describe()}")
     if args.top == "core":
         print(f"module : {name} ({top.latency} cycles from a tile's last beat to its first row)")
@@ -147,9 +162,9 @@ def cmd_verilog(args: argparse.Namespace) -> int:
 
 
 def _random_layer(cfg: ArrayConfig, m: int, k: int, n: int, seed: int):
-    for name, v in (("m", m), ("k", k), ("n", n)):
-        if v < 1:
-            raise UsageError(f"--{name} {v}: must be at least 1")
+    from oasa.sim.golden import gemm_memory_bytes
+
+    files.require_memory(gemm_memory_bytes(m, k, n), f"a {m} x {k} x {n} GEMM")
     rng = np.random.default_rng(seed)
     x = rng.integers(cfg.act_min, cfg.act_max + 1, (m, k))
     w = rng.integers(cfg.weight_min, cfg.weight_max + 1, (k, n))
@@ -157,8 +172,6 @@ def _random_layer(cfg: ArrayConfig, m: int, k: int, n: int, seed: int):
 
 
 def _report(r, ref) -> None:
-    from oasa.sim.layer import MismatchError
-
     m, n = r.out.shape
     transient = int((r.overflow & ~r.final_overflow).sum())
     final = int(r.final_overflow.sum())
@@ -169,18 +182,32 @@ def _report(r, ref) -> None:
     if ref is not None:
         from oasa.sim.layer import compare
 
-        try:
-            compare(r, ref)
-        except MismatchError as e:
-            print(f"  MISMATCH: {e}")
-            raise
+        compare(r, ref)  # a difference raises MismatchError: exit 1
         print(f"  {r.backend:<9} matches the golden model: results, flags and cycles")
 
 
+def _prebuild(backend: str, configs: list[ArrayConfig], *, trace: bool) -> None:
+    """Build the Verilator models first (each build says so, and how long it took), so
+    that build time is not reported as simulation time. A traced run builds the first
+    model with tracing."""
+    if backend != "verilator":
+        return
+    from oasa.sim.backends.verilator_build import build_accelerator
+
+    for i, cfg in enumerate(dict.fromkeys(configs)):
+        build_accelerator(cfg, trace=trace and i == 0)
+
+
 def _board_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", help="board backend: the board's serial port, e.g. /dev/ttyUSB1")
     p.add_argument(
-        "--baud", type=int, default=115200, help="board backend: baud rate (default 115200)"
+        "--port",
+        help="board backend: the board's serial port, e.g. /dev/ttyUSB1 (default: none)",
+    )
+    p.add_argument(
+        "--baud",
+        type=int_range(1),
+        default=115200,
+        help="board backend: baud rate (default 115200)",
     )
 
 
@@ -195,8 +222,9 @@ def _board_config(args: argparse.Namespace) -> ArrayConfig:
 
 
 def _board_link(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """--backend board needs --port; a port that cannot be opened is bad input (exit 2),
-    a failure on the link is reported in one line (exit 1)."""
+    """--backend board needs --port, and --port needs --backend board. A port that cannot
+    be opened or a board of another build is bad input (exit 2), a failure on the link a
+    tool failure (exit 3): the errors say so themselves."""
 
     def wrapped(args: argparse.Namespace) -> int:
         if args.backend == "board" and not args.port:
@@ -205,63 +233,56 @@ def _board_link(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             )
         if args.port and args.backend != "board":
             raise UsageError(f"--port is for --backend board, not --backend {args.backend}")
-        if args.backend != "board":
-            return func(args)
-        from oasa.fpga.host import LinkError, PortError
-
-        try:
-            return func(args)
-        except PortError as e:
-            raise UsageError(str(e)) from None
-        except LinkError as e:
-            print(f"oasa: {e}", file=sys.stderr)
-            return 1
+        return func(args)
 
     return wrapped
 
 
 @_board_link
 def cmd_sim(args: argparse.Namespace) -> int:
-    from oasa.sim.layer import MismatchError, run_gemm
+    from oasa.sim.layer import run_gemm
 
-    cfg = _config(args) if args.backend != "board" else _board_config(args)
     if (args.x is None) != (args.w is None):
         raise UsageError("give both --x and --w, or neither (for a random layer)")
+    out = files.check_output_path(args.out, "--out") if args.out else None
+    vcd = files.check_output_path(args.vcd, "--vcd") if args.vcd else None
+    if vcd and args.backend == "model":
+        raise UsageError(
+            "--vcd needs an RTL backend (amaranth or verilator): the model has no waveform"
+        )
+    cfg = _config(args) if args.backend != "board" else _board_config(args)
     if args.x is not None:
-        x, w = _load_npy(args.x, "x"), _load_npy(args.w, "w")
+        x, w = _load_operand(args.x, "x"), _load_operand(args.w, "w")
     else:
         x, w = _random_layer(cfg, args.m, args.k, args.n, args.seed)
     print(f"{cfg.describe()}")
     print(f"GEMM {x.shape[0]} x {x.shape[1]} times {w.shape[0]} x {w.shape[1]} on {args.backend}")
     ref = run_gemm(x, w, cfg=cfg, backend="model")
+    _prebuild(args.backend, [cfg], trace=vcd is not None)
     started = time.perf_counter()
-    r = (
-        ref
-        if args.backend == "model"
-        else run_gemm(
-            x, w, cfg=cfg, backend=args.backend, vcd=args.vcd, port=args.port, baud=args.baud
-        )
-    )
-    try:
-        _report(r, None if r is ref else ref)
-    except MismatchError:
-        return 1
+    if args.backend == "model":
+        r = ref
+    else:
+        with files.atomic_path(vcd) as vcd_part:
+            r = run_gemm(
+                x, w, cfg=cfg, backend=args.backend, vcd=vcd_part, port=args.port, baud=args.baud
+            )
+    _report(r, None if r is ref else ref)
     if r is not ref:
         verb = "ran" if args.backend == "board" else "simulated"  # a board: the link's time
         print(f"  {verb} {r.cycles:,} cycles in {time.perf_counter() - started:.2f} s")
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            out,
-            acc=r.out,
-            overflow=r.overflow,
-            final_overflow=r.final_overflow,
-            cycles=np.int64(r.cycles),
-        )
+    if out:
+        with files.atomic_write(out) as f:
+            np.savez(
+                f,
+                acc=r.out,
+                overflow=r.overflow,
+                final_overflow=r.final_overflow,
+                cycles=np.int64(r.cycles),
+            )
         print(f"wrote {out}")
-    if args.vcd and args.backend != "model":
-        print(f"wrote {args.vcd}")
+    if vcd:
+        print(f"wrote {vcd}")
     return 0
 
 
@@ -270,7 +291,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The end-to-end story, as the commands a user would type."""
-    out = Path(args.out_dir)
+    out = files.check_output_dir(args.out_dir, "--out-dir")
     out.mkdir(parents=True, exist_ok=True)
     safe, risky = str(out / "exact_p16.npz"), str(out / "rtn_p12_saturate.npz")
     steps = [
@@ -334,33 +355,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- quantizer commands --------------------------------------------------------------------------
-# oasa train / quantize / eval / check (issue 6). Errors of the quantizer and of the network
-# file format become UsageError here, so they end as one line with exit code 2.
-
-
-def _quant_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def wrapped(args: argparse.Namespace) -> int:
-        from oasa.quant.ptq import QuantError
-        from oasa.sim.netfile import CertificateError, NetfileError
-
-        try:
-            return func(args)
-        except (QuantError, NetfileError, CertificateError) as e:
-            raise UsageError(str(e)) from None
-
-    return wrapped
+# oasa train / quantize / eval / check.
 
 
 def _float_params(args: argparse.Namespace):
     from oasa.quant import model
 
     if getattr(args, "checkpoint", None):
-        if not Path(args.checkpoint).is_file():
-            raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
-        try:
-            return model.load_params(args.checkpoint), Path(args.checkpoint)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        files.check_input_file(args.checkpoint, "--checkpoint")
+        return model.load_params(args.checkpoint), Path(args.checkpoint)
     params, path, trained = model.load_or_train(
         model.Recipe(seed=args.seed), log=lambda m: print(f"  {m}")
     )
@@ -399,15 +402,13 @@ def _print_overflow(result) -> None:
     )
 
 
-@_quant_errors
 def cmd_train(args: argparse.Namespace) -> int:
     from oasa.quant import model
     from oasa.quant.data import digits_split
 
+    out = files.check_output_path(args.output, "-o") if args.output else None
     started = time.perf_counter()
     recipe = model.Recipe(seed=args.seed, epochs=args.epochs)
-    if args.epochs < 1:
-        raise UsageError(f"--epochs {args.epochs}: must be at least 1")
     params, path, trained = model.load_or_train(
         recipe, retrain=args.retrain, log=lambda m: print(f"  {m}")
     )
@@ -415,13 +416,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     what = "trained" if trained else "loaded from the cache"
     print(f"float model {what}: {path} ({time.perf_counter() - started:.1f} s)")
     print(f"float test accuracy: {model.accuracy(params, split.x_test, split.y_test):.2f} %")
-    if args.output:
-        model.save_params(params, args.output, recipe)
-        print(f"wrote {args.output}")
+    if out:
+        model.save_params(params, out, recipe)
+        print(f"wrote {out}")
     return 0
 
 
-@_quant_errors
 def cmd_quantize(args: argparse.Namespace) -> int:
     from oasa.quant import model, ptq
     from oasa.quant.data import digits_split
@@ -435,8 +435,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         scales=args.scales,
         overflow=args.overflow,
     )
-    if args.qat_epochs < 0:
-        raise UsageError(f"--qat-epochs {args.qat_epochs}: must be >= 0")
+    out = files.check_output_path(args.output, "-o")
     if args.qat_epochs:
         try:
             from oasa.quant import qat
@@ -461,25 +460,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         f"P = {spec.acc_bits}, {spec.overflow}: integer test accuracy "
         f"{r.accuracy(split.y_test):.2f} % ({took:.1f} s)"
     )
-    safe = _print_certificates(net)
-    if net.guarantee == "certified":
-        print(f"certified overflow-free at P = {spec.acc_bits}: no input can overflow any layer")
-    elif net.guarantee == "data-dependent":
-        print(
-            f"NOT certified: oaq avoids overflow at P = {spec.acc_bits} only on its calibration "
-            "data (a data-dependent guarantee)"
-        )
-    else:
-        print(f"NOT certified: some inputs can overflow at P = {spec.acc_bits}")
-    assert safe == (net.guarantee == "certified")
+    _print_certificates(net)
+    print(netfile.certify(net).summary())
     c = r.overflow_counts()
     print(f"test set: {c['flagged']} of {c['total']} dot products overflowed ({c['final']} final)")
-    netfile.save(net, args.output)
-    print(f"wrote {args.output}")
+    netfile.save(net, out)
+    print(f"wrote {out}")
     return 0
 
 
-@_quant_errors
 def cmd_eval(args: argparse.Namespace) -> int:
     from oasa.quant.data import digits_split
     from oasa.sim import netfile, network
@@ -490,49 +479,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for _, layer in net.weighted:
             layer.config(acc_bits=p, overflow=args.overflow)
     except ConfigError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(f"--acc-bits / --overflow: {e}") from None
     split = digits_split()
     r = network.run_network(
         net, network.quantize_input(net, split.x_test), acc_bits=p, overflow=args.overflow
     )
-    first = net.weighted[0][1]
-    p_txt = p if p is not None else first.acc_bits
-    mode = args.overflow or first.overflow
-    print(
-        f"{args.net}: {net.method}, {net.guarantee} at P = {first.acc_bits}; "
-        f"run at P = {p_txt}, {mode}"
-    )
+    modes = sorted({args.overflow or layer.overflow for _, layer in net.weighted})
+    print(f"{args.net}: {net.method}, run in {' / '.join(modes)} mode")
+    print(netfile.certify(net, acc_bits=p).summary())
     print(f"integer test accuracy: {r.accuracy(split.y_test):.2f} % ({len(split.y_test)} images)")
     _print_overflow(r)
     return 0
 
 
-@_quant_errors
 def cmd_check(args: argparse.Namespace) -> int:
     from oasa.sim import netfile
 
     net = netfile.load(args.net)
-    safe = _print_certificates(net)
+    _print_certificates(net)
     print(f"{args.net}: every certificate matches its integer weights")
-    if safe:
-        print("no input can overflow any layer at the P it states (certified)")
-    else:
-        print(f"some layer can overflow at the P it states (guarantee: {net.guarantee})")
+    print(netfile.certify(net).summary())
     return 0
 
 
 # -- network on the accelerator ------------------------------------------------------------
 
 
-@_quant_errors
 @_board_link
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from oasa.quant.data import digits_split
     from oasa.sim import netfile, network
-    from oasa.sim.netrun import LayerMismatch, run_network_rtl
+    from oasa.sim.netrun import run_network_rtl
 
+    vcd = files.check_output_path(args.vcd, "--vcd") if args.vcd else None
+    if vcd and args.backend in ("model", "board"):
+        raise UsageError(f"--vcd needs an RTL backend (amaranth or verilator), not {args.backend}")
     net = netfile.load(args.net)
     split = digits_split()
     n = (
@@ -542,10 +525,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if not 1 <= n <= len(split.y_test):
         raise UsageError(f"--images {n}: choose 1..{len(split.y_test)} (the digits test set)")
-    if args.batch < 1:
-        raise UsageError(f"--batch {args.batch}: must be at least 1")
-    if args.clock_mhz <= 0:
-        raise UsageError(f"--clock-mhz {args.clock_mhz}: must be positive")
     array = {
         "rows": args.rows,
         "cols": args.cols,
@@ -558,38 +537,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         board = _board_config(args)
         array = {k: getattr(board, k) for k in (*array, "bias_bits", "mult_bits", "shift_bits")}
     try:
-        for _, layer in net.weighted:
-            layer.config().replace(**array)
+        configs = [layer.config().replace(**array) for _, layer in net.weighted]
     except ConfigError as e:
         raise UsageError(str(e)) from None
     try:
         x = network.quantize_input(net, split.x_test[:n])
     except ValueError as e:
         raise UsageError(f"{args.net}: {e}") from None
-    first = net.weighted[0][1].config().replace(**array)
-    print(f"{args.net}: {net.method} at P = {first.acc_bits} ({first.overflow}), {net.guarantee}")
+    first = configs[0]
+    modes = sorted({layer.overflow for _, layer in net.weighted})
+    print(f"{args.net}: {net.method}, {' / '.join(modes)} mode")
+    print(netfile.certify(net).summary())
     print(
         f"{n} test images on {args.backend}, {args.batch} per pass, {first.rows}x{first.cols} array"
     )
     print("max-pooling and im2col run on the host; every layer is checked against the golden model")
+    _prebuild(args.backend, configs, trace=vcd is not None)
     started = time.perf_counter()
     # disable=None: tqdm draws only on a terminal, so logs and CI stay clean.
-    with tqdm(total=n, unit="img", disable=True if args.quiet else None, leave=False) as bar:
-        try:
-            run = run_network_rtl(
-                net,
-                x,
-                backend=args.backend,
-                array=array,
-                batch=args.batch,
-                vcd=args.vcd,
-                progress=lambda done: bar.update(done - bar.n),
-                port=args.port,
-                baud=args.baud,
-            )
-        except LayerMismatch as e:
-            print(f"MISMATCH: {e}", file=sys.stderr)
-            return 1
+    with (
+        tqdm(total=n, unit="img", disable=True if args.quiet else None, leave=False) as bar,
+        files.atomic_path(vcd) as vcd_part,
+    ):
+        run = run_network_rtl(
+            net,
+            x,
+            backend=args.backend,
+            array=array,
+            batch=args.batch,
+            vcd=vcd_part,
+            progress=lambda done: bar.update(done - bar.n),
+            port=args.port,
+            baud=args.baud,
+        )
     secs = time.perf_counter() - started
     print(f"\n{'layer':<14} {'calls':>6} {'cycles':>11} {'util %':>7} {'flagged':>9} {'of':>9}")
     for s in run.stats:
@@ -617,15 +597,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ran on the board in {secs:.1f} s, serial link included")
     elif args.backend != "model":
         print(f"simulated in {secs:.1f} s ({cycles / secs:,.0f} accelerator cycles/s)")
-    if args.vcd:
-        print(f"wrote {args.vcd} (the first accelerator model's run)")
+    if vcd:
+        print(f"wrote {vcd} (the first accelerator model's run)")
     return 0
 
 
 # -- the accumulator-width sweep ------------------------------------------------------------
 
 
-@_quant_errors
 def cmd_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -654,8 +633,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             ArrayConfig(acc_bits=p)
         except ConfigError as e:
             raise UsageError(f"--acc-bits: {e}") from None
-    if args.qat_epochs < 0 or args.jobs < 1 or args.rtl_check < 0 or args.rtl_images < 1:
-        raise UsageError("--qat-epochs and --rtl-check must be >= 0, --jobs and --rtl-images >= 1")
     if args.qat_epochs:
         try:
             import torch  # noqa: F401
@@ -663,7 +640,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--qat-epochs needs torch ({e}): pip install torch==2.13.0 'oasa[train]'"
             ) from None
-    out = Path(args.output)
+    out = files.check_output_dir(args.output, "-o")
     points = sweep.plan(methods, widths, modes, qat_epochs=args.qat_epochs, scales=args.scales)
     params, _, _ = model.load_or_train(model.Recipe(), log=lambda m: print(f"  {m}"))
     split = digits_split()
@@ -755,10 +732,14 @@ def _add_quant_commands(sub) -> None:
 
     d = ArrayConfig()
     p = sub.add_parser("train", help="train (or load the cached) float digits model")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
+    p.add_argument("--seed", type=SEED, default=0, help="training seed (default 0)")
+    p.add_argument("--epochs", type=int_range(1, 10_000), default=20, help="epochs (default 20)")
     p.add_argument("--retrain", action="store_true", help="ignore the cached checkpoint")
-    p.add_argument("-o", "--output", help="also write the float checkpoint here (.npz)")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="also write the float checkpoint here (.npz; default: only the cache)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("quantize", help="quantize the digits network and export it (.npz)")
@@ -766,18 +747,24 @@ def _add_quant_commands(sub) -> None:
     p.add_argument("--acc-bits", type=int, default=d.acc_bits, help="accumulator bits P")
     p.add_argument("--act-bits", type=int, default=d.act_bits, help="activation bits N")
     p.add_argument("--weight-bits", type=int, default=d.weight_bits, help="weight bits M")
-    p.add_argument("--scales", default="dyadic", help=f"one of {', '.join(SCALE_STYLES)}")
+    p.add_argument("--scales", choices=SCALE_STYLES, default="dyadic", help="requantization style")
     p.add_argument("--overflow", choices=OVERFLOW_MODES, default=d.overflow)
-    p.add_argument("--qat-epochs", type=int, default=0, help="QAT epochs (needs torch)")
-    p.add_argument("--seed", type=int, default=0, help="seed of float training and QAT")
+    p.add_argument(
+        "--qat-epochs", type=int_range(0, 10_000), default=0, help="QAT epochs (needs torch)"
+    )
+    p.add_argument("--seed", type=SEED, default=0, help="seed of float training and QAT")
     p.add_argument("--checkpoint", help="float checkpoint (default: the cached one)")
     p.add_argument("-o", "--output", required=True, help="network file to write (.npz)")
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("eval", help="integer accuracy and overflow of a network file")
     p.add_argument("net", help="network file (.npz)")
-    p.add_argument("--acc-bits", type=int, help="run at this P instead of the file's")
-    p.add_argument("--overflow", choices=OVERFLOW_MODES, help="override the overflow mode")
+    p.add_argument(
+        "--acc-bits", type=int, help="run every layer at this P (default: each layer's own)"
+    )
+    p.add_argument(
+        "--overflow", choices=OVERFLOW_MODES, help="run in this mode (default: each layer's own)"
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("check", help="recompute and verify every certificate of a network file")
@@ -808,9 +795,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
     for j in lanes:
         if not 0 <= j < cfg.cols:
             raise UsageError(f"--lane {j}: out of range, the array has lanes 0..{cfg.cols - 1}")
-    if args.timeout < 1:
-        raise UsageError(f"--timeout {args.timeout}: must be at least 1 second")
-    work = Path(args.work_dir)
+    work = files.check_output_dir(args.work_dir, "--work-dir")
     print(f"config : {cfg.describe()} ({cfg.name})")
     print("proving by k-induction with yowasp-sby and z3, one property at a time")
     print(f"{'property':<22} {'result':<8} {'depth':>5} {'time':>9}  statement")
@@ -861,13 +846,13 @@ def _add_formal_commands(sub, array: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lane",
         action="append",
-        type=int,
+        type=int_range(0),
         help="output stage: prove only this lane (repeatable; default: every lane)",
     )
     p.add_argument("--work-dir", default="build/formal", help="work files (default build/formal)")
     p.add_argument(
         "--timeout",
-        type=int,
+        type=int_range(1),
         default=DEFAULT_TIMEOUT,
         help=f"seconds per proof (default {DEFAULT_TIMEOUT})",
     )
@@ -881,9 +866,15 @@ def _add_formal_commands(sub, array: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="oasa", description="Overflow-Aware Systolic Array: RTL, golden model, quantizer."
+    from oasa import __version__
+
+    parser = Parser(
+        prog="oasa",
+        description="Overflow-Aware Systolic Array: RTL, golden model, quantizer.",
+        epilog="exit codes: 0 ok, 1 verification failed, 2 bad input, 3 a tool or link "
+        "failed, 130 interrupted, 141 broken pipe",
     )
+    parser.add_argument("--version", action="version", version=f"oasa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     array = _array_options()
     array_shape = _array_options(arithmetic=False)
@@ -904,12 +895,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("sim", parents=[array], help="run one GEMM on the model or the RTL")
-    p.add_argument("--x", help="activations X (M x K) as .npy")
-    p.add_argument("--w", help="weights W (K x N) as .npy")
-    p.add_argument("--m", type=int, default=16, help="random layer: M (default 16)")
-    p.add_argument("--k", type=int, default=64, help="random layer: K (default 64)")
-    p.add_argument("--n", type=int, default=16, help="random layer: N (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="random layer: seed (default 0)")
+    p.add_argument("--x", help="activations X (M x K) as .npy (default: a random layer)")
+    p.add_argument("--w", help="weights W (K x N) as .npy (default: a random layer)")
+    p.add_argument("--m", type=int_range(1), default=16, help="random layer: M (default 16)")
+    p.add_argument("--k", type=int_range(1), default=64, help="random layer: K (default 64)")
+    p.add_argument("--n", type=int_range(1), default=16, help="random layer: N (default 16)")
+    p.add_argument("--seed", type=SEED, default=0, help="random layer: seed (default 0)")
     p.add_argument(
         "--backend",
         choices=ALL_BACKENDS,
@@ -918,8 +909,10 @@ def build_parser() -> argparse.ArgumentParser:
         "board (a board over its UART, with --port)",
     )
     _board_options(p)
-    p.add_argument("--out", help="write acc, overflow, final_overflow, cycles to this .npz")
-    p.add_argument("--vcd", help="write a waveform (RTL backends)")
+    p.add_argument(
+        "--out", help="write acc, overflow, final_overflow, cycles to this .npz (default: none)"
+    )
+    p.add_argument("--vcd", help="write a waveform (RTL backends; default: none)")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("demo", help="a short showing of oasa end to end")
@@ -940,12 +933,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _board_options(p)
     p.add_argument(
-        "--images", type=int, help="test images to classify (default all 540; 2 on amaranth)"
+        "--images",
+        type=int_range(1),
+        help="test images to classify (default all 540; 2 on amaranth)",
     )
-    p.add_argument("--batch", type=int, default=8, help="images per pass (default 8: fills 8 rows)")
-    p.add_argument("--vcd", help="write a waveform of the RTL run (keep --images small)")
     p.add_argument(
-        "--clock-mhz", type=float, default=100.0, help="clock for throughput (default 100)"
+        "--batch", type=int_range(1), default=8, help="images per pass (default 8: fills 8 rows)"
+    )
+    p.add_argument(
+        "--vcd", help="write a waveform of the RTL run (keep --images small; default: none)"
+    )
+    p.add_argument(
+        "--clock-mhz",
+        type=positive_float,
+        default=100.0,
+        help="clock for throughput (default 100)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
@@ -961,14 +963,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--overflow", default="wrap,saturate", help="modes, comma-separated (default both)"
     )
     p.add_argument(
-        "--qat-epochs", type=int, default=0, help="QAT epochs per point (default 0: PTQ)"
+        "--qat-epochs",
+        type=int_range(0, 10_000),
+        default=0,
+        help="QAT epochs per point (default 0: PTQ)",
     )
     p.add_argument(
         "--scales", choices=("dyadic", "pow2"), default="dyadic", help="requantization style"
     )
     p.add_argument(
         "--jobs",
-        type=int,
+        type=int_range(1, 1024),
         default=os.cpu_count() or 1,
         help="parallel processes (default all cores)",
     )
@@ -980,13 +985,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rtl-check",
-        type=int,
+        type=int_range(0),
         default=0,
         metavar="K",
         help="run K points on the Verilator backend too",
     )
     p.add_argument(
-        "--rtl-images", type=int, default=16, help="test images per RTL check (default 16)"
+        "--rtl-images", type=int_range(1), default=16, help="test images per RTL check (default 16)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
@@ -999,37 +1004,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    from oasa.fpga.boards import UnknownBoardError
-    from oasa.fpga.build import BuildError, ToolchainMissing
-    from oasa.fpga.cli import FPGAUsageError
-    from oasa.fpga.clocking import ClockError
-    from oasa.fpga.pareto import ParetoInputError
-    from oasa.sim.accel_image import BufferFitError
-    from oasa.sim.backends.verilator_tool import VerilatorError
-    from oasa.sim.golden import OperandError
-
-    usage = (UsageError, ConfigError, OperandError, BufferFitError, FPGAUsageError,
-             UnknownBoardError, ClockError, ParetoInputError, ToolchainMissing)  # fmt: skip
-    try:
-        return func(args)
-    except usage as e:
-        print(f"oasa: error: {e}", file=sys.stderr)
-        return 2
-    except (VerilatorError, BuildError) as e:
-        print(f"oasa: {e}", file=sys.stderr)
-        return 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return _run(args.func, args)
-    except BrokenPipeError:
+def _report_error(error: BaseException) -> int:
+    """Print ``error`` the way its exit code asks, and return that code."""
+    code = exit_code(error)
+    if code == EXIT_INTERRUPTED:
+        print("oasa: interrupted", file=sys.stderr)
+    elif code == EXIT_BROKEN_PIPE:
         # The reader went away (e.g. `oasa eval net.npz | head`): stop quietly, and keep
         # Python from complaining again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    elif code == EXIT_INPUT:
+        print(f"oasa: error: {one_line(error)}", file=sys.stderr)
+    elif code == EXIT_INTERNAL:
+        traceback.print_exc()
+        print(
+            f"oasa: internal error ({type(error).__name__}): a bug in oasa; please report "
+            "it with the traceback above",
+            file=sys.stderr,
+        )
+    else:
+        print(f"oasa: {one_line(error)}", file=sys.stderr)
+    return code
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
+def _show_info_messages() -> None:
+    """oasa's progress notes (a Verilator build starting, and how long it took) go to
+    stderr, so that they never mix with a command's results."""
+    log = logging.getLogger("oasa")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("oasa: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``oasa`` command with ``argv``; return its exit code (see
+    :mod:`oasa.errors`)."""
+    _show_info_messages()
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except SystemExit as e:  # --help and --version
+        return e.code if isinstance(e.code, int) else EXIT_INPUT
+    except (Exception, KeyboardInterrupt) as e:  # every error ends here, as an exit code
+        return _report_error(e)
 
 
 if __name__ == "__main__":

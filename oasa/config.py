@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from oasa.errors import InputError
+
 __all__ = ["OVERFLOW_MODES", "ArrayConfig", "ConfigError"]
 
 OVERFLOW_MODES = ("wrap", "saturate")
@@ -34,7 +36,7 @@ _LIMITS = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value is out of its allowed range."""
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +22,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
+from oasa.errors import InputError
+from oasa.files import atomic_write, check_input_file
 from oasa.quant.data import digits_split
 
 __all__ = [
@@ -241,31 +243,46 @@ def cache_dir() -> Path:
 
 def save_params(params: Params, path: str | os.PathLike, recipe: Recipe | None = None) -> None:
     """Write atomically (a temporary file renamed), so parallel runs never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"recipe": asdict(recipe) if recipe else None})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, __meta__=np.array(meta), **params)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as f:
+        np.savez(f, __meta__=np.array(meta), **params)
 
 
 def load_params(path: str | os.PathLike) -> Params:
-    """Float parameters saved by :func:`save_params` (raises ``ValueError`` if malformed)."""
+    """Float parameters saved by :func:`save_params`; raises :class:`InputError` naming
+    what is wrong (missing, a folder, not an .npz, truncated, another model's)."""
+    p = check_input_file(path)
+    if not zipfile.is_zipfile(p):
+        raise InputError(f"{path}: not a float checkpoint (not an .npz archive)")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            params = {k: f[k].astype(np.float32) for k in f.files if k != "__meta__"}
-    except (OSError, ValueError, EOFError, KeyError) as e:
-        raise ValueError(f"{path}: not a float checkpoint ({e})") from None
+        with np.load(p, allow_pickle=False) as f:
+            if "meta" in f.files:
+                raise InputError(
+                    f"{path}: is an oasa network file, not a float checkpoint "
+                    "(write one with `oasa train -o FILE`)"
+                )
+            arrays = {k: f[k] for k in f.files if k != "__meta__"}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        if isinstance(e, InputError):
+            raise
+
+        raise InputError(
+            f"{path}: not a readable float checkpoint (corrupt or truncated: {e})"
+        ) from None
     want = init_params(np.random.default_rng(0))
+    params = {
+        k: a.astype(np.float32)
+        for k, a in arrays.items()
+        if np.issubdtype(a.dtype, np.number) and not np.issubdtype(a.dtype, np.complexfloating)
+    }
     for k, v in want.items():
         if k not in params or params[k].shape != v.shape:
-            raise ValueError(f"{path}: not a digits checkpoint ({k} missing or mis-shaped)")
+            raise InputError(
+                f"{path}: not a checkpoint of the digits model ({k} missing or mis-shaped); "
+                "write one with `oasa train -o FILE`"
+            )
+    if not all(np.isfinite(v).all() for v in params.values()):
+        raise InputError(f"{path}: the checkpoint holds NaN or infinite weights")
     return params
 
 
@@ -289,7 +306,7 @@ def load_or_train(
         if path.is_file() and not retrain:
             try:
                 return load_params(path), path, False
-            except ValueError:
+            except InputError:
                 pass  # a damaged cache entry is simply rebuilt
         params = train(recipe, log=log)
         save_params(params, path, recipe)

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from oasa.config import OVERFLOW_MODES, ArrayConfig, ConfigError
+from oasa.errors import InputError
 from oasa.quant import methods
 from oasa.quant.data import digits_split
 from oasa.quant.model import ARCH, INPUT_SHAPE, Params, conv_cols, maxpool
@@ -54,7 +55,7 @@ _GRID = np.geomspace(0.25, 8.0, 28)
 CALIBRATION_IMAGES = 512
 
 
-class QuantError(ValueError):
+class QuantError(InputError):
     """A quantization request that cannot be honoured (bad method, widths, P)."""
 
 

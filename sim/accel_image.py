@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from oasa.config import ArrayConfig
+from oasa.errors import InputError
 from oasa.sim import golden
 from oasa.sim.tiling import pad_operands, tile_grid
 
@@ -24,7 +25,7 @@ __all__ = ["BufferFitError", "LayerImage", "build_image"]
 MAX_DIM = (1 << 16) - 1
 
 
-class BufferFitError(ValueError):
+class BufferFitError(InputError):
     """A layer does not fit the accelerator's buffers."""
 
 
@@ -41,6 +42,8 @@ class LayerImage:
         (T_n, C) int64 output-stage parameters, written from ``param_base``.
     registers:
         Register name to value: M, K, N, ACT_BASE, WGT_BASE, PARAM_BASE, RES_BASE, MODE.
+    label:
+        What the layer is called in an error message.
     """
 
     cfg: ArrayConfig
@@ -53,6 +56,7 @@ class LayerImage:
     mult: NDArray[np.int64]
     shift: NDArray[np.int64]
     registers: dict[str, int] = field(default_factory=dict)
+    label: str = "the layer"  # names the layer in messages, e.g. "layer 2 (fc1) call 1"
 
     @property
     def res_words(self) -> int:
@@ -104,6 +108,7 @@ def build_image(
     wgt_base: int = 0,
     param_base: int = 0,
     res_base: int = 0,
+    label: str = "the layer",
 ) -> LayerImage:
     """Check operands and buffer space, and lay the layer out for the accelerator."""
     xa = golden.check_activations(x, cfg)
@@ -111,6 +116,8 @@ def build_image(
     golden._check_gemm_shapes(xa, wa)
     m, k = xa.shape
     n = wa.shape[1]
+    if m == 0 or n == 0:
+        raise BufferFitError(f"{label} is empty (M = {m}, N = {n}): nothing to run")
     for name, v in (("M", m), ("K", k), ("N", n)):
         if v > MAX_DIM:
             raise BufferFitError(
@@ -177,4 +184,5 @@ def build_image(
         mult=_channels(mult, n, n_pad, 1).reshape(nts, cfg.cols),
         shift=_channels(shift, n, n_pad, 0).reshape(nts, cfg.cols),
         registers=registers,
+        label=label,
     )

@@ -13,6 +13,7 @@ __all__ = [
     "accelerator_cycles",
     "array_latency",
     "core_cycles",
+    "cycle_budget",
     "tile_period",
 ]
 
@@ -80,3 +81,10 @@ def accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
         + OUTPUT_STAGE_LATENCY
         + SEQUENCER_FINISH_LATENCY
     )
+
+
+def cycle_budget(predicted: int) -> int:
+    """Cycles a simulation waits for the hardware before it calls the design broken: four
+    times the cycle model's prediction, plus a margin for the shortest layers. A design
+    that drops a marker otherwise waits for ``done`` forever."""
+    return 4 * predicted + 1000

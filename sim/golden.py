@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from oasa.config import ArrayConfig
+from oasa.errors import InputError
 
 __all__ = [
     "GemmResult",
@@ -34,6 +35,7 @@ __all__ = [
     "conv2d",
     "conv_output_size",
     "gemm",
+    "gemm_memory_bytes",
     "im2col",
     "min_safe_acc_bits",
     "output_stage",
@@ -50,7 +52,7 @@ _SCAN_BLOCK = 64
 _FLOAT_EXACT = 1 << 53
 
 
-class OperandError(ValueError):
+class OperandError(InputError):
     """An operand has the wrong shape, dtype or values for the configuration."""
 
 
@@ -74,16 +76,23 @@ class GemmResult:
     final_overflow: NDArray[np.bool_]
 
 
-def _as_int_array(a: ArrayLike, name: str, ndim: int) -> NDArray[np.int64]:
+def _as_int_array(
+    a: ArrayLike, name: str, ndim: int, bounds: tuple[int, int, str] | None = None
+) -> NDArray[np.int64]:
+    """``a`` as int64 after checking dtype, dimensions and, given ``bounds`` (lo, hi,
+    what), the values: checked in the array's own dtype, before the cast, so that a
+    uint64 above 2**63 is reported as itself and not as the negative number it wraps to."""
     arr = np.asarray(a)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise OperandError(f"{name} must be an integer array, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise OperandError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if bounds is not None:
+        _check_range(arr, name, *bounds)
     return arr.astype(np.int64, copy=False)
 
 
-def _check_range(arr: NDArray[np.int64], name: str, lo: int, hi: int, what: str) -> None:
+def _check_range(arr: NDArray[np.integer], name: str, lo: int, hi: int, what: str) -> None:
     if arr.size == 0:
         return
     amin, amax = int(arr.min()), int(arr.max())
@@ -94,17 +103,15 @@ def _check_range(arr: NDArray[np.int64], name: str, lo: int, hi: int, what: str)
 
 def check_activations(x: ArrayLike, cfg: ArrayConfig, *, name: str = "x", ndim: int = 2):
     """Return ``x`` as int64 after checking dtype, dimensions and the activation range."""
-    arr = _as_int_array(x, name, ndim)
     sign = "signed" if cfg.act_signed else "unsigned"
-    _check_range(arr, name, cfg.act_min, cfg.act_max, f"{cfg.act_bits}-bit {sign} activation")
-    return arr
+    what = f"{cfg.act_bits}-bit {sign} activation"
+    return _as_int_array(x, name, ndim, (cfg.act_min, cfg.act_max, what))
 
 
 def check_weights(w: ArrayLike, cfg: ArrayConfig, *, name: str = "w", ndim: int = 2):
     """Return ``w`` as int64 after checking dtype, dimensions and the weight range."""
-    arr = _as_int_array(w, name, ndim)
-    _check_range(arr, name, cfg.weight_min, cfg.weight_max, f"{cfg.weight_bits}-bit signed weight")
-    return arr
+    what = f"{cfg.weight_bits}-bit signed weight"
+    return _as_int_array(w, name, ndim, (cfg.weight_min, cfg.weight_max, what))
 
 
 def wrap(values: ArrayLike, bits: int) -> NDArray[np.int64]:
@@ -282,6 +289,19 @@ def _gemm_rows(xa, wa, cfg: ArrayConfig, block: int):
     return acc, overflow, final_overflow
 
 
+def gemm_memory_bytes(m: int, k: int, n: int) -> int:
+    """About the most memory :func:`gemm` needs at once for an M x K x N GEMM, operands
+    included: the int64 operands and their float copies, the outputs, and one row slab's
+    per-block bounds (at least one row, however wide N and K are).
+
+    >>> gemm_memory_bytes(64, 288, 64) < 2**27
+    True
+    """
+    blocks = -(-k // min(max(k, 1), _SCAN_BLOCK))
+    slab = max(4 * n * blocks, _SCAN_CHUNK_ELEMENTS)
+    return 16 * m * k + 24 * k * n + 34 * m * n + 8 * slab
+
+
 def gemm(x: ArrayLike, w: ArrayLike, *, cfg: ArrayConfig) -> GemmResult:
     """X (M x K) times W (K x N) as the array computes it, with both overflow flags.
 
@@ -343,12 +363,12 @@ def _per_channel(value: ArrayLike, n: int, name: str, lo: int, hi: int) -> NDArr
     arr = np.asarray(value)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise OperandError(f"{name} must be integer, got dtype {arr.dtype}")
+    _check_range(arr, name, lo, hi, name)
     arr = np.broadcast_to(arr.astype(np.int64), (n,)) if arr.ndim == 0 else arr.astype(np.int64)
     if arr.shape != (n,):
         raise OperandError(
             f"{name} must be a scalar or have one value per channel ({n}), got shape {arr.shape}"
         )
-    _check_range(arr, name, lo, hi, name)
     return arr
 
 
@@ -397,8 +417,8 @@ def output_stage(
         raise OperandError(f"acc must be an integer array, got dtype {a.dtype}")
     if a.ndim < 1:
         raise OperandError("acc must have a channel axis")
-    a = a.astype(np.int64)
     _check_range(a, "acc", cfg.acc_min, cfg.acc_max, f"{cfg.acc_bits}-bit accumulator")
+    a = a.astype(np.int64)
     n = a.shape[-1]
     b = _per_channel(bias, n, "bias", cfg.bias_min, cfg.bias_max)
     m = _per_channel(mult, n, "mult", 0, cfg.mult_max)

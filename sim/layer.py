@@ -15,6 +15,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from oasa.config import ArrayConfig
+from oasa.errors import VerificationError
+from oasa.files import require_memory
 from oasa.sim import golden
 from oasa.sim.accel_image import build_image
 from oasa.sim.cycles import accelerator_cycles
@@ -35,7 +37,7 @@ BACKENDS = ("model", "amaranth", "verilator")
 ALL_BACKENDS = (*BACKENDS, "board")
 
 
-class MismatchError(AssertionError):
+class MismatchError(VerificationError):
     """An RTL backend disagreed with the golden model."""
 
 
@@ -106,9 +108,11 @@ def run_gemm(
     path, or an open serial-like object such as ``oasa.fpga.simserial.SimulatedSerial``).
     """
     _check_backend(backend, port)
+    x = golden.check_activations(x, cfg)
+    w = golden.check_weights(w, cfg)
+    (m, k), n = x.shape, w.shape[1]
+    require_memory(golden.gemm_memory_bytes(m, k, n), f"a {m} x {k} x {n} GEMM")
     g = golden.gemm(x, w, cfg=cfg)
-    m, k = np.shape(x)
-    n = np.shape(w)[1]
     if backend == "model":
         out = g.acc
         if requant:

@@ -13,24 +13,26 @@ quant/ writes it; sim/, fpga/ and the CLI read it. The file holds
   lowest and highest partial sum any legal input can produce).
 
 Reading validates everything (names, dtypes, shapes, value ranges, the shape chain) and
-raises :class:`NetfileError` with one line that says what is wrong. The certificate is
-checked separately by :func:`check_certificates`, from the integer weights alone.
+raises :class:`NetfileError` with one line that says what is wrong; it also recomputes
+every certificate from the integer weights (:func:`verify_certificates`), so no reader
+trusts a certificate the weights do not give. What the weights guarantee at the P a
+layer runs at is :func:`certify`'s to say, never the file's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from oasa.config import OVERFLOW_MODES, ArrayConfig, ConfigError
+from oasa.errors import InputError
+from oasa.files import atomic_write, check_input_file
 from oasa.sim import golden
 
 __all__ = [
@@ -38,14 +40,18 @@ __all__ = [
     "FORMAT_VERSION",
     "KINDS",
     "CertificateError",
+    "Certification",
     "Layer",
+    "LayerSafety",
     "NetfileError",
     "Network",
     "certificate",
+    "certify",
     "check_certificates",
     "gemm_weight",
     "load",
     "save",
+    "verify_certificates",
 ]
 
 FORMAT_NAME = "oasa-net"
@@ -55,11 +61,11 @@ GUARANTEES = ("certified", "data-dependent", "none")
 _ARRAYS = ("weight", "bias", "mult", "shift", "wc_lo", "wc_hi")
 
 
-class NetfileError(ValueError):
+class NetfileError(InputError):
     """A network file is missing, corrupt, truncated, of another version, or inconsistent."""
 
 
-class CertificateError(ValueError):
+class CertificateError(InputError):
     """A stored certificate does not match what its integer weights give."""
 
 
@@ -200,14 +206,73 @@ def certificate(layer: Layer) -> tuple[NDArray[np.int64], NDArray[np.int64], NDA
     return lo, hi, golden.min_safe_acc_bits(w, cfg=cfg)
 
 
-def check_certificates(net: Network) -> list[dict[str, Any]]:
-    """Recompute every certificate; raise :class:`CertificateError` on any mismatch.
+@dataclass(frozen=True)
+class LayerSafety:
+    """One weighted layer's overflow safety at the P it runs at."""
 
-    Also checks the network's claim: a network marked ``certified`` must have every
-    layer's smallest safe P within the P it states. Returns one summary per weighted
-    layer (index, name, min_safe_acc_bits, acc_bits, safe).
+    index: int
+    name: str
+    min_safe_acc_bits: int  # the smallest P no input can overflow, from the weights
+    acc_bits: int  # the P the layer runs at
+
+    @property
+    def safe(self) -> bool:
+        return self.min_safe_acc_bits <= self.acc_bits
+
+
+@dataclass(frozen=True)
+class Certification:
+    """What can be said of a network's overflow safety, computed from its integer weights,
+    never read from the file: ``certified`` iff every layer is safe at the P it runs at.
+
+    ``claim`` is the file's own word (``certified``, ``data-dependent`` or ``none``), kept
+    for networks whose guarantee the weights cannot show (oaq is safe only on its
+    calibration data, and only at the P it was made for).
     """
-    rows = []
+
+    layers: tuple[LayerSafety, ...]
+    claim: str
+    overridden: bool = False  # P was changed at run time
+
+    @property
+    def certified(self) -> bool:
+        return all(s.safe for s in self.layers)
+
+    @property
+    def label(self) -> str:
+        """``certified``, ``data-dependent`` or ``not certified``."""
+        if self.certified:
+            return "certified"
+        if self.claim == "data-dependent" and not self.overridden:
+            return "data-dependent"
+        return "not certified"
+
+    @property
+    def widths(self) -> str:
+        """``P = 16``, or each layer's width when they differ."""
+        ps = {s.acc_bits for s in self.layers}
+        if len(ps) == 1:
+            return f"P = {ps.pop()}"
+        return "P = " + ", ".join(f"{s.acc_bits} ({s.name})" for s in self.layers)
+
+    def summary(self) -> str:
+        """One line: the label, at which widths, and what a layer that can overflow needs."""
+        if self.certified:
+            return f"certified overflow-free at {self.widths}: no input can overflow any layer"
+        unsafe = [s for s in self.layers if not s.safe]
+        needs = ", ".join(f"{s.name} needs P = {s.min_safe_acc_bits}" for s in unsafe)
+        if self.label == "data-dependent":
+            return (
+                f"data-dependent at {self.widths}: safe only on the calibration data "
+                f"(for every input: {needs})"
+            )
+        return f"NOT certified at {self.widths}: some inputs can overflow ({needs})"
+
+
+def verify_certificates(net: Network) -> None:
+    """Recompute every certificate from the integer weights; raise
+    :class:`CertificateError` if a stored one differs, or if the network claims to be
+    ``certified`` while some layer can overflow at the P it states."""
     for i, layer in net.weighted:
         lo, hi, need = certificate(layer)
         for what, stored, real in (("wc_lo", layer.wc_lo, lo), ("wc_hi", layer.wc_hi, hi)):
@@ -217,55 +282,66 @@ def check_certificates(net: Network) -> list[dict[str, Any]]:
                 raise CertificateError(
                     f"layer {i} ({layer.name or layer.kind}) channel {c}: stored {what} "
                     f"{int(stored[c])} but its weights give {int(real[c])} "
-                    f"({bad.size} channel(s) differ)"
+                    f"({bad.size} channel(s) differ): the weights or the certificate were "
+                    "changed after export; quantize it again"
                 )
-        p_min = int(need.max())
-        safe = p_min <= layer.acc_bits
-        if net.guarantee == "certified" and not safe:
+        if net.guarantee == "certified" and int(need.max()) > layer.acc_bits:
             c = int(np.argmax(need))
             raise CertificateError(
                 f"layer {i} ({layer.name or layer.kind}) channel {c}: the network claims to be "
                 f"certified at P = {layer.acc_bits}, but this channel needs P = {int(need[c])}"
             )
-        rows.append(
-            {
-                "index": i,
-                "name": layer.name or layer.kind,
-                "min_safe_acc_bits": p_min,
-                "acc_bits": layer.acc_bits,
-                "safe": safe,
-            }
-        )
-    return rows
+
+
+def certify(net: Network, *, acc_bits: int | None = None) -> Certification:
+    """Each weighted layer's smallest safe P against the P it runs at (its own, or
+    ``acc_bits`` for all layers), and the label that follows."""
+    layers = []
+    for i, layer in net.weighted:
+        need = certificate(layer)[2]
+        runs_at = layer.acc_bits if acc_bits is None else acc_bits
+        layers.append(LayerSafety(i, layer.name or layer.kind, int(need.max()), runs_at))
+    overridden = acc_bits is not None and any(
+        acc_bits != layer.acc_bits for _, layer in net.weighted
+    )
+    return Certification(tuple(layers), net.guarantee, overridden)
+
+
+def check_certificates(net: Network) -> list[dict[str, Any]]:
+    """Verify every certificate (:func:`verify_certificates`) and return one summary per
+    weighted layer (index, name, min_safe_acc_bits, acc_bits, safe)."""
+    verify_certificates(net)
+    return [
+        {
+            "index": s.index,
+            "name": s.name,
+            "min_safe_acc_bits": s.min_safe_acc_bits,
+            "acc_bits": s.acc_bits,
+            "safe": s.safe,
+        }
+        for s in certify(net).layers
+    ]
 
 
 # -- writing ---------------------------------------------------------------------------------
 
 
 def save(net: Network, path: str | os.PathLike) -> None:
-    """Write ``net`` to ``path`` (atomically). Certificates are recomputed from the weights
-    if a layer has none, and the whole network is validated first."""
+    """Write ``net`` to ``path`` (atomically: a crash or Ctrl-C leaves no partial file).
+    Certificates are computed from the weights where a layer has none, and the whole
+    network, certificates included, is validated first."""
     for _, layer in net.weighted:
         if layer.wc_lo is None or layer.wc_hi is None:
             layer.wc_lo, layer.wc_hi, _ = certificate(layer)
     _validate(net, "network")
+    verify_certificates(net)
     arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(net.to_meta(), sort_keys=True))}
     for i, layer in net.weighted:
         arrays[f"L{i}.weight"] = np.asarray(layer.weight).astype(np.int8)
         for name in _ARRAYS[1:]:
             arrays[f"L{i}.{name}"] = np.asarray(getattr(layer, name)).astype(np.int64)
-    path = Path(path)
-    if path.parent != Path():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -406,11 +482,18 @@ def _validate(net: Network, where_file: str) -> None:
         raise NetfileError(f"{where_file}: the last layer must be a dense layer in raw mode")
 
 
-def load(path: str | os.PathLike) -> Network:
-    """Read and validate a network file; any problem raises :class:`NetfileError`."""
-    p = Path(path)
-    if not p.is_file():
-        raise NetfileError(f"{path}: no such file")
+def load(path: str | os.PathLike, *, verify: bool = True) -> Network:
+    """Read and validate a network file; any problem raises :class:`NetfileError`.
+
+    With ``verify`` (the default) every certificate is recomputed from the integer weights
+    and a mismatch raises :class:`CertificateError` (:func:`verify_certificates`): the
+    file's claim is checked, never trusted. ``verify=False`` is for tools that inspect a
+    damaged file.
+    """
+    try:
+        p = check_input_file(path)
+    except InputError as e:
+        raise NetfileError(str(e)) from None
     if not zipfile.is_zipfile(p):
         raise NetfileError(f"{path}: not an .npz file (not a zip archive: corrupt or truncated)")
     try:
@@ -458,4 +541,9 @@ def load(path: str | os.PathLike) -> Network:
                 raise NetfileError(f"{path}: '{key}' has dtype {a.dtype}, expected {want.__name__}")
             setattr(layer, name, a)
     _validate(net, str(path))
+    if verify:
+        try:
+            verify_certificates(net)
+        except CertificateError as e:
+            raise CertificateError(f"{path}: {e}") from None
     return net

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from oasa.config import ArrayConfig
+from oasa.errors import VerificationError
 from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
 from oasa.sim.cycles import accelerator_cycles
@@ -28,7 +29,7 @@ from oasa.sim.tiling import tile_grid
 __all__ = ["LayerMismatch", "LayerStats", "NetRun", "plan_calls", "run_network_rtl"]
 
 
-class LayerMismatch(AssertionError):
+class LayerMismatch(VerificationError):
     """An RTL layer output differs from the golden model's."""
 
 
@@ -182,14 +183,17 @@ def _rtl_layer(
     out = np.zeros((m, n), dtype=np.int64)
     ovf = np.zeros((m, n), dtype=bool)
     calls = []
-    for rows, chans in plan_calls(cfg, m, k, n):
+    for call, (rows, chans) in enumerate(plan_calls(cfg, m, k, n)):
+        label = f"layer {stats.index} ({layer.kind} {stats.name!r}) call {call}"
         kw = {
             "bias": layer.bias[chans],
             "mult": layer.mult[chans],
             "shift": layer.shift[chans],
             "relu": layer.relu,
         }
-        img = build_image(cols[rows], w[:, chans], cfg=cfg, requant=layer.requant, **kw)
+        img = build_image(
+            cols[rows], w[:, chans], cfg=cfg, requant=layer.requant, label=label, **kw
+        )
         calls.append(((rows, chans), (img, (cols[rows], w[:, chans], kw))))
     for ((rows, chans), _), (o, f, cyc, flagged) in zip(
         calls, backend.run([c[1] for c in calls]), strict=True

@@ -134,7 +134,7 @@ def test_sim_amaranth_random_layer_checks_itself(tmp_path, capsys):
         (["sim", "--rows", "65"], "rows=65"),
         (["sim", "--x", "missing.npy", "--w", "missing.npy"], "--x missing.npy: no such file"),
         (["sim", "--x", "x.npy"], "give both --x and --w"),
-        (["sim", "--m", "0"], "--m 0: must be at least 1"),
+        (["sim", "--m", "0"], "argument --m: 0 is out of range: allowed at least 1"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv, words, capsys):
@@ -151,7 +151,7 @@ def test_bad_files(tmp_path, capsys):
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
     cases = [
         ("x.npy", "w.npy", "x holds 16, outside the 4-bit unsigned activation range 0..15"),
-        ("junk.npy", "w.npy", "not a readable .npy file"),
+        ("junk.npy", "w.npy", "not a .npy file (no NumPy header)"),
         ("w.npy", "wf.npy", "w must be an integer array"),
         ("w.npy", "w4.npy", "shapes do not chain"),
     ]

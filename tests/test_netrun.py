@@ -167,6 +167,6 @@ def test_oasa_run_command(tmp_path, capsys):
     assert main(["run", str(small_net), "--images", "3", *small]) == 2
     assert "images have shape (1, 8, 8), the network takes (1, 4, 4)" in capsys.readouterr().err
     assert main(["run", str(path), "--images", "0"]) == 2
-    assert "--images 0: choose 1..540" in capsys.readouterr().err
+    assert "argument --images: 0 is out of range" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "missing.npz")]) == 2
     assert main(["run", str(path), "--rows", "0"]) == 2

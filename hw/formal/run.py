@@ -35,6 +35,7 @@ from pathlib import Path
 from amaranth.back import rtlil
 
 from oasa.config import ArrayConfig
+from oasa.errors import ToolError
 from oasa.hw.formal import harness as hz
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
 DEFAULT_TIMEOUT = 900  # seconds per proof
 
 
-class FormalToolError(RuntimeError):
+class FormalToolError(ToolError):
     """The formal tools are missing or did not run."""
 
 

@@ -15,9 +15,11 @@ import numpy as np
 from amaranth.sim import Simulator
 from numpy.typing import NDArray
 
+from oasa.errors import HardwareTimeout
 from oasa.hw.accelerator import Accelerator
 from oasa.hw.registers import REG
 from oasa.sim.accel_image import LayerImage
+from oasa.sim.cycles import accelerator_cycles, cycle_budget
 
 __all__ = ["AccelRun", "run_accel_images"]
 
@@ -105,8 +107,15 @@ def run_accel_images(
             for name, value in img.registers.items():
                 await write_reg(ctx, name, value)
             await write_reg(ctx, "CTRL", 1)
+            predicted = accelerator_cycles(cfg, img.m, img.k, img.n)
+            budget = cycle_budget(predicted)
             counted = 1
             while not ctx.get(dut.done):
+                if counted > budget:
+                    raise HardwareTimeout(
+                        f"{img.label}: the accelerator did not finish: {counted} cycles "
+                        f"elapsed, the cycle model predicts {predicted} (Amaranth simulator)"
+                    )
                 await ctx.tick()
                 counted += 1
             out, ovf = await read_results(ctx, img)

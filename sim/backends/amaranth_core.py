@@ -14,8 +14,10 @@ from amaranth.sim import Simulator
 from numpy.typing import NDArray
 
 from oasa.config import ArrayConfig
+from oasa.errors import HardwareTimeout
 from oasa.hw.core import ArrayCore
 from oasa.sim import golden
+from oasa.sim.cycles import core_cycles, cycle_budget
 from oasa.sim.tiling import pad_operands, tile_grid, tiles
 
 __all__ = ["CoreRun", "run_core_gemm"]
@@ -120,6 +122,10 @@ def run_core_gemm(
                 tile_index += 1
                 set_params(ctx, tile_index)
 
+    # Random stalls stretch the run by 1 / (1 - stall_prob) on average.
+    predicted = core_cycles(cfg, m, k, n)
+    budget = cycle_budget(round(predicted / (1.0 - min(stall_prob, 0.99))))
+
     async def consumer(ctx):
         cycle = 0
         for t in order:
@@ -131,6 +137,12 @@ def run_core_gemm(
                     cycle += 1
                     if valid:
                         break
+                    if cycle > budget:
+                        raise HardwareTimeout(
+                            f"{m} x {k} x {n} GEMM: the array core did not deliver every "
+                            f"result row: {cycle} cycles elapsed, the cycle model predicts "
+                            f"{predicted} (Amaranth simulator)"
+                        )
                 r = t.m0 + int(payload.row)
                 values[r, t.n0 : t.n0 + cfg.cols] = [int(v) for v in payload.value]
                 flags[r, t.n0 : t.n0 + cfg.cols] = [bool(f) for f in payload.ovf]

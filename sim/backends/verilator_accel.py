@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from oasa.config import ArrayConfig
+from oasa.errors import HardwareTimeout
 from oasa.hw.registers import REG
 from oasa.sim.accel_image import LayerImage
 from oasa.sim.backends.amaranth_accel import AccelRun
 from oasa.sim.backends.verilator_build import Build, build_accelerator
-from oasa.sim.backends.verilator_tool import VerilatorError
 from oasa.sim.backends.words import act_word, param_word, result_word, wgt_word
-from oasa.sim.cycles import accelerator_cycles
+from oasa.sim.cycles import accelerator_cycles, cycle_budget
 
 __all__ = ["VerilatorAccelerator"]
 
@@ -111,10 +111,14 @@ class VerilatorAccelerator:
         )
         for name, value in r.items():
             self._lib.oasa_reg_write(self._handle, REG[name], value)
-        budget = 4 * accelerator_cycles(self.cfg, img.m, img.k, img.n) + 1000
+        predicted = accelerator_cycles(self.cfg, img.m, img.k, img.n)
+        budget = cycle_budget(predicted)
         counted = self._lib.oasa_run(self._handle, REG["CTRL"], budget)
         if counted == 0:
-            raise VerilatorError(f"the accelerator did not finish within {budget} cycles")
+            raise HardwareTimeout(
+                f"{img.label}: the accelerator did not finish: {budget} cycles elapsed, the "
+                f"cycle model predicts {predicted} (Verilator)"
+            )
         words = np.zeros((img.res_words, self._result.chunks), dtype=np.uint32)
         read = self._lib.oasa_peek if self.load == "backdoor" else self._lib.oasa_read
         read(self._handle, r["RES_BASE"], img.res_words, words.ctypes.data, self._result.chunks)

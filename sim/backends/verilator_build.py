@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -34,6 +35,8 @@ from oasa.sim.backends.verilator_tool import (
 )
 
 __all__ = ["Build", "accelerator_verilog", "build_accelerator", "cache_dir"]
+
+_log = logging.getLogger(__name__)
 
 TOP = "oasa_accel"
 _HARNESS = Path(__file__).with_name("harness.cpp")
@@ -225,6 +228,8 @@ def build_accelerator(cfg: ArrayConfig, *, trace: bool = False) -> Build:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same thing
         if library.exists():
             return Build(library, 0.0, True)
+        what = f"{cfg.name}{' with tracing' if trace else ''}"
+        _log.info("building the Verilator model of %s (once; cached in %s) ...", what, root)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=root, prefix=".build-") as tmp:
             work = Path(tmp)
@@ -262,4 +267,6 @@ def build_accelerator(cfg: ArrayConfig, *, trace: bool = False) -> Build:
             final.mkdir(parents=True, exist_ok=True)
             os.replace(work / "liboasa_accel.so", library)
             (final / "accel.v").write_text(text)
-        return Build(library, time.perf_counter() - started, False)
+        seconds = time.perf_counter() - started
+        _log.info("built the Verilator model of %s in %.1f s", what, seconds)
+        return Build(library, seconds, False)

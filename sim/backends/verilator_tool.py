@@ -11,6 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from oasa.errors import ToolError
+
 __all__ = [
     "AMARANTH_LINT_WAIVERS",
     "VerilatorError",
@@ -25,7 +27,7 @@ __all__ = [
 AMARANTH_LINT_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
 
 
-class VerilatorError(RuntimeError):
+class VerilatorError(ToolError):
     """Verilator is missing or failed; the message carries its first error line."""
 
 

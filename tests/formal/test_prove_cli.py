@@ -48,7 +48,7 @@ def test_prove_prints_a_table(tmp_path, capsys):
         (["--cols", "2", "--lane", "2"], "--lane 2: out of range"),
         (["--only", "saturate"], "--only saturate: does not apply"),
         (["--acc-bits", "4"], "acc_bits=4 is out of range"),
-        (["--timeout", "0"], "--timeout 0"),
+        (["--timeout", "0"], "argument --timeout: 0 is out of range"),
     ],
 )
 def test_prove_rejects_bad_input(argv, message, tmp_path, capsys):

@@ -483,11 +483,12 @@ def test_oasa_sim_and_run_on_the_board_backend(tmp_path, capsys, monkeypatch):
     assert "predictions, logits and flags equal the golden model's" in out
     assert "ran on the board in" in out
 
-    # a board of another build: one line naming both, exit 1
+    # a board of another build: bad input (pick or build the right board), one line
+    # naming both, exit 2
     boards.append(ArrayConfig(**NET_ARRAY, acc_bits=12))
-    assert main([*run, "--quiet"]) == 1
+    assert main([*run, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(
-        "oasa: the board on /dev/sim runs a different build: 2x3 array, a4 w4 p12"
+        "oasa: error: the board on /dev/sim runs a different build: 2x3 array, a4 w4 p12"
     )
     assert err.count("\n") == 1
