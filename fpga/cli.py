@@ -109,7 +109,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         records = run_sweep(points, out, seed=args.seed, progress=progress)
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: finished builds are saved in {out}/builds.jsonl; "
+            f"oasa: interrupted: finished builds are saved in {out}/builds.jsonl; "
             "run the same command again to resume",
             file=sys.stderr,
         )

@@ -661,7 +661,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             bar.close()
             saved = len(sweep.load_cache(out))
             print(
-                f"\ninterrupted: {saved} finished points are saved in {out / sweep.CACHE_FILE}; "
+                f"oasa: interrupted: {saved} finished points are saved in {out / sweep.CACHE_FILE}; "
                 "run the same command again to compute only the rest",
                 file=sys.stderr,
             )

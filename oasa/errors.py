@@ -52,6 +52,12 @@ class OasaError(Exception):
 
     exit_code: int = EXIT_VERIFICATION
 
+    def __init__(self, *args: object) -> None:
+        # One line, whatever a message quotes (a layer name, a tool's output).
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (" ".join(args[0].split()),)
+        super().__init__(*args)
+
 
 class VerificationError(OasaError, AssertionError):
     """A check of the hardware failed: the RTL or a board differs from the golden model,

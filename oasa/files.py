@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import tokenize
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,10 +172,15 @@ def load_npy(path: str | os.PathLike, what: str = "") -> np.ndarray:
     try:
         a = np.load(p, allow_pickle=False)
     except ValueError as e:
-        if "pickle" in str(e):
+        if "allow_pickle=False" in str(e) and "Header" not in str(e):
             raise InputError(f"{label}: holds Python objects (pickled), not numbers") from None
         raise InputError(f"{label}: not a readable .npy file ({e})") from None
-    except (OSError, EOFError) as e:
+    # A damaged header fails numpy's parser in many ways (or declares a shape no memory
+    # holds): to the user, all say the file is damaged.
+    except (
+        OSError, EOFError, TypeError, IndexError, SyntaxError, tokenize.TokenError, MemoryError,
+        OverflowError,
+    ) as e:  # fmt: skip
         raise InputError(f"{label}: not a readable .npy file ({e})") from None
     if not isinstance(a, np.ndarray):
         raise InputError(f"{label}: not a .npy array")

@@ -36,6 +36,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # "--o" is not taken for "--output"
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]

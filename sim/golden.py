@@ -83,7 +83,7 @@ def _as_int_array(
     what), the values: checked in the array's own dtype, before the cast, so that a
     uint64 above 2**63 is reported as itself and not as the negative number it wraps to."""
     arr = np.asarray(a)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype.kind not in "iu":
         raise OperandError(f"{name} must be an integer array, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise OperandError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
@@ -361,7 +361,7 @@ def gemm(x: ArrayLike, w: ArrayLike, *, cfg: ArrayConfig) -> GemmResult:
 
 def _per_channel(value: ArrayLike, n: int, name: str, lo: int, hi: int) -> NDArray[np.int64]:
     arr = np.asarray(value)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype.kind not in "iu":
         raise OperandError(f"{name} must be integer, got dtype {arr.dtype}")
     _check_range(arr, name, lo, hi, name)
     arr = np.broadcast_to(arr.astype(np.int64), (n,)) if arr.ndim == 0 else arr.astype(np.int64)
@@ -413,7 +413,7 @@ def output_stage(
     [[-2]]
     """
     a = np.asarray(acc)
-    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+    if a.dtype.kind not in "iu":
         raise OperandError(f"acc must be an integer array, got dtype {a.dtype}")
     if a.ndim < 1:
         raise OperandError("acc must have a channel axis")

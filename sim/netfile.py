@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -357,6 +358,17 @@ def _get(d: dict, key: str, types: type | tuple[type, ...], where: str):
     return v
 
 
+def _finite(meta: dict, key: str) -> float:
+    v = _get(meta, key, (int, float), "meta")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = float("inf")
+    if not np.isfinite(f):
+        raise NetfileError(f"meta: '{key}' must be a finite number, got {v!r:.40}")
+    return f
+
+
 def _shape(d: dict, key: str, where: str) -> tuple[int, ...]:
     v = _get(d, key, list, where)
     if not v or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in v):
@@ -499,14 +511,24 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Network:
     try:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    # zipfile and numpy's header parser fail in many ways on damaged bytes (unsupported
+    # compression or encryption flags, a header that does not parse, a declared shape
+    # too large to allocate); each means the same to a user: the file is damaged.
+    except (
+        OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, NotImplementedError,
+        RuntimeError, TypeError, IndexError, SyntaxError, tokenize.TokenError, MemoryError,
+        OverflowError,
+    ) as e:  # fmt: skip
         msg = f"{path}: not a readable .npz file (corrupt or truncated: {e})"
-        raise NetfileError(msg) from None
+        raise NetfileError(" ".join(msg.split())) from None
+    bad = sorted(k for k, a in arrays.items() if not isinstance(a, np.ndarray))
+    if bad:
+        raise NetfileError(f"{path}: entry {bad[0]!r} is not a .npy array (corrupt)")
     if "meta" not in arrays:
         raise NetfileError(f"{path}: no 'meta' entry, so not an oasa network file")
     try:
         meta = json.loads(str(arrays["meta"][()]))
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, IndexError, RecursionError) as e:
         raise NetfileError(f"{path}: 'meta' is not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise NetfileError(f"{path}: 'meta' does not describe an {FORMAT_NAME} file")
@@ -521,12 +543,12 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Network:
         net = Network(
             layers=layers,
             input_shape=_shape(meta, "input_shape", "meta"),
-            input_scale=float(_get(meta, "input_scale", (int, float), "meta")),
+            input_scale=_finite(meta, "input_scale"),
             method=str(meta.get("method", "")),
             scales=str(meta.get("scales", "")),
             guarantee=_get(meta, "guarantee", str, "meta"),
-            logit_scale=float(_get(meta, "logit_scale", (int, float), "meta")),
-            info=dict(meta.get("info") or {}),
+            logit_scale=_finite(meta, "logit_scale"),
+            info=_get(meta, "info", dict, "meta") if "info" in meta else {},
         )
     except NetfileError as e:
         raise NetfileError(f"{path}: {e}") from None

@@ -9,7 +9,6 @@ too and writes the table in ``docs/bad_inputs.md`` from what the command printed
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,19 +43,10 @@ def _digits_network(acc_bits: int = 12):
     return digits_shaped_network(acc_bits=acc_bits, overflow="wrap")
 
 
-def _rewrite(src: Path, dst: Path, *, meta=None, replace=None, drop=()) -> None:
-    with np.load(src) as f:
-        arrays = {k: f[k] for k in f.files if k not in drop}
-    if meta is not None:
-        m = json.loads(str(arrays["meta"][()]))
-        meta(m)
-        arrays["meta"] = np.array(json.dumps(m))
-    arrays.update(replace or {})
-    np.savez(dst, **arrays)
-
-
 def make_fixtures(root: Path) -> dict[str, str]:
     """Write every file the cases name into ``root``; return placeholder -> path."""
+    from test_netfile import _rewrite
+
     from oasa.quant.model import init_params, save_params
     from oasa.sim import netfile
 

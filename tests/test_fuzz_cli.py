@@ -40,8 +40,15 @@ FUZZ = settings(
 def run(argv: list[str]) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``oasa argv``, run in-process."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chdir(scratch)  # whatever a command writes by a relative name lands here
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                rc = main(argv)
+        finally:
+            os.chdir(here)
+        assert rc != 2 or os.listdir(scratch) == [], "a refused command wrote a file"
     return rc, out.getvalue(), err.getvalue()
 
 

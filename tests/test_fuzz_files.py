@@ -15,10 +15,9 @@ and shape (zero-size included). Where a property has an independent oracle (plai
 sums for certificates, the plain-Python arithmetic of ``reference.py``), the outcome is
 checked against it, not only its exception class.
 
-Tests marked ``xfail(strict=True)`` assert the correct behaviour and currently fail on a
-known bug named in their reason; each pins a reproducer with ``@example`` so that the
-failure does not depend on what Hypothesis happens to generate. Passing tests avoid only
-the inputs of those bugs, and only where a dedicated xfail test covers them.
+Inputs that once crashed a loader (found by this suite) are pinned with ``@example`` in
+tests of their own, so that they are checked whatever Hypothesis happens to generate; the
+broad tests leave out only those inputs.
 
 ``OASA_FUZZ_EXAMPLES`` sets the examples per property (default 25: a few seconds in all;
 e.g. ``OASA_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_files.py`` for a long run).
@@ -272,11 +271,6 @@ def test_load_refuses_random_meta_member(data):
         assert isinstance(load_outcome(path), NetfileError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an array member that is not a .npy file comes back from np.load as bytes "
-    "and netfile.load raises AttributeError: 'bytes' object has no attribute 'dtype'",
-)
 @FUZZ
 @given(key=st.sampled_from(ARRAY_KEYS), data=st.binary(max_size=200))
 @example(key="L0.weight", data=b"")
@@ -314,13 +308,6 @@ def apply_flips(data: bytes, flips) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: zip features zipfile does not support escape netfile.load: compression "
-    "method 99 in a central directory entry raises NotImplementedError, the encryption flag "
-    "RuntimeError ('password required'); flips inside a member also reach the member bugs "
-    "of the random-member and member-header tests",
-)
 @FUZZ
 @given(flips=byte_flips)
 @example(flips=[("central", 0, 10, 99)])  # compression method -> NotImplementedError
@@ -403,13 +390,6 @@ HUGE_SHAPE = npy_bytes(header(shape="(1000000000000,)"))  # MemoryError
 OVERSIZED_DIM = npy_bytes(header(shape=f"({2**70},)"))  # OverflowError
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bugs: np.load errors other than ValueError escape netfile.load for a member with "
-    "a crafted .npy header: tokenize.TokenError (unterminated header), TypeError (a bytes "
-    "key), IndexError (descr ()), MemoryError (shape (10**12,)), OverflowError (a dimension "
-    "of 2**70); and a header over 10000 characters gives a NetfileError spanning 3 lines",
-)
 @FUZZ
 @given(key=st.sampled_from(("meta", *ARRAY_KEYS)), member=damaged_npy_headers())
 @example(key="L0.bias", member=TOKEN_ERROR)
@@ -470,7 +450,7 @@ def test_load_meta_key_deleted(target, data):
             assert f"'{key}'" in str(outcome)
 
 
-#: Keys with a dedicated (xfail) test below: their values hit known bugs.
+#: Keys with a dedicated test below (their values once crashed the loader).
 DEDICATED = {"info", "input_scale", "logit_scale"}
 
 
@@ -540,11 +520,6 @@ def test_load_meta_random_strings(target, data, text):
         assert isinstance(outcome, CertificateError) and "claims to be certified" in str(outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: meta 'info' that is not a JSON object (e.g. 5, [1, 2] or 'abc') raises "
-    "TypeError or ValueError from dict(...) in netfile.load instead of NetfileError",
-)
 @FUZZ
 @given(info=json_values)
 @example(info=5)
@@ -558,11 +533,6 @@ def test_load_meta_info_of_any_type(info):
         assert isinstance(outcome.info, dict)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an integer input_scale or logit_scale beyond the float range (e.g. 10**400) "
-    "raises OverflowError ('int too large to convert to float') from netfile.load",
-)
 @FUZZ
 @given(
     key=st.sampled_from(["input_scale", "logit_scale"]),
@@ -601,11 +571,6 @@ def meta_texts(draw) -> str:
     return opener * depth + "0" + closer * depth * draw(st.integers(0, 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: meta JSON nested deeper than the recursion limit ('[' * 100000) raises "
-    "RecursionError from json.loads in netfile.load instead of NetfileError",
-)
 @FUZZ
 @given(text=meta_texts())
 @example(text="[" * 100_000)
@@ -618,11 +583,6 @@ def test_load_refuses_meta_that_is_not_an_object(text):
     assert "not valid JSON" in str(outcome) or "does not describe" in str(outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a layer name with a newline is quoted raw in NetfileError and "
-    "CertificateError messages, so netfile.load's message spans several lines",
-)
 @FUZZ
 @given(name=st.text(max_size=10), defect=st.sampled_from(["stride", "certificate"]))
 @example(name="a\nb", defect="certificate")
@@ -872,13 +832,6 @@ def test_load_npy_refuses_pickles_and_archives(kind):
     assert ("pickled" if kind == "pickle" else ".npz archive") in str(outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bugs: load_npy lets np.load errors other than ValueError/OSError escape for a "
-    "damaged header: tokenize.TokenError (unterminated header text), TypeError (a bytes key "
-    "b'descr'), IndexError (descr ()); and a header over 10000 characters is reported as "
-    "'holds Python objects (pickled)', since numpy's message mentions allow_pickle",
-)
 @FUZZ
 @given(data=damaged_npy_headers())
 @example(data=TOKEN_ERROR)
@@ -894,12 +847,6 @@ def test_load_npy_damaged_header(data):
         assert "pickled" not in msg or b"O'" in data, f"wrong message: {msg!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bugs: a .npy header declaring a huge shape over a few bytes of data makes "
-    "load_npy raise MemoryError (shape (10**12,): 'Unable to allocate 7.28 TiB') or "
-    "OverflowError (a dimension of 2**70: 'Python int too large to convert to C long')",
-)
 @FUZZ
 @given(data=npy_declared_shapes())
 @example(data=HUGE_SHAPE)
@@ -1079,12 +1026,6 @@ def test_output_stage_any_arrays(cfg, relu, data):
     assert out.reshape(-1, n).tolist() == want
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: timedelta64 arrays pass golden's integer-dtype check (np.issubdtype(m8, "
-    "np.integer) is True), then int() of their min/max raises TypeError ('int() argument "
-    "must be ... not datetime.timedelta', or NoneType for NaT) instead of OperandError",
-)
 @FUZZ
 @given(
     x=hnp.arrays(

@@ -137,7 +137,10 @@ def test_cli_quantize_eval_check(tmp_path, capsys, params):
     for argv, message in (
         (["quantize", "--method", "foo", "-o", str(out)], "unknown method"),
         (["quantize", "--method", "exact", "--weight-bits", "9", "-o", str(out)], "weight_bits"),
-        (["quantize", "--method", "a2q", "--scales", "log", "-o", str(out)], "invalid choice: 'log'"),
+        (
+            ["quantize", "--method", "a2q", "--scales", "log", "-o", str(out)],
+            "invalid choice: 'log'",
+        ),
         (["eval", str(out), "--acc-bits", "5"], "acc_bits=5"),
         (["eval", str(tmp_path / "none.npz")], "no such file"),
         (["quantize", "--method", "exact", "--checkpoint", str(out), "-o", str(out)], "not a"),
