@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from oasa.config import ArrayConfig
-from oasa.errors import VerificationError
+from oasa.errors import InputError, VerificationError
 from oasa.files import require_memory
 from oasa.sim import golden
 from oasa.sim.accel_image import build_image
@@ -80,9 +80,9 @@ class LayerResult:
 
 def _check_backend(backend: str, port: object = None) -> None:
     if backend not in ALL_BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(ALL_BACKENDS)}")
+        raise InputError(f"unknown backend {backend!r}: choose one of {', '.join(ALL_BACKENDS)}")
     if backend == "board" and port is None:
-        raise ValueError("the board backend needs a port (e.g. port='/dev/ttyUSB1')")
+        raise InputError("the board backend needs a port (e.g. port='/dev/ttyUSB1')")
 
 
 def run_gemm(

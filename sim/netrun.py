@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from oasa.config import ArrayConfig
-from oasa.errors import VerificationError
+from oasa.errors import InputError, VerificationError
 from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
 from oasa.sim.cycles import accelerator_cycles
@@ -111,7 +111,7 @@ class _Backend:
         baud: int = 115200,
     ):
         if name == "board" and port is None:
-            raise ValueError("the board backend needs a port (e.g. port='/dev/ttyUSB1')")
+            raise InputError("the board backend needs a port (e.g. port='/dev/ttyUSB1')")
         self.name = name
         self.stack = stack
         self.vcd = vcd

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from oasa.config import ArrayConfig
+from oasa.errors import InputError
 from oasa.sim import golden
 from oasa.sim.netfile import Layer, Network, gemm_weight
 
@@ -86,7 +87,7 @@ def quantize_input(net: Network, images: ArrayLike) -> NDArray[np.int64]:
     clamp(floor(v / input_scale + 1/2))."""
     x = np.asarray(images, dtype=np.float64)
     if x.shape[1:] != tuple(net.input_shape):
-        raise ValueError(f"images have shape {x.shape[1:]}, the network takes {net.input_shape}")
+        raise InputError(f"images have shape {x.shape[1:]}, the network takes {net.input_shape}")
     cfg = net.weighted[0][1].config()
     q = np.floor(x / net.input_scale + 0.5)
     return np.clip(q, cfg.act_min, cfg.act_max).astype(np.int64)
