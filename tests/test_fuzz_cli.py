@@ -21,23 +21,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, assume, given, settings
+from fuzzing import FUZZ
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from test_netrun import digits_shaped_network
 
 from oasa.cli import main
 from oasa.sim import netfile
-
-EXAMPLES = int(os.environ.get("OASA_FUZZ_EXAMPLES", "25"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    # make test replays the same examples every run (a failure reproduces); a run
-    # with OASA_FUZZ_EXAMPLES set explores new ones.
-    derandomize="OASA_FUZZ_EXAMPLES" not in os.environ,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
 
 
 def run(argv: list[str]) -> tuple[int, str, str]:

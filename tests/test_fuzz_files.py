@@ -30,7 +30,6 @@ import functools
 import io
 import json
 import math
-import os
 import re
 import tempfile
 import zipfile
@@ -41,7 +40,8 @@ from typing import Any
 import numpy as np
 import pytest
 import reference
-from hypothesis import HealthCheck, example, given, settings
+from fuzzing import FUZZ
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from test_netfile import _rewrite, small_network
@@ -52,21 +52,6 @@ from oasa.files import load_npy
 from oasa.sim import golden, netfile
 from oasa.sim.golden import OperandError
 from oasa.sim.netfile import CertificateError, NetfileError, Network
-
-N = int(os.environ.get("OASA_FUZZ_EXAMPLES", "25"))
-FUZZ = settings(
-    max_examples=N,
-    deadline=None,
-    # make test replays the same examples every run (a failure reproduces); a run
-    # with OASA_FUZZ_EXAMPLES set explores new ones.
-    derandomize="OASA_FUZZ_EXAMPLES" not in os.environ,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-        HealthCheck.large_base_example,
-        HealthCheck.data_too_large,
-    ],
-)
 
 # -- helpers ----------------------------------------------------------------------------------
 
