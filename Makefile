@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 JOBS   ?= 2
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint imports bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,18 @@ demo: $(VENV)/.stamp-base
 
 # tests/cocotb is named as well so that its conftest (the cocotb coverage summary) also
 # loads in the pytest-xdist controller; pytest collects each file once.
-test: $(VENV)/.stamp-dev
+test: $(VENV)/.stamp-dev imports
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -n $(JOBS) --doctest-modules oasa sim quant hw tests tests/cocotb
+
+# lint-imports reads the package from a symlink tree shaped like the installed one
+# (oasa/hw -> hw, ...): through the editable install it would find only oasa/.
+LAYOUT := build/layout
+imports: $(VENV)/.stamp-dev
+	rm -rf $(LAYOUT) && mkdir -p $(LAYOUT)/oasa
+	ln -s $(CURDIR)/oasa/*.py $(CURDIR)/oasa/cli $(LAYOUT)/oasa/
+	for d in hw sim quant fpga; do ln -s $(CURDIR)/$$d $(LAYOUT)/oasa/$$d; done
+	cd $(LAYOUT) && PYTHONPATH=. $(CURDIR)/$(VENV)/bin/lint-imports --no-cache $(CURDIR)/pyproject.toml
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check .

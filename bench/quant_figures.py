@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from oasa.config import ArrayConfig
 from oasa.quant import model, ptq
 from oasa.quant.data import digits_split
-from oasa.sim import netfile, network
+from oasa.sim import certificates, network
 
 BREVITAS = {  # issue 6: Brevitas 0.13.4, mean of 3 seeds, same net / split / widths
     "Brevitas A2Q+ (30 ep)": [92.2, 97.1, 98.4, 98.6, 98.8],
@@ -33,18 +34,20 @@ SWEEP = (10, 11, 12, 13, 14)
 
 
 def evaluate(net, split, overflow=None):
-    r = network.run_network(net, network.quantize_input(net, split.x_test), overflow=overflow)
+    r = network.run_network(
+        net, network.quantize_input(net, split.x_test), overrides={"overflow": overflow}
+    )
     return r.accuracy(split.y_test), r.overflow_counts()
 
 
 def max_safe(net):
-    return max(r["min_safe_acc_bits"] for r in netfile.check_certificates(net))
+    return max(r["min_safe_acc_bits"] for r in certificates.check_certificates(net))
 
 
 def ptq_point(params, split, method, p, overflow="wrap", scales="dyadic"):
     t = time.perf_counter()
     net = ptq.quantize(
-        params, ptq.QuantSpec(method=method, acc_bits=p, overflow=overflow, scales=scales)
+        params, ptq.QuantSpec(method, ArrayConfig(acc_bits=p, overflow=overflow), scales)
     )
     took = time.perf_counter() - t
     acc, counts = evaluate(net, split)
@@ -94,7 +97,7 @@ def tune(args):
     for lr in (3e-4, 1e-3, 3e-3):
         for method in ("a2q+", "exact"):
             for p in (10, 12):
-                spec = ptq.QuantSpec(method=method, acc_bits=p)
+                spec = ptq.QuantSpec(method, ArrayConfig(acc_bits=p))
                 rec = qat.QATRecipe(epochs=args.qat_epochs or 10, lr=lr, scale_lr=lr, seed=0)
                 net_t, _ = qat.train_qat(params, spec, rec, validation=True)
                 net = qat.export(net_t, params, spec, {})
@@ -175,7 +178,7 @@ def main(argv=None):
                     t = time.perf_counter()
                     net = qat.train_and_export(
                         fp,
-                        ptq.QuantSpec(method=method, acc_bits=p),
+                        ptq.QuantSpec(method, ArrayConfig(acc_bits=p)),
                         epochs=args.qat_epochs,
                         seed=seed,
                         recipe=recipe,

@@ -16,7 +16,7 @@ from amaranth.lib import io
 from oasa.config import ArrayConfig
 from oasa.errors import InputError
 from oasa.fpga.clocking import ResetGenerator, ecp5_pll, ice40_pll, pll_instance
-from oasa.fpga.multipliers import accelerator_class
+from oasa.fpga.multipliers import accelerator_factory
 
 __all__ = ["BOARDS", "Board", "BoardTop", "UnknownBoardError", "board_config", "get_board"]
 
@@ -121,22 +121,22 @@ def get_board(name: str) -> Board:
 def board_config(board: Board, **array) -> ArrayConfig:
     """An ArrayConfig with the board's defaults where ``array`` gives no value.
 
-    Unless the board or ``array`` says otherwise, the bias is as wide as the accumulator
-    (a bias past the accumulator's range would only saturate the output): with P = 16 the
-    output stage's multiply is then 17 x 16 bits, one ECP5 DSP block instead of two and
-    an adder, which is what keeps it above 100 MHz.
+    Unless the board or ``array`` says otherwise, the bias is
+    :attr:`~oasa.config.ArrayConfig.useful_bias_bits` wide: with P = 16 the output
+    stage's multiply is then 17 x 16 bits, one ECP5 DSP block instead of two and an
+    adder, which is what keeps it above 100 MHz.
     """
     merged = {**board.defaults, **array}
-    if "bias_bits" not in merged:
-        acc = merged.get("acc_bits", ArrayConfig.acc_bits)
-        merged["bias_bits"] = max(8, acc)
-    return ArrayConfig(**merged)
+    cfg = ArrayConfig(**merged)
+    return cfg if "bias_bits" in merged else cfg.replace(bias_bits=cfg.useful_bias_bits)
 
 
-def _default_core(cfg: ArrayConfig, clk_hz: float, baud: int, accelerator: type) -> Elaboratable:
+def _default_core(
+    cfg: ArrayConfig, clk_hz: float, baud: int, accelerator: Callable[[ArrayConfig], Elaboratable]
+) -> Elaboratable:
     from oasa.fpga.soc import UARTAccelerator
 
-    return UARTAccelerator(cfg, clk_hz=clk_hz, baud=baud, accelerator_class=accelerator)
+    return UARTAccelerator(cfg, clk_hz=clk_hz, baud=baud, accelerator=accelerator)
 
 
 class BoardTop(Elaboratable):
@@ -156,14 +156,14 @@ class BoardTop(Elaboratable):
         f_clk: float | None = None,
         baud: int = 115200,
         multiplier: str = "lut",
-        core_factory: Callable[[ArrayConfig, float, int, type], Elaboratable] = _default_core,
+        core_factory: Callable[[ArrayConfig, float, int, Callable], Elaboratable] = _default_core,
     ):
         self.board = board
         self.cfg = cfg
         self.pll = board.pll(f_clk or board.f_target)
         self.baud = baud
         self.multiplier = multiplier
-        accelerator = accelerator_class(multiplier, board.stage_multiplier)
+        accelerator = accelerator_factory(multiplier, board.stage_multiplier)
         self.core = core_factory(cfg, self.pll.f_out, baud, accelerator)
 
     def elaborate(self, platform) -> Module:

@@ -19,7 +19,6 @@ from amaranth.lib import wiring
 
 from oasa.config import ArrayConfig
 from oasa.hw.array import SystolicArray
-from oasa.hw.pe import ProcessingElement
 from oasa.hw.replicas import KEEP_REPLICAS_SCRIPT
 from oasa.hw.verilog import component_ports
 
@@ -79,12 +78,12 @@ def synth_cost(
     the plain ``*`` that Yosys maps to DSP blocks (the ECP5 has fewer DSP blocks than a
     16 x 16 array has PEs).
     """
-    from oasa.fpga.multipliers import ShiftAddPE, array_class
+    from oasa.fpga.multipliers import pe_factory
 
-    if dsp:  # the plain PE: Yosys maps its product to a DSP block
-        block = SystolicArray(cfg) if what == "array" else ProcessingElement(cfg)
-    else:  # the FPGA builds' PE: the product in LUTs (oasa.fpga.multipliers)
-        block = array_class("lut")(cfg) if what == "array" else ShiftAddPE(cfg)
+    # dsp: the plain PE, whose product Yosys maps to a DSP block; otherwise the FPGA
+    # builds' PE, with the product in LUTs (oasa.fpga.multipliers).
+    pe = pe_factory("dsp" if dsp else "lut")
+    block = SystolicArray(cfg, pe=pe) if what == "array" else pe(cfg)
     return synth_block(block, family, what=what, dsp=dsp)
 
 

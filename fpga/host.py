@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -31,11 +33,12 @@ from oasa.fpga.protocol import (
     word_format,
 )
 from oasa.hw.registers import REG
-from oasa.sim.accel_image import LayerImage
-from oasa.sim.backends.amaranth_accel import AccelRun
+from oasa.sim.accel_image import AccelRun, LayerImage
+from oasa.sim.backends import PerConfigSession
 
 __all__ = [
     "BoardAccelerator",
+    "BoardBackend",
     "ConfigMismatchError",
     "LinkError",
     "LinkTimeout",
@@ -324,3 +327,21 @@ def _open_serial(port: str, baud: int, timeout: float):
             f"is plugged in and the port name (the iCEBreaker's UART is usually the "
             f"second FTDI port, /dev/ttyUSB1)"
         ) from None
+
+
+class BoardBackend:
+    """An oasa bitstream on a board behind its UART (registered as the ``board`` backend
+    through the ``oasa.backends`` entry-point group)."""
+
+    name = "board"
+    needs_port = True
+    waveform = False
+
+    def prepare(self, configs: Sequence[ArrayConfig], *, trace: bool = False) -> None:
+        return None
+
+    def open(
+        self, stack: ExitStack, *, vcd: str | None = None, port: Any = None, baud: int = 115200
+    ) -> PerConfigSession:
+        # One board holds one build: a second configuration fails its identity check.
+        return PerConfigSession(stack, lambda cfg: BoardAccelerator(cfg, port, baud=baud))

@@ -12,7 +12,6 @@ from __future__ import annotations
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from oasa.config import ArrayConfig
 from oasa.fpga.protocol import (
@@ -115,7 +114,7 @@ class HostLinkBridge(wiring.Component):
         crc = Signal(8)
         crc_next = crc8_step(crc, byte)
         count = Signal(16)  # words still to move
-        addr = Signal(max(ceil_log2(buffer_depth(cfg, b)) for b in bufs) + 1)
+        addr = Signal(max(cfg.address_bits(b.name.lower()) for b in bufs) + 1)
         shift = Signal(width)  # a buffer word, moving through in bytes from bit 0
         nb = Signal(range(max(len(ident), width // 8, 4) + 1))  # bytes done of the item
         status = Signal(8)

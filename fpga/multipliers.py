@@ -4,12 +4,20 @@ Yosys maps every ``*`` it can to a DSP block. On the ECP5 that puts each 4 x 4 p
 the array into its own 18 x 18 multiplier, and a 16 x 16 array needs 256 of the 156 the
 LFE5U-85F has. Written as shifted partial products instead, the product stays in LUTs
 (about 20 per product), and the DSP blocks are left to the output stage's wide multiplies.
+
+The choice reaches the design as constructor arguments: :func:`accelerator_factory` gives
+an ``Accelerator`` factory whose array is built with ``pe=`` :func:`pe_factory` and whose
+output stage is :func:`stage_factory`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from amaranth.hdl import Module, Mux, Signal, Value
 
+from oasa.config import ArrayConfig
 from oasa.fpga.ecp5_dsp import ECP5DSPStage
 from oasa.hw.accelerator import Accelerator
 from oasa.hw.array import SystolicArray
@@ -21,9 +29,11 @@ __all__ = [
     "STAGE_MULTIPLIERS",
     "ShiftAddPE",
     "ShiftAddStage",
-    "accelerator_class",
+    "accelerator_factory",
     "balanced_sum",
+    "pe_factory",
     "shift_add_product",
+    "stage_factory",
 ]
 
 #: "lut": shift-and-add products in LUTs; "dsp": ``*``, for Yosys to map to DSP blocks.
@@ -84,33 +94,34 @@ class ShiftAddPE(ProcessingElement):
         return shift_add_product(act, wgt)
 
 
-class _ShiftAddArray(SystolicArray):
-    pe_class = ShiftAddPE
-
-
-class _ShiftAddAccelerator(Accelerator):
-    array_class = _ShiftAddArray
-
-
-def accelerator_class(multiplier: str, stage_multiplier: str = "dsp") -> type[Accelerator]:
-    """The accelerator whose PEs build their products as ``multiplier`` says, and whose
-    output stage builds its requantization product as ``stage_multiplier`` says."""
+def pe_factory(multiplier: str) -> Callable[[ArrayConfig], ProcessingElement]:
+    """The PE whose product is built as ``multiplier`` says: "lut" :class:`ShiftAddPE`,
+    "dsp" the plain :class:`~oasa.hw.pe.ProcessingElement`."""
     if multiplier not in MULTIPLIERS:
         raise ValueError(
             f"unknown multiplier {multiplier!r}: choose one of {', '.join(MULTIPLIERS)}"
         )
+    return ShiftAddPE if multiplier == "lut" else ProcessingElement
+
+
+def stage_factory(stage_multiplier: str) -> Callable[[ArrayConfig], OutputStage]:
+    """The output stage whose requantization product is built as ``stage_multiplier``
+    says: "lut" :class:`ShiftAddStage`, "dsp" the plain
+    :class:`~oasa.hw.output_stage.OutputStage`, "dsp-regs"
+    :class:`~oasa.fpga.ecp5_dsp.ECP5DSPStage`."""
     if stage_multiplier not in STAGE_MULTIPLIERS:
         raise ValueError(
             f"unknown stage multiplier {stage_multiplier!r}: choose one of "
             f"{', '.join(STAGE_MULTIPLIERS)}"
         )
-    base = _ShiftAddAccelerator if multiplier == "lut" else Accelerator
-    stage = {"lut": ShiftAddStage, "dsp-regs": ECP5DSPStage}.get(stage_multiplier)
-    if stage is None:
-        return base
-    name = f"{base.__name__.lstrip('_')}{stage.__name__}"
-    return type(name, (base,), {"stage_class": stage})
+    return {"lut": ShiftAddStage, "dsp": OutputStage, "dsp-regs": ECP5DSPStage}[stage_multiplier]
 
 
-def array_class(multiplier: str) -> type[SystolicArray]:
-    return accelerator_class(multiplier).array_class
+def accelerator_factory(
+    multiplier: str, stage_multiplier: str = "dsp"
+) -> Callable[[ArrayConfig], Accelerator]:
+    """``cfg -> Accelerator`` whose PEs build their products as ``multiplier`` says and
+    whose output stage builds its requantization product as ``stage_multiplier`` says."""
+    pe = pe_factory(multiplier)
+    stage = stage_factory(stage_multiplier)
+    return partial(Accelerator, array=partial(SystolicArray, pe=pe), stage=stage)

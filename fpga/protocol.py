@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from amaranth.lib import data
 
 from oasa.config import ArrayConfig
-from oasa.hw.registers import REGISTERS, config_word
+from oasa.hw.registers import CONFIG_LAYOUT, REGISTERS, config_from_word, config_word
 from oasa.sim.backends.words import WordFormat, act_word, param_word, result_word, wgt_word
 
 __all__ = [
@@ -54,8 +54,9 @@ __all__ = [
     "writable_registers",
 ]
 
-#: Bumped whenever a frame format changes; the identify reply carries it.
-PROTOCOL_VERSION = 1
+#: Bumped whenever a frame format or the CONFIG word (``oasa.hw.registers.CONFIG_LAYOUT``)
+#: changes; the identify reply carries it, and a host refuses a board of another version.
+PROTOCOL_VERSION = 2
 #: First byte of every command frame.
 SYNC = 0x5A
 #: CRC-8 polynomial x^8 + x^2 + x + 1 (initial value 0, no reflection, no final XOR), so
@@ -203,32 +204,27 @@ class Identity:
 
     def to_config(self) -> ArrayConfig:
         """The configuration of the build (the inverse of :meth:`of`)."""
-        c = self.config
-        return ArrayConfig(
-            rows=c & 0xFF,
-            cols=c >> 8 & 0xFF,
-            acc_bits=c >> 16 & 0x3F,
-            act_bits=c >> 22 & 0xF,
-            weight_bits=c >> 26 & 0xF,
-            act_signed=bool(c >> 30 & 1),
-            overflow="saturate" if c >> 31 & 1 else "wrap",
-            act_depth=self.act_depth,
-            wgt_depth=self.wgt_depth,
-            param_depth=self.param_depth,
-            res_depth=self.res_depth,
-            bias_bits=self.bias_bits,
-            mult_bits=self.mult_bits,
-            shift_bits=self.shift_bits,
+        return config_from_word(
+            self.config,
+            ArrayConfig(
+                act_depth=self.act_depth,
+                wgt_depth=self.wgt_depth,
+                param_depth=self.param_depth,
+                res_depth=self.res_depth,
+                bias_bits=self.bias_bits,
+                mult_bits=self.mult_bits,
+                shift_bits=self.shift_bits,
+            ),
         )
 
     def describe(self) -> str:
         """One line, e.g. ``2x2 array, a4 w4 p10 wrap, buffers act 64 wgt 64 ...``."""
-        c = self.config
-        sign = "s" if c >> 30 & 1 else ""
-        mode = "saturate" if c >> 31 & 1 else "wrap"
+        c = data.Const(CONFIG_LAYOUT, self.config)
+        sign = "s" if c.act_signed else ""
+        mode = "saturate" if c.saturate else "wrap"
         return (
-            f"{c & 0xFF}x{c >> 8 & 0xFF} array, a{c >> 22 & 0xF}{sign} w{c >> 26 & 0xF} "
-            f"p{c >> 16 & 0x3F} {mode}, buffers act {self.act_depth} wgt {self.wgt_depth} "
+            f"{c.rows}x{c.cols} array, a{c.act_bits}{sign} w{c.weight_bits} "
+            f"p{c.acc_bits} {mode}, buffers act {self.act_depth} wgt {self.wgt_depth} "
             f"param {self.param_depth} res {self.res_depth}, output stage bias "
             f"{self.bias_bits} mult {self.mult_bits} shift {self.shift_bits} bits, "
             f"protocol v{self.version}"

@@ -1,5 +1,7 @@
 """The accelerator behind a UART: what a board top instantiates."""
 
+from collections.abc import Callable
+
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -35,9 +37,9 @@ class UARTAccelerator(wiring.Component):
         divider (see :func:`~oasa.fpga.uart.baud_divisor`).
     frame_gap : float
         Quiet time in seconds that ends a broken frame (at least 30 bit times).
-    accelerator_class : type
-        The accelerator to build (FPGA builds choose how its PEs multiply, see
-        :mod:`oasa.fpga.multipliers`).
+    accelerator : callable
+        Builds the accelerator: ``accelerator(cfg)`` (FPGA builds choose how its PEs
+        multiply, see :func:`oasa.fpga.multipliers.accelerator_factory`).
 
     Members
     -------
@@ -60,10 +62,10 @@ class UARTAccelerator(wiring.Component):
         clk_hz: float,
         baud: int,
         frame_gap: float = DEFAULT_FRAME_GAP,
-        accelerator_class: type[Accelerator] = Accelerator,
+        accelerator: Callable[[ArrayConfig], Accelerator] = Accelerator,
     ):
         self.cfg = cfg
-        self.accelerator_class = accelerator_class
+        self.accelerator = accelerator
         self.clk_hz = clk_hz
         self.baud = baud
         self.divisor = baud_divisor(clk_hz, baud)
@@ -72,7 +74,7 @@ class UARTAccelerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.accel = accel = self.accelerator_class(self.cfg)
+        m.submodules.accel = accel = self.accelerator(self.cfg)
         m.submodules.uart_rx = rx = UARTReceiver(self.divisor)
         m.submodules.uart_tx = tx = UARTTransmitter(self.divisor)
         m.submodules.bridge = bridge = HostLinkBridge(self.cfg, gap_cycles=self.gap_cycles)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from amaranth.hdl import MemoryData, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
-from amaranth.utils import ceil_log2
 
-from oasa.config import ArrayConfig
+from oasa.config import BUFFERS, ArrayConfig
 from oasa.hw.array import SystolicArray
 from oasa.hw.layouts import act_beat_layout, params_layout, result_word_layout, weight_beat_layout
 from oasa.hw.output_stage import OutputStage
@@ -20,7 +21,7 @@ __all__ = ["Accelerator", "host_interface"]
 def host_interface(cfg: ArrayConfig) -> dict[str, wiring.Member]:
     """The accelerator's host side, seen from the accelerator: the register bus and a port
     on each buffer. A host (the UART bridge) takes the same members flipped."""
-    aw = {n: ceil_log2(getattr(cfg, f"{n}_depth")) for n in ("act", "wgt", "param", "res")}
+    aw = {n: cfg.address_bits(n) for n in BUFFERS}
     act_word = act_beat_layout(cfg).members["data"]
     return {
         "reg": Out(RegisterBus()),
@@ -47,6 +48,16 @@ class Accelerator(wiring.Component):
     through the result read port (one cycle of read latency). FLAGGED and CYCLES report
     the flagged outputs and the busy cycles of the layer.
 
+    Parameters
+    ----------
+    cfg : ArrayConfig
+    array, stage, sequencer : callable, keyword-only
+        Build the blocks: ``array(cfg)`` a :class:`SystolicArray`, ``stage(cfg)`` an
+        :class:`OutputStage`, ``sequencer(cfg)`` a :class:`Sequencer` (by default those
+        classes). FPGA builds choose how the PEs and the output stage multiply this way
+        (:mod:`oasa.fpga.multipliers`); tests pass broken or instrumented variants. The
+        blocks are :attr:`array`, :attr:`stage` and :attr:`sequencer`.
+
     Members
     -------
     reg : Out(RegisterBus())                             command and status registers
@@ -55,12 +66,18 @@ class Accelerator(wiring.Component):
     busy, done : Out(1)                                  the STATUS bits, as wires
     """
 
-    array_class = SystolicArray
-    stage_class = OutputStage
-    sequencer_class = Sequencer
-
-    def __init__(self, cfg: ArrayConfig):
+    def __init__(
+        self,
+        cfg: ArrayConfig,
+        *,
+        array: Callable[[ArrayConfig], SystolicArray] = SystolicArray,
+        stage: Callable[[ArrayConfig], OutputStage] = OutputStage,
+        sequencer: Callable[[ArrayConfig], Sequencer] = Sequencer,
+    ):
         self.cfg = cfg
+        self.array = array(cfg)
+        self.stage = stage(cfg)
+        self.sequencer = sequencer(cfg)
         act_word = act_beat_layout(cfg).members["data"]
         #: Buffer contents by name ("act", "wgt", "param", "res"). Simulators may read and
         #: write rows directly (``ctx.set(acc.buffers["act"][i], ...)``) to skip the
@@ -76,9 +93,9 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        m.submodules.array = array = self.array_class(cfg)
-        m.submodules.stage = stage = self.stage_class(cfg)
-        m.submodules.sequencer = seq = self.sequencer_class(cfg)
+        m.submodules.array = array = self.array
+        m.submodules.stage = stage = self.stage
+        m.submodules.sequencer = seq = self.sequencer
 
         # -- buffers: one host port and one sequencer port each ------------------------------
         mems = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -10,7 +12,6 @@ from oasa.config import ArrayConfig
 from oasa.hw.layouts import act_beat_layout, result_layout, weight_beat_layout
 from oasa.hw.pe import ProcessingElement
 from oasa.hw.replicas import replica
-from oasa.sim.cycles import array_latency
 
 __all__ = ["SystolicArray"]
 
@@ -50,14 +51,20 @@ class SystolicArray(wiring.Component):
     on ``o_res``, rows R-1 down to 0, one per cycle, while the next tile computes.
 
     Latency: the row R-1 beat of a tile appears ``latency`` = R + C + 2 cycles after the
-    tile's ``last`` beat was accepted, row 0 R - 1 cycles later. Throughput: one input
-    beat per cycle, as long as a tile has at least R beats; a ``last`` beat is accepted
-    only R or more cycles after the previous one (so a short tile waits, rather than
-    overwrite a drain in progress).
+    tile's ``last`` beat was accepted (:meth:`latency_of`), row 0 R - 1 cycles later.
+    Throughput: one input beat per cycle, as long as a tile has at least R beats; a
+    ``last`` beat is accepted only R or more cycles after the previous one (so a short
+    tile waits, rather than overwrite a drain in progress).
 
     Parameters
     ----------
     cfg : ArrayConfig
+    pe : callable, keyword-only
+        Builds each cell: ``pe(cfg)`` returns a :class:`ProcessingElement` (or a component
+        with its members). Called R x C times in ``__init__``, row by row; the cells are
+        in :attr:`pes`. FPGA builds pass a PE that builds its product in LUTs
+        (:mod:`oasa.fpga.multipliers`), tests deliberately broken PEs
+        (:mod:`oasa.hw.broken`).
 
     Members
     -------
@@ -73,11 +80,19 @@ class SystolicArray(wiring.Component):
         that must act as a tile ends (the sequencer's parameter reads) from a register.
     """
 
-    #: The cell class; a subclass may swap it (tests build deliberately broken variants).
-    pe_class = ProcessingElement
+    #: Registers on a tile's way beyond its R + C skew and drain hops: the input register
+    #: and the PE's product and accumulator registers. The cycle model reads it from here.
+    EXTRA_LATENCY = 2
 
-    def __init__(self, cfg: ArrayConfig):
+    def __init__(
+        self,
+        cfg: ArrayConfig,
+        *,
+        pe: Callable[[ArrayConfig], ProcessingElement] = ProcessingElement,
+    ):
         self.cfg = cfg
+        #: The cells, ``pes[i][j]`` at row i, column j.
+        self.pes = [[pe(cfg) for _ in range(cfg.cols)] for _ in range(cfg.rows)]
         super().__init__(
             {
                 "i_act": In(stream.Signature(act_beat_layout(cfg))),
@@ -87,13 +102,18 @@ class SystolicArray(wiring.Component):
             }
         )
 
+    @staticmethod
+    def latency_of(cfg: ArrayConfig) -> int:
+        """Cycles from accepting a tile's last beat to its first result beat, for ``cfg``:
+        the input register, i + j skew hops, the PE's two registers, the shadow, and the
+        pipe/de-skew registers, R + C + 2 for row R-1. The cycle model (``array_latency``
+        in sim/cycles.py) reads it from here."""
+        return cfg.rows + cfg.cols + SystolicArray.EXTRA_LATENCY
+
     @property
     def latency(self) -> int:
-        """Cycles from accepting a tile's last beat to its first result beat: the input
-        register, i + j skew hops, the PE's two registers, the shadow, and the
-        pipe/de-skew registers, R + C + 2 for row R-1 (the cycle model's
-        :func:`array_latency`)."""
-        return array_latency(self.cfg)
+        """This array's :meth:`latency_of`."""
+        return self.latency_of(self.cfg)
 
     @property
     def min_tile_beats(self) -> int:
@@ -136,7 +156,7 @@ class SystolicArray(wiring.Component):
             in_wgt.eq(self.i_wgt.payload),
         ]
 
-        pes = [[self.pe_class(cfg) for _ in range(cols)] for _ in range(rows)]
+        pes = self.pes
         for i in range(rows):
             for j in range(cols):
                 m.submodules[f"pe_{i}_{j}"] = pes[i][j]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -22,6 +24,15 @@ class ArrayCore(wiring.Component):
     and ``requant`` are sampled as each row enters the output stage, so hold them steady
     while a tile drains.
 
+    Parameters
+    ----------
+    cfg : ArrayConfig
+    array, stage : callable, keyword-only
+        Build the two blocks: ``array(cfg)`` a :class:`SystolicArray`, ``stage(cfg)`` an
+        :class:`OutputStage` (by default those classes; e.g.
+        ``functools.partial(SystolicArray, pe=...)`` for other PEs). The blocks are
+        :attr:`array` and :attr:`stage`.
+
     Members
     -------
     i_act : In(stream.Signature(act_beat_layout(cfg)))
@@ -31,14 +42,16 @@ class ArrayCore(wiring.Component):
     o_res : Out(stream.Signature(stage_out_layout(cfg), always_ready=True))
     """
 
-    #: Block classes; a subclass may swap them (tests build deliberately broken variants).
-    array_class = SystolicArray
-    stage_class = OutputStage
-
-    def __init__(self, cfg: ArrayConfig):
+    def __init__(
+        self,
+        cfg: ArrayConfig,
+        *,
+        array: Callable[[ArrayConfig], SystolicArray] = SystolicArray,
+        stage: Callable[[ArrayConfig], OutputStage] = OutputStage,
+    ):
         self.cfg = cfg
-        self.array = self.array_class(cfg)
-        self.stage = self.stage_class(cfg)
+        self.array = array(cfg)
+        self.stage = stage(cfg)
         super().__init__(
             {
                 "i_act": In(stream.Signature(act_beat_layout(cfg))),

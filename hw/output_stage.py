@@ -8,7 +8,6 @@ from amaranth.lib.wiring import In, Out
 
 from oasa.config import ArrayConfig
 from oasa.hw.layouts import params_layout, result_layout, stage_out_layout
-from oasa.sim.cycles import OUTPUT_STAGE_LATENCY
 
 __all__ = ["OutputStage"]
 
@@ -20,14 +19,14 @@ class OutputStage(wiring.Component):
     2**shift); r = max(r, 0) if ``relu``; value = clamp(r, act_min, act_max). With
     ``requant`` clear the accumulator passes through unchanged (bias 0, mult 1, shift 0,
     no ReLU, no clamp). Flags and the row index pass through. Bit for bit the golden
-    model's :func:`oasa.sim.golden.output_stage`.
+    model's ``output_stage`` (sim/golden.py).
 
     Rounding uses floor(z / 2**s + 1/2) = (t + 1) >> 1 with t = z >> (s - 1), which needs
     no adder as wide as 2**(s-1); and since a requantized value is clamped to N bits, the
     add works on an (N + 3)-bit window of t (see stage 6).
 
-    Latency: ``latency`` = 6 cycles (add, multiply, move, shift by a multiple of 8, shift
-    by the rest, round and clamp).
+    Latency: ``latency`` = :attr:`LATENCY` = 6 cycles (add, multiply, move, shift by a
+    multiple of 8, shift by the rest, round and clamp).
     Throughput: one row per cycle.
 
     Parameters
@@ -46,7 +45,9 @@ class OutputStage(wiring.Component):
         Requantized (or raw) rows.
     """
 
-    latency = OUTPUT_STAGE_LATENCY  # the stages below; the cycle model reads the same number
+    #: Pipeline depth: the six stages of ``elaborate``. The cycle model (sim/cycles.py)
+    #: reads it from here.
+    LATENCY = 6
 
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
@@ -59,6 +60,11 @@ class OutputStage(wiring.Component):
                 "o_res": Out(stream.Signature(stage_out_layout(cfg), always_ready=True)),
             }
         )
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a row at ``i_res`` to the same row at ``o_res``: :attr:`LATENCY`."""
+        return self.LATENCY
 
     def multiply(self, m: Module, y: Value, mult: Value, enables: tuple, lane: int) -> Value:
         """``y * mult`` through two pipeline registers, loaded with ``enables[0]`` and

@@ -9,23 +9,53 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from oasa.config import ArrayConfig
 
 __all__ = [
+    "CONFIG_LAYOUT",
+    "DATAFLOWS",
     "DIM_BITS",
     "REG",
     "REGISTERS",
     "Register",
     "RegisterBus",
+    "config_from_word",
     "config_word",
     "register_table_markdown",
 ]
 
 #: Width of the M, K, N registers: layers up to 65535 in each dimension.
 DIM_BITS = 16
+
+#: The dataflow codes of the CONFIG register. The array is output-stationary; the field
+#: has room for a weight-stationary build, so a host can tell them apart.
+DATAFLOWS = ("output-stationary", "weight-stationary")
+
+#: The CONFIG register: what a build is, in one 32-bit word that the RTL drives, the
+#: UART protocol carries and the host decodes (first field at bit 0).
+CONFIG_LAYOUT = data.StructLayout(
+    {
+        "rows": 7,
+        "cols": 7,
+        "acc_bits": 6,
+        "act_bits": 4,
+        "weight_bits": 4,
+        "act_signed": 1,
+        "saturate": 1,
+        "dataflow": 2,
+    }
+)
+
+
+def _config_doc() -> str:
+    fields = []
+    for name, f in CONFIG_LAYOUT:
+        hi = f.offset + f.width - 1
+        fields.append(f"{name} [{hi}:{f.offset}]" if f.width > 1 else f"{name} [{f.offset}]")
+    return "the build: " + ", ".join(fields) + " (dataflow 0: output-stationary)"
 
 
 @dataclass(frozen=True)
@@ -58,13 +88,7 @@ REGISTERS: tuple[Register, ...] = (
     Register("MODE", 0x9, "rw", "bit 0: ReLU; bit 1: requantize (0: raw P-bit results)"),
     Register("FLAGGED", 0xA, "r", "outputs of the last layer whose overflow flag is set"),
     Register("CYCLES", 0xB, "r", "cycles the last layer was busy, start to done"),
-    Register(
-        "CONFIG",
-        0xC,
-        "r",
-        "the build: rows [7:0], cols [15:8], acc_bits [21:16], "
-        "act_bits [25:22], weight_bits [29:26], act_signed [30], saturate [31]",
-    ),
+    Register("CONFIG", 0xC, "r", _config_doc()),
 )
 
 #: Address of each register by name, e.g. ``REG["CTRL"]``.
@@ -73,14 +97,33 @@ REG: dict[str, int] = {r.name: r.addr for r in REGISTERS}
 
 def config_word(cfg: ArrayConfig) -> int:
     """The CONFIG register's value, so a host can check which build it talks to."""
-    return (
-        (cfg.rows & 0xFF)
-        | (cfg.cols & 0xFF) << 8
-        | (cfg.acc_bits & 0x3F) << 16
-        | (cfg.act_bits & 0xF) << 22
-        | (cfg.weight_bits & 0xF) << 26
-        | int(cfg.act_signed) << 30
-        | int(cfg.overflow == "saturate") << 31
+    value = CONFIG_LAYOUT.const(
+        {
+            "rows": cfg.rows,
+            "cols": cfg.cols,
+            "acc_bits": cfg.acc_bits,
+            "act_bits": cfg.act_bits,
+            "weight_bits": cfg.weight_bits,
+            "act_signed": cfg.act_signed,
+            "saturate": cfg.overflow == "saturate",
+            "dataflow": DATAFLOWS.index("output-stationary"),
+        }
+    )
+    return value.as_value().value
+
+
+def config_from_word(word: int, base: ArrayConfig | None = None) -> ArrayConfig:
+    """The configuration a CONFIG word describes; the fields the word does not hold
+    (buffers, output-stage widths) come from ``base``."""
+    c = data.Const(CONFIG_LAYOUT, word)
+    return (base or ArrayConfig()).replace(
+        rows=int(c.rows),
+        cols=int(c.cols),
+        acc_bits=int(c.acc_bits),
+        act_bits=int(c.act_bits),
+        weight_bits=int(c.weight_bits),
+        act_signed=bool(c.act_signed),
+        overflow="saturate" if c.saturate else "wrap",
     )
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
-from oasa.config import ArrayConfig
+from oasa.config import BUFFERS, ArrayConfig
 from oasa.hw.layouts import (
     act_beat_layout,
     params_layout,
@@ -27,10 +26,10 @@ def command_layout(cfg: ArrayConfig) -> data.StructLayout:
             "m": unsigned(DIM_BITS),
             "k": unsigned(DIM_BITS),
             "n": unsigned(DIM_BITS),
-            "act_base": unsigned(ceil_log2(cfg.act_depth)),
-            "wgt_base": unsigned(ceil_log2(cfg.wgt_depth)),
-            "param_base": unsigned(ceil_log2(cfg.param_depth)),
-            "res_base": unsigned(ceil_log2(cfg.res_depth)),
+            "act_base": unsigned(cfg.address_bits("act")),
+            "wgt_base": unsigned(cfg.address_bits("wgt")),
+            "param_base": unsigned(cfg.address_bits("param")),
+            "res_base": unsigned(cfg.address_bits("res")),
             "relu": 1,
             "requant": 1,
         }
@@ -77,7 +76,7 @@ class Sequencer(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
         self.command = command_layout(cfg)
-        aw = {n: ceil_log2(getattr(cfg, f"{n}_depth")) for n in ("act", "wgt", "param", "res")}
+        aw = {n: cfg.address_bits(n) for n in BUFFERS}
         super().__init__(
             {
                 "cmd": In(self.command),

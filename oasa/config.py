@@ -14,13 +14,21 @@ from typing import Any
 
 from oasa.errors import InputError
 
-__all__ = ["OVERFLOW_MODES", "ArrayConfig", "ConfigError"]
+__all__ = [
+    "BUFFERS",
+    "FIELD_GROUPS",
+    "LIMITS",
+    "OVERFLOW_MODES",
+    "ArrayConfig",
+    "ConfigError",
+    "ConfigField",
+]
 
 OVERFLOW_MODES = ("wrap", "saturate")
 
 # Limits chosen so that every intermediate of the output stage, (acc + bias) * mult plus the
 # rounding constant, stays exact in int64 (33 + 25 bits, plus 2**62 for a shift of 63).
-_LIMITS = {
+LIMITS = {
     "rows": (1, 64),
     "cols": (1, 64),
     "act_bits": (2, 8),
@@ -34,6 +42,31 @@ _LIMITS = {
     "res_depth": (1, 1 << 20),
     "param_depth": (1, 1 << 16),
 }
+
+
+def _field(default: Any, group: str, help: str) -> Any:
+    """A configuration field; ``group`` and ``help`` describe it to the command line
+    (:mod:`oasa.cli.options` builds every array option from these)."""
+    return dataclasses.field(default=default, metadata={"group": group, "help": help})
+
+
+#: The accelerator's buffers, by the prefix of their ``*_depth`` fields.
+BUFFERS = ("act", "wgt", "param", "res")
+
+#: The field groups, in the order the command line shows them.
+FIELD_GROUPS = ("shape", "arithmetic", "stage", "buffers")
+
+
+class ConfigField:
+    """A read-only attribute that reads the field of the same name from ``self.cfg``: for
+    objects that carry an :class:`ArrayConfig` (a network layer, a quantization request)
+    and are read as if the field were theirs, without declaring it again."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        return self if obj is None else getattr(obj.cfg, self.name)
 
 
 class ConfigError(InputError):
@@ -65,23 +98,23 @@ class ArrayConfig:
         word). The defaults hold a 64 x 1024 x 64 layer on an 8 x 8 array.
     """
 
-    rows: int = 8
-    cols: int = 8
-    act_bits: int = 4
-    act_signed: bool = False
-    weight_bits: int = 4
-    acc_bits: int = 16
-    overflow: str = "wrap"
-    bias_bits: int = 32
-    mult_bits: int = 16
-    shift_bits: int = 6
-    act_depth: int = 8192
-    wgt_depth: int = 8192
-    res_depth: int = 4096
-    param_depth: int = 64
+    rows: int = _field(8, "shape", "array rows R")
+    cols: int = _field(8, "shape", "array columns C")
+    act_bits: int = _field(4, "arithmetic", "activation bits N")
+    act_signed: bool = _field(False, "arithmetic", "signed activations (default unsigned)")
+    weight_bits: int = _field(4, "arithmetic", "weight bits M (weights are signed)")
+    acc_bits: int = _field(16, "arithmetic", "accumulator bits P")
+    overflow: str = _field("wrap", "arithmetic", "accumulator overflow mode")
+    bias_bits: int = _field(32, "stage", "output stage: signed bias bits")
+    mult_bits: int = _field(16, "stage", "output stage: requantization multiplier bits")
+    shift_bits: int = _field(6, "stage", "output stage: bits of the right-shift amount")
+    act_depth: int = _field(8192, "buffers", "activation buffer depth (words)")
+    wgt_depth: int = _field(8192, "buffers", "weight buffer depth (words)")
+    res_depth: int = _field(4096, "buffers", "result buffer depth (words)")
+    param_depth: int = _field(64, "buffers", "parameter buffer depth (words)")
 
     def __post_init__(self) -> None:
-        for name, (lo, hi) in _LIMITS.items():
+        for name, (lo, hi) in LIMITS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -93,7 +126,7 @@ class ArrayConfig:
             raise ConfigError(
                 f"overflow={self.overflow!r} is not a mode: allowed {', '.join(OVERFLOW_MODES)}"
             )
-        lo_p, hi_p = self.product_bits, _LIMITS["acc_bits"][1]
+        lo_p, hi_p = self.product_bits, LIMITS["acc_bits"][1]
         if not lo_p <= self.acc_bits <= hi_p:
             raise ConfigError(
                 f"acc_bits={self.acc_bits} is out of range: allowed {lo_p}..{hi_p} "
@@ -168,6 +201,22 @@ class ArrayConfig:
     def mult_max(self) -> int:
         return (1 << self.mult_bits) - 1
 
+    @property
+    def useful_bias_bits(self) -> int:
+        """The widest bias that is not wasted: ``max(8, P)``. A bias past the accumulator's
+        range would only saturate the output, and a narrower bias keeps the output stage's
+        multiply small (17 x 16 bits at P = 16: one ECP5 DSP block)."""
+        return max(LIMITS["bias_bits"][0], self.acc_bits)
+
+    # -- buffers --------------------------------------------------------------------------
+
+    def address_bits(self, buffer: str) -> int:
+        """Address width of buffer ``buffer`` (``act``, ``wgt``, ``param`` or ``res``):
+        ceil(log2(depth)) bits, 0 for a one-word buffer."""
+        if buffer not in BUFFERS:
+            raise ValueError(f"unknown buffer {buffer!r}: choose one of {', '.join(BUFFERS)}")
+        return (getattr(self, f"{buffer}_depth") - 1).bit_length()
+
     # -- identity and transport -----------------------------------------------------------
 
     @property
@@ -183,8 +232,19 @@ class ArrayConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self, *groups: str) -> dict[str, Any]:
+        """Every field, or only those of ``groups`` (e.g. ``"arithmetic"``: N, M, P,
+        signedness and mode, what a network file stores per layer)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if not groups or f.metadata["group"] in groups
+        }
+
+    def arithmetic(self) -> ArrayConfig:
+        """This configuration's arithmetic (N, M, P, signedness, mode) with every other
+        field at its default: what a network's layer is made for, whatever array runs it."""
+        return ArrayConfig(**self.to_dict("arithmetic"))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

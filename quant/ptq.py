@@ -25,18 +25,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
-from oasa.config import OVERFLOW_MODES, ArrayConfig, ConfigError
+from oasa.config import ArrayConfig, ConfigField
 from oasa.errors import InputError
 from oasa.quant import methods
 from oasa.quant.data import digits_split
 from oasa.quant.model import ARCH, INPUT_SHAPE, Params, conv_cols, maxpool
 from oasa.sim import golden
-from oasa.sim.netfile import Layer, Network, certificate
+from oasa.sim.certificates import certificate
+from oasa.sim.netfile import Layer, Network
 from oasa.sim.network import layer_forward
 
 __all__ = [
@@ -64,11 +65,8 @@ class QuantSpec:
     """What to quantize to: method, widths, accumulator and scaling style."""
 
     method: str = "exact"
-    acc_bits: int = 16
-    act_bits: int = 4
-    weight_bits: int = 4
+    cfg: ArrayConfig = field(default_factory=ArrayConfig)  # N, M, P and mode it is made for
     scales: str = "dyadic"
-    overflow: str = "wrap"
     calibration: int = CALIBRATION_IMAGES
     bias_correction: bool = True
 
@@ -81,12 +79,14 @@ class QuantSpec:
             raise QuantError(
                 f"unknown scale style {self.scales!r}: choose one of {', '.join(SCALE_STYLES)}"
             )
-        if self.overflow not in OVERFLOW_MODES:
-            raise QuantError(f"unknown overflow mode {self.overflow!r}")
-        try:
-            cfg = self.config()
-        except ConfigError as e:
-            raise QuantError(str(e)) from None
+        if not isinstance(self.cfg, ArrayConfig):
+            raise QuantError(f"cfg must be an ArrayConfig, got {type(self.cfg).__name__}")
+        cfg = self.cfg
+        if cfg.act_signed:
+            raise QuantError(
+                "the quantizer makes unsigned activations (the digits network's ReLU outputs): "
+                "act_signed must be False"
+            )
         if self.method in methods.CERTIFIED_METHODS:
             p_min = methods.smallest_usable_acc_bits(cfg)
             if self.acc_bits < p_min:
@@ -100,13 +100,11 @@ class QuantSpec:
         """``oaq`` is fixed-point by definition, so it always uses power-of-two scales."""
         return "pow2" if self.method == "oaq" else self.scales
 
-    def config(self) -> ArrayConfig:
-        return ArrayConfig(
-            act_bits=self.act_bits,
-            weight_bits=self.weight_bits,
-            acc_bits=self.acc_bits,
-            overflow=self.overflow,
-        )
+    # The arithmetic, read from ``cfg``.
+    act_bits = ConfigField()
+    weight_bits = ConfigField()
+    acc_bits = ConfigField()
+    overflow = ConfigField()
 
 
 # -- integer scaling ---------------------------------------------------------------------------
@@ -322,7 +320,7 @@ def quantize(
         The float network's statistics on ``calib`` (:func:`float_reference`), when the
         caller already has them.
     """
-    cfg = spec.config()
+    cfg = spec.cfg
     pow2 = spec.scale_style == "pow2"
     if calib is None:
         calib = digits_split().x_train[: spec.calibration]
@@ -386,11 +384,7 @@ def quantize(
             kernel=spec_l.get("kernel", 1),
             stride=1,
             padding=spec_l.get("pad", 0),
-            act_bits=cfg.act_bits,
-            act_signed=False,
-            weight_bits=cfg.weight_bits,
-            acc_bits=cfg.acc_bits,
-            overflow=cfg.overflow,
+            cfg=cfg.arithmetic(),
             relu=spec_l["relu"],
             requant=not last,
             method=spec.method,

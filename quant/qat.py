@@ -178,7 +178,7 @@ class QuantNet(nn.Module):
 
     def __init__(self, params: Params, spec: ptq.QuantSpec, init: Network):
         super().__init__()
-        cfg = spec.config()
+        cfg = spec.cfg
         self.input_scale = init.input_scale
         self.levels = cfg.act_max
         layers = {layer.name: layer for _, layer in init.weighted}

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from oasa.config import ArrayConfig
+from oasa.errors import InputError
+
 __all__ = [
     "Point",
     "Task",
@@ -27,6 +30,7 @@ __all__ = [
     "load_cache",
     "parse_acc_bits",
     "plan",
+    "rtl_check",
     "run_sweep",
     "spread_sample",
     "table",
@@ -92,6 +96,20 @@ def parse_acc_bits(text: str) -> list[int]:
 def plan(
     methods: Iterable[str], acc_bits: Iterable[int], modes: Iterable[str], **task
 ) -> list[Point]:
+    """Every (method, P, mode) point; :class:`InputError` for an unknown method or mode, or
+    a width no configuration can have, before any work."""
+    from oasa.config import OVERFLOW_MODES
+    from oasa.quant.methods import METHODS
+
+    methods, acc_bits, modes = list(methods), list(acc_bits), list(modes)
+    if not methods or not modes:
+        raise InputError("a sweep needs at least one method and one overflow mode")
+    for what, values, allowed in (("method", methods, METHODS), ("mode", modes, OVERFLOW_MODES)):
+        for v in values:
+            if v not in allowed:
+                raise InputError(f"unknown {what} {v!r}: choose from {', '.join(allowed)}")
+    for p in acc_bits:
+        ArrayConfig(acc_bits=p)  # ConfigError (an InputError) names the allowed range
     return [Point(Task(m, p, **task), mode) for m in methods for p in acc_bits for mode in modes]
 
 
@@ -131,7 +149,7 @@ def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
     import time
 
     from oasa.quant import ptq
-    from oasa.sim import netfile, network
+    from oasa.sim import certificates, network
 
     if not _STATE:
         _init_worker()
@@ -140,10 +158,8 @@ def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
     base = {**asdict(task)}
     try:
         spec = ptq.QuantSpec(
-            method=task.method,
-            acc_bits=task.acc_bits,
-            act_bits=task.act_bits,
-            weight_bits=task.weight_bits,
+            task.method,
+            ArrayConfig(acc_bits=task.acc_bits, act_bits=task.act_bits, weight_bits=task.weight_bits),
             scales=task.scales,
         )
         if task.qat_epochs:
@@ -158,14 +174,14 @@ def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
         ]
     quant_seconds = time.perf_counter() - started
     x = network.quantize_input(net, split.x_test)
-    safe_p = [int(netfile.certificate(layer)[2].max()) for _, layer in net.weighted]
+    safe_p = [int(certificates.certificate(layer)[2].max()) for _, layer in net.weighted]
     rows = []
     clean = None  # a run in which no dot product overflowed
     for mode in modes:
         t = time.perf_counter()
         # Without any overflow, wrap and saturate compute the same thing layer after layer
         # (each layer gets the same input and never clamps), so one run serves both.
-        r = clean or network.run_network(net, x, overflow=mode, batch=len(x))
+        r = clean or network.run_network(net, x, overrides={"overflow": mode}, batch=len(x))
         c = r.overflow_counts()
         if c["flagged"] == 0:
             clean = r
@@ -388,6 +404,47 @@ def table(rows: list[dict]) -> str:
         lines.append(f"{method:<8} {mode:<8} " + " ".join(cells))
     lines.append("accuracy in %, integer arithmetic; * = certified overflow-free at that P")
     return "\n".join(lines)
+
+
+def rtl_check(
+    rows: list[dict], images: int, *, report: Callable[[str], None] = print
+) -> list[dict]:
+    """Quantize ``rows``' points again and run each on the Verilator backend with ``images``
+    test images: predictions, logits and every layer's outputs and flags must equal the
+    golden model's. One record per point, ``status`` "ok" or what differed."""
+    from oasa.quant import model, ptq
+    from oasa.quant.data import digits_split
+    from oasa.sim import network
+    from oasa.sim.netrun import LayerMismatch, run_network_rtl
+
+    params, _, _ = model.load_or_train(model.Recipe())
+    split = digits_split()
+    checks = []
+    report(f"\nRTL check: {len(rows)} points on Verilator, {images} test images each")
+    for row in rows:
+        spec = ptq.QuantSpec(row["method"], ArrayConfig(acc_bits=row["acc_bits"]), row["scales"])
+        net = ptq.quantize(params, spec)
+        x = network.quantize_input(net, split.x_test[:images])
+        label = f"{row['method']} P={row['acc_bits']} {row['overflow']}"
+        try:
+            mode = {"overflow": row["overflow"]}
+            run = run_network_rtl(net, x, backend="verilator", overrides=mode)
+            ref = network.run_network(net, x, overrides=mode)
+            same = np.array_equal(run.result.predictions, ref.predictions) and np.array_equal(
+                run.result.logits, ref.logits
+            )
+            status = "ok" if same else "predictions or logits differ"
+        except LayerMismatch as e:
+            status = str(e)
+        if status == "ok":
+            report(f"  {label:<28} ok ({run.cycles:,} cycles)")
+        else:
+            report(f"  {label:<28} MISMATCH: {status}")
+        checks.append(
+            {key: row[key] for key in ("method", "acc_bits", "overflow")}
+            | {"images": images, "status": status}
+        )
+    return checks
 
 
 def spread_sample(rows: list[dict], k: int) -> list[dict]:

@@ -19,7 +19,7 @@ from oasa.errors import InputError
 from oasa.sim import golden
 from oasa.sim.tiling import pad_operands, tile_grid
 
-__all__ = ["BufferFitError", "LayerImage", "build_image"]
+__all__ = ["AccelRun", "BufferFitError", "LayerImage", "build_image"]
 
 #: The M, K, N registers are 16 bits wide.
 MAX_DIM = (1 << 16) - 1
@@ -27,6 +27,18 @@ MAX_DIM = (1 << 16) - 1
 
 class BufferFitError(InputError):
     """A layer does not fit the accelerator's buffers."""
+
+
+@dataclass(frozen=True)
+class AccelRun:
+    """One layer as a backend ran it: what the accelerator's registers and result buffer
+    hold afterwards."""
+
+    out: NDArray[np.int64]
+    overflow: NDArray[np.bool_]
+    cycles: int  # the CYCLES register (the cycle model's figure on the model backend)
+    flagged: int  # the FLAGGED register
+    wall_cycles: int  # cycles counted from the start write to done
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,11 @@ class LayerImage:
     shift: NDArray[np.int64]
     registers: dict[str, int] = field(default_factory=dict)
     label: str = "the layer"  # names the layer in messages, e.g. "layer 2 (fc1) call 1"
+
+    @property
+    def requant(self) -> bool:
+        """The output stage requantizes (MODE bit 1); otherwise results are raw P-bit sums."""
+        return bool(self.registers.get("MODE", 0) & 2)
 
     @property
     def res_words(self) -> int:

@@ -1,8 +1,15 @@
-"""Exact cycle counts of the RTL, derived from how the hardware schedules work."""
+"""Exact cycle counts of the RTL, derived from how the hardware schedules work.
+
+The pipeline latencies belong to the hardware blocks that have the pipelines
+(:class:`~oasa.hw.array.SystolicArray`, :class:`~oasa.hw.output_stage.OutputStage`); the
+model reads them from there, so the two cannot disagree.
+"""
 
 from __future__ import annotations
 
 from oasa.config import ArrayConfig
+from oasa.hw.array import SystolicArray
+from oasa.hw.output_stage import OutputStage
 from oasa.sim.tiling import tile_grid
 
 __all__ = [
@@ -18,10 +25,10 @@ __all__ = [
 ]
 
 #: Registers between a tile's last beat and its first result, beyond R + C: the input
-#: register and the PE's product and accumulator registers (see SystolicArray.latency).
-ARRAY_LATENCY_EXTRA = 2
-#: Pipeline depth of the output stage (OutputStage.latency).
-OUTPUT_STAGE_LATENCY = 6
+#: register and the PE's product and accumulator registers (SystolicArray.EXTRA_LATENCY).
+ARRAY_LATENCY_EXTRA = SystolicArray.EXTRA_LATENCY
+#: Pipeline depth of the output stage (OutputStage.LATENCY).
+OUTPUT_STAGE_LATENCY = OutputStage.LATENCY
 #: Cycles from the CTRL.start write to the first beat at the array: the start is
 #: registered (1), the command is latched (1), stage A addresses the buffers (1), stage B
 #: reads them (1), and stage C presents the registered beat.
@@ -32,8 +39,9 @@ SEQUENCER_FINISH_LATENCY = 1
 
 
 def array_latency(cfg: ArrayConfig) -> int:
-    """Cycles from a tile's accepted last beat to its first result row (row R-1)."""
-    return cfg.rows + cfg.cols + ARRAY_LATENCY_EXTRA
+    """Cycles from a tile's accepted last beat to its first result row (row R-1): the
+    array's own :meth:`~oasa.hw.array.SystolicArray.latency_of`."""
+    return SystolicArray.latency_of(cfg)
 
 
 def tile_period(cfg: ArrayConfig, k: int) -> int:

@@ -6,8 +6,8 @@ One function per hardware stage, so each bench compares at the same cut:
   mode, with the sticky transient overflow flag and the final-sum overflow flag;
 - :func:`output_stage`: bias, integer multiplier, round-half-up shift, ReLU, clamp;
 - :func:`conv2d` / :func:`im2col`: convolution lowered to the same GEMM;
-- :func:`worst_case_partial_sums` / :func:`min_safe_acc_bits`: the data-free safety
-  condition of DESIGN.md section 3.
+- the data-free safety condition of DESIGN.md section 3 builds on these, in
+  :mod:`oasa.sim.certificates`.
 
 Why it is fast without being clever about the result: the wrapped result is the exact sum
 wrapped once, and the exact sum comes from one BLAS matmul in float64 (exact while every
@@ -37,10 +37,8 @@ __all__ = [
     "gemm",
     "gemm_memory_bytes",
     "im2col",
-    "min_safe_acc_bits",
     "output_stage",
     "partial_sum_bounds",
-    "worst_case_partial_sums",
     "wrap",
 ]
 
@@ -62,8 +60,9 @@ class GemmResult:
 
     Attributes
     ----------
-    acc:
-        (M, N) int64, the P-bit accumulator contents after the last term.
+    out:
+        (M, N) int64, the P-bit accumulator contents after the last term (``out`` in
+        every result type of oasa, whatever produced it).
     overflow:
         (M, N) bool, the sticky hardware flag: some partial sum t_k left the P-bit range.
     final_overflow:
@@ -71,7 +70,7 @@ class GemmResult:
         mode can return it. ``final_overflow`` implies ``overflow``.
     """
 
-    acc: NDArray[np.int64]
+    out: NDArray[np.int64]
     overflow: NDArray[np.bool_]
     final_overflow: NDArray[np.bool_]
 
@@ -332,10 +331,10 @@ def gemm(x: ArrayLike, w: ArrayLike, *, cfg: ArrayConfig) -> GemmResult:
 
     >>> cfg = ArrayConfig(acc_bits=8)
     >>> r = gemm([[15, 15, 15]], [[7], [7], [-8]], cfg=cfg)
-    >>> int(r.acc[0, 0]), bool(r.overflow[0, 0]), bool(r.final_overflow[0, 0])
+    >>> int(r.out[0, 0]), bool(r.overflow[0, 0]), bool(r.final_overflow[0, 0])
     (90, True, False)
     >>> r = gemm([[15, 15, 15]], [[7], [7], [-8]], cfg=cfg.replace(overflow="saturate"))
-    >>> int(r.acc[0, 0])
+    >>> int(r.out[0, 0])
     7
     """
     xa = check_activations(x, cfg)
@@ -353,7 +352,7 @@ def gemm(x: ArrayLike, w: ArrayLike, *, cfg: ArrayConfig) -> GemmResult:
     for r0 in range(0, m, rows):
         sl = slice(r0, r0 + rows)
         acc[sl], overflow[sl], final_overflow[sl] = _gemm_rows(xa[sl], wa, cfg, block)
-    return GemmResult(acc=acc, overflow=overflow, final_overflow=final_overflow)
+    return GemmResult(out=acc, overflow=overflow, final_overflow=final_overflow)
 
 
 # -- output stage ------------------------------------------------------------------------
@@ -495,41 +494,4 @@ def conv2d(
     def to_nchw(a: NDArray) -> NDArray:
         return a.reshape(b, ho, wo, o).transpose(0, 3, 1, 2)
 
-    return GemmResult(to_nchw(r.acc), to_nchw(r.overflow), to_nchw(r.final_overflow))
-
-
-# -- data-free safety (DESIGN.md section 3) -----------------------------------------------
-
-
-def worst_case_partial_sums(
-    w: ArrayLike, *, cfg: ArrayConfig
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Lowest and highest value any partial sum can take, over every legal input.
-
-    ``w`` is (K, N); the result is two (N,) arrays. Each term contributes its own worst
-    case (for unsigned activations: x = 2**N - 1 where it helps, 0 where it does not), and
-    since a zero activation is always legal both extremes are reached by the full sum, so
-    the bounds are tight.
-
-    >>> lo, hi = worst_case_partial_sums(np.array([[7], [-8], [3]]), cfg=ArrayConfig())
-    >>> int(lo[0]), int(hi[0])
-    (-120, 150)
-    """
-    wa = check_weights(w, cfg)
-    term_hi = np.maximum(wa * cfg.act_max, wa * cfg.act_min)
-    term_lo = np.minimum(wa * cfg.act_max, wa * cfg.act_min)
-    return np.minimum(term_lo, 0).sum(axis=0), np.maximum(term_hi, 0).sum(axis=0)
-
-
-def min_safe_acc_bits(w: ArrayLike, *, cfg: ArrayConfig) -> NDArray[np.int64]:
-    """Per output channel, the smallest P that no input can overflow (never below the
-    product width).
-
-    >>> min_safe_acc_bits(np.array([[7], [-8], [3]]), cfg=ArrayConfig()).tolist()
-    [9]
-    """
-    lo, hi = worst_case_partial_sums(w, cfg=cfg)
-    # Smallest P with -2**(P-1) <= lo and hi <= 2**(P-1) - 1.
-    need_hi = np.array([int(v).bit_length() + 1 for v in hi], dtype=np.int64)
-    need_lo = np.array([int(-v - 1).bit_length() + 1 if v < 0 else 1 for v in lo], dtype=np.int64)
-    return np.maximum(np.maximum(need_hi, need_lo), cfg.product_bits)
+    return GemmResult(to_nchw(r.out), to_nchw(r.overflow), to_nchw(r.final_overflow))

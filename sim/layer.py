@@ -9,23 +9,25 @@ cycles are the accelerator's, predicted exactly.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from oasa.config import ArrayConfig
-from oasa.errors import InputError, VerificationError
+from oasa.errors import VerificationError
 from oasa.files import require_memory
 from oasa.sim import golden
 from oasa.sim.accel_image import build_image
+from oasa.sim.backends import GemmCall, backend_names, open_session, usable_backend
 from oasa.sim.cycles import accelerator_cycles
 
 __all__ = [
-    "ALL_BACKENDS",
     "BACKENDS",
     "LayerResult",
     "MismatchError",
+    "all_backends",
     "compare",
     "run_conv2d",
     "run_gemm",
@@ -33,8 +35,12 @@ __all__ = [
 
 #: The simulation backends: they need nothing but this machine.
 BACKENDS = ("model", "amaranth", "verilator")
-#: Every backend, including a board on a serial port (which needs ``port``).
-ALL_BACKENDS = (*BACKENDS, "board")
+
+
+def all_backends() -> tuple[str, ...]:
+    """Every backend, including those other packages register (``board``, which needs a
+    ``port``)."""
+    return backend_names()
 
 
 class MismatchError(VerificationError):
@@ -78,13 +84,6 @@ class LayerResult:
         return self.macs / (self.cfg.rows * self.cfg.cols * self.cycles)
 
 
-def _check_backend(backend: str, port: object = None) -> None:
-    if backend not in ALL_BACKENDS:
-        raise InputError(f"unknown backend {backend!r}: choose one of {', '.join(ALL_BACKENDS)}")
-    if backend == "board" and port is None:
-        raise InputError("the board backend needs a port (e.g. port='/dev/ttyUSB1')")
-
-
 def run_gemm(
     x: ArrayLike,
     w: ArrayLike,
@@ -107,16 +106,16 @@ def run_gemm(
     cannot hold the layer. ``port`` and ``baud`` are the board backend's serial port (a
     path, or an open serial-like object such as ``oasa.fpga.simserial.SimulatedSerial``).
     """
-    _check_backend(backend, port)
+    usable_backend(backend, port)  # an unknown backend or a missing port fails before any work
     x = golden.check_activations(x, cfg)
     w = golden.check_weights(w, cfg)
     (m, k), n = x.shape, w.shape[1]
     require_memory(golden.gemm_memory_bytes(m, k, n), f"a {m} x {k} x {n} GEMM")
     g = golden.gemm(x, w, cfg=cfg)
     if backend == "model":
-        out = g.acc
+        out = g.out
         if requant:
-            out = golden.output_stage(g.acc, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu)
+            out = golden.output_stage(g.out, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu)
         return LayerResult(
             backend,
             cfg,
@@ -128,20 +127,10 @@ def run_gemm(
             int(g.overflow.sum()),
         )
     img = build_image(x, w, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu, requant=requant)
-    if backend == "amaranth":
-        from oasa.sim.backends.amaranth_accel import run_accel_images
-
-        (run,) = run_accel_images([img], vcd=vcd)
-    elif backend == "board":
-        from oasa.fpga.host import BoardAccelerator
-
-        with BoardAccelerator(cfg, port, baud=baud) as board:
-            run = board.run(img)
-    else:
-        from oasa.sim.backends.verilator_accel import VerilatorAccelerator
-
-        with VerilatorAccelerator(cfg, vcd=vcd) as accel:
-            run = accel.run(img)
+    stage = {"bias": bias, "mult": mult, "shift": shift, "relu": relu}
+    with ExitStack() as stack:
+        session = open_session(backend, stack, vcd=vcd, port=port, baud=baud)
+        (run,) = session.run([GemmCall(img, x, w, stage)])
     return LayerResult(
         backend, cfg, run.out, run.overflow, g.final_overflow, run.cycles, m * k * n, run.flagged
     )

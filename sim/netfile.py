@@ -14,9 +14,9 @@ quant/ writes it; sim/, fpga/ and the CLI read it. The file holds
 
 Reading validates everything (names, dtypes, shapes, value ranges, the shape chain) and
 raises :class:`NetfileError` with one line that says what is wrong; it also recomputes
-every certificate from the integer weights (:func:`verify_certificates`), so no reader
-trusts a certificate the weights do not give. What the weights guarantee at the P a
-layer runs at is :func:`certify`'s to say, never the file's.
+every certificate from the integer weights (:func:`oasa.sim.certificates.verify_certificates`),
+so no reader trusts a certificate the weights do not give. What the weights guarantee at
+the P a layer runs at is :func:`oasa.sim.certificates.certify`'s to say, never the file's.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from oasa.config import OVERFLOW_MODES, ArrayConfig, ConfigError
+from oasa.config import ArrayConfig, ConfigError, ConfigField
 from oasa.errors import InputError
 from oasa.files import atomic_write, check_input_file
 from oasa.sim import golden
@@ -40,19 +40,12 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "KINDS",
-    "CertificateError",
-    "Certification",
     "Layer",
-    "LayerSafety",
     "NetfileError",
     "Network",
-    "certificate",
-    "certify",
-    "check_certificates",
     "gemm_weight",
     "load",
     "save",
-    "verify_certificates",
 ]
 
 FORMAT_NAME = "oasa-net"
@@ -64,10 +57,6 @@ _ARRAYS = ("weight", "bias", "mult", "shift", "wc_lo", "wc_hi")
 
 class NetfileError(InputError):
     """A network file is missing, corrupt, truncated, of another version, or inconsistent."""
-
-
-class CertificateError(InputError):
-    """A stored certificate does not match what its integer weights give."""
 
 
 @dataclass
@@ -91,11 +80,7 @@ class Layer:
     kernel: int = 1
     stride: int = 1
     padding: int = 0
-    act_bits: int = 4
-    act_signed: bool = False
-    weight_bits: int = 4
-    acc_bits: int = 16
-    overflow: str = "wrap"
+    cfg: ArrayConfig = field(default_factory=ArrayConfig)  # the arithmetic it is made for
     relu: bool = False
     requant: bool = True
     method: str = ""
@@ -115,15 +100,12 @@ class Layer:
     def channels(self) -> int:
         return self.out_shape[0]
 
-    def config(self, *, acc_bits: int | None = None, overflow: str | None = None) -> ArrayConfig:
-        """The ArrayConfig this layer runs with (P and mode may be overridden)."""
-        return ArrayConfig(
-            act_bits=self.act_bits,
-            act_signed=self.act_signed,
-            weight_bits=self.weight_bits,
-            acc_bits=self.acc_bits if acc_bits is None else acc_bits,
-            overflow=self.overflow if overflow is None else overflow,
-        )
+    # The arithmetic, read from ``cfg`` (which holds it; change it with ``cfg.replace``).
+    act_bits = ConfigField()
+    act_signed = ConfigField()
+    weight_bits = ConfigField()
+    acc_bits = ConfigField()
+    overflow = ConfigField()
 
     def to_meta(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -140,11 +122,7 @@ class Layer:
             kernel=self.kernel,
             stride=self.stride,
             padding=self.padding,
-            act_bits=self.act_bits,
-            act_signed=self.act_signed,
-            weight_bits=self.weight_bits,
-            acc_bits=self.acc_bits,
-            overflow=self.overflow,
+            **self.cfg.to_dict("arithmetic"),
             relu=self.relu,
             requant=self.requant,
             method=self.method,
@@ -199,131 +177,6 @@ def gemm_weight(layer: Layer) -> NDArray[np.int64]:
     return w.reshape(w.shape[0], -1).T
 
 
-def certificate(layer: Layer) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """(wc_lo, wc_hi, min safe P) per output channel, from the integer weights alone."""
-    cfg = layer.config()
-    w = gemm_weight(layer)
-    lo, hi = golden.worst_case_partial_sums(w, cfg=cfg)
-    return lo, hi, golden.min_safe_acc_bits(w, cfg=cfg)
-
-
-@dataclass(frozen=True)
-class LayerSafety:
-    """One weighted layer's overflow safety at the P it runs at."""
-
-    index: int
-    name: str
-    min_safe_acc_bits: int  # the smallest P no input can overflow, from the weights
-    acc_bits: int  # the P the layer runs at
-
-    @property
-    def safe(self) -> bool:
-        return self.min_safe_acc_bits <= self.acc_bits
-
-
-@dataclass(frozen=True)
-class Certification:
-    """What can be said of a network's overflow safety, computed from its integer weights,
-    never read from the file: ``certified`` iff every layer is safe at the P it runs at.
-
-    ``claim`` is the file's own word (``certified``, ``data-dependent`` or ``none``), kept
-    for networks whose guarantee the weights cannot show (oaq is safe only on its
-    calibration data, and only at the P it was made for).
-    """
-
-    layers: tuple[LayerSafety, ...]
-    claim: str
-    overridden: bool = False  # P was changed at run time
-
-    @property
-    def certified(self) -> bool:
-        return all(s.safe for s in self.layers)
-
-    @property
-    def label(self) -> str:
-        """``certified``, ``data-dependent`` or ``not certified``."""
-        if self.certified:
-            return "certified"
-        if self.claim == "data-dependent" and not self.overridden:
-            return "data-dependent"
-        return "not certified"
-
-    @property
-    def widths(self) -> str:
-        """``P = 16``, or each layer's width when they differ."""
-        ps = {s.acc_bits for s in self.layers}
-        if len(ps) == 1:
-            return f"P = {ps.pop()}"
-        return "P = " + ", ".join(f"{s.acc_bits} ({s.name})" for s in self.layers)
-
-    def summary(self) -> str:
-        """One line: the label, at which widths, and what a layer that can overflow needs."""
-        if self.certified:
-            return f"certified overflow-free at {self.widths}: no input can overflow any layer"
-        unsafe = [s for s in self.layers if not s.safe]
-        needs = ", ".join(f"{s.name} needs P = {s.min_safe_acc_bits}" for s in unsafe)
-        if self.label == "data-dependent":
-            return (
-                f"data-dependent at {self.widths}: safe only on the calibration data "
-                f"(for every input: {needs})"
-            )
-        return f"NOT certified at {self.widths}: some inputs can overflow ({needs})"
-
-
-def verify_certificates(net: Network) -> None:
-    """Recompute every certificate from the integer weights; raise
-    :class:`CertificateError` if a stored one differs, or if the network claims to be
-    ``certified`` while some layer can overflow at the P it states."""
-    for i, layer in net.weighted:
-        lo, hi, need = certificate(layer)
-        for what, stored, real in (("wc_lo", layer.wc_lo, lo), ("wc_hi", layer.wc_hi, hi)):
-            bad = np.nonzero(np.asarray(stored) != real)[0]
-            if bad.size:
-                c = int(bad[0])
-                raise CertificateError(
-                    f"layer {i} ({layer.name or layer.kind}) channel {c}: stored {what} "
-                    f"{int(stored[c])} but its weights give {int(real[c])} "
-                    f"({bad.size} channel(s) differ): the weights or the certificate were "
-                    "changed after export; quantize it again"
-                )
-        if net.guarantee == "certified" and int(need.max()) > layer.acc_bits:
-            c = int(np.argmax(need))
-            raise CertificateError(
-                f"layer {i} ({layer.name or layer.kind}) channel {c}: the network claims to be "
-                f"certified at P = {layer.acc_bits}, but this channel needs P = {int(need[c])}"
-            )
-
-
-def certify(net: Network, *, acc_bits: int | None = None) -> Certification:
-    """Each weighted layer's smallest safe P against the P it runs at (its own, or
-    ``acc_bits`` for all layers), and the label that follows."""
-    layers = []
-    for i, layer in net.weighted:
-        need = certificate(layer)[2]
-        runs_at = layer.acc_bits if acc_bits is None else acc_bits
-        layers.append(LayerSafety(i, layer.name or layer.kind, int(need.max()), runs_at))
-    overridden = acc_bits is not None and any(
-        acc_bits != layer.acc_bits for _, layer in net.weighted
-    )
-    return Certification(tuple(layers), net.guarantee, overridden)
-
-
-def check_certificates(net: Network) -> list[dict[str, Any]]:
-    """Verify every certificate (:func:`verify_certificates`) and return one summary per
-    weighted layer (index, name, min_safe_acc_bits, acc_bits, safe)."""
-    verify_certificates(net)
-    return [
-        {
-            "index": s.index,
-            "name": s.name,
-            "min_safe_acc_bits": s.min_safe_acc_bits,
-            "acc_bits": s.acc_bits,
-            "safe": s.safe,
-        }
-        for s in certify(net).layers
-    ]
-
-
 # -- writing ---------------------------------------------------------------------------------
 
 
@@ -331,6 +184,8 @@ def save(net: Network, path: str | os.PathLike) -> None:
     """Write ``net`` to ``path`` (atomically: a crash or Ctrl-C leaves no partial file).
     Certificates are computed from the weights where a layer has none, and the whole
     network, certificates included, is validated first."""
+    from oasa.sim.certificates import certificate, verify_certificates  # built on this module
+
     for _, layer in net.weighted:
         if layer.wc_lo is None or layer.wc_hi is None:
             layer.wc_lo, layer.wc_hi, _ = certificate(layer)
@@ -394,19 +249,24 @@ def _layer_from_meta(d: Any, i: int) -> Layer:
         return layer
     layer.stride = _get(d, "stride", int, where)
     layer.padding = _get(d, "padding", int, where)
-    layer.act_bits = _get(d, "act_bits", int, where)
-    layer.act_signed = _get(d, "act_signed", bool, where)
-    layer.weight_bits = _get(d, "weight_bits", int, where)
-    layer.acc_bits = _get(d, "acc_bits", int, where)
-    layer.overflow = _get(d, "overflow", str, where)
+    arithmetic = {
+        "act_bits": _get(d, "act_bits", int, where),
+        "act_signed": _get(d, "act_signed", bool, where),
+        "weight_bits": _get(d, "weight_bits", int, where),
+        "acc_bits": _get(d, "acc_bits", int, where),
+        "overflow": _get(d, "overflow", str, where),
+    }
+    try:
+        layer.cfg = ArrayConfig(**arithmetic)
+    except ConfigError as e:
+        raise NetfileError(f"{where}: {e}") from None
     layer.relu = _get(d, "relu", bool, where)
     layer.requant = _get(d, "requant", bool, where)
     layer.method = _get(d, "method", str, where)
     _shape(d, "weight_shape", where)
     known = {
         "kind", "name", "in_shape", "out_shape", "weight_shape", "kernel", "stride", "padding",
-        "act_bits", "act_signed", "weight_bits", "acc_bits", "overflow", "relu", "requant",
-        "method",
+        *arithmetic, "relu", "requant", "method",
     }  # fmt: skip
     layer.extra = {k: v for k, v in d.items() if k not in known}
     return layer
@@ -446,12 +306,7 @@ def _validate(net: Network, where_file: str) -> None:
                 raise NetfileError(f"{where}: maxpool {k} does not tile input {in_shape}")
             want = (in_shape[0], in_shape[1] // k, in_shape[2] // k)
         else:
-            if layer.overflow not in OVERFLOW_MODES:
-                raise NetfileError(f"{where}: overflow {layer.overflow!r} is not a mode")
-            try:
-                cfg = layer.config()
-            except ConfigError as e:
-                raise NetfileError(f"{where}: {e}") from None
+            cfg = layer.cfg
             o = layer.out_shape[0]
             if layer.kind == "conv2d":
                 if len(in_shape) != 3 or layer.stride < 1 or layer.padding < 0:
@@ -498,7 +353,7 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Network:
     """Read and validate a network file; any problem raises :class:`NetfileError`.
 
     With ``verify`` (the default) every certificate is recomputed from the integer weights
-    and a mismatch raises :class:`CertificateError` (:func:`verify_certificates`): the
+    and a mismatch raises :class:`~oasa.sim.certificates.CertificateError`: the
     file's claim is checked, never trusted. ``verify=False`` is for tools that inspect a
     damaged file.
     """
@@ -564,6 +419,8 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Network:
             setattr(layer, name, a)
     _validate(net, str(path))
     if verify:
+        from oasa.sim.certificates import CertificateError, verify_certificates
+
         try:
             verify_certificates(net)
         except CertificateError as e:

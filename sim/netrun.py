@@ -10,23 +10,31 @@ same input, bit for bit; the first difference stops the run and is named.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from oasa.config import ArrayConfig
-from oasa.errors import InputError, VerificationError
+from oasa.errors import VerificationError
 from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
-from oasa.sim.cycles import accelerator_cycles
+from oasa.sim.backends import GemmCall, Session, open_session
 from oasa.sim.netfile import Layer, Network, gemm_weight
 from oasa.sim.network import LayerRun, NetworkResult, layer_forward, network_result
 from oasa.sim.tiling import tile_grid
 
-__all__ = ["LayerMismatch", "LayerStats", "NetRun", "plan_calls", "run_network_rtl"]
+__all__ = [
+    "LayerMismatch",
+    "LayerStats",
+    "NetRun",
+    "Throughput",
+    "plan_calls",
+    "run_network_rtl",
+]
 
 
 class LayerMismatch(VerificationError):
@@ -71,6 +79,37 @@ class NetRun:
     def macs(self) -> int:
         return sum(s.macs for s in self.stats)
 
+    @property
+    def utilization(self) -> float:
+        """Useful MACs / (R * C * cycles) over the whole run."""
+        cfg = next((s.cfg for s in self.stats if s.cfg is not None), None)
+        if cfg is None or not self.cycles:
+            return 0.0
+        return self.macs / (cfg.rows * cfg.cols * self.cycles)
+
+    def throughput(self, clock_hz: float, batch: int) -> Throughput:
+        """What the measured cycles mean at ``clock_hz``, for passes of ``batch`` images."""
+        per_image = self.cycles / self.images
+        per_pass = min(batch, self.images)
+        return Throughput(
+            clock_hz=clock_hz,
+            cycles_per_image=per_image,
+            images_per_second=clock_hz / per_image,
+            batch=per_pass,
+            latency_s=per_image * per_pass / clock_hz,
+        )
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Images per second and the latency of one pass, at a clock."""
+
+    clock_hz: float
+    cycles_per_image: float
+    images_per_second: float
+    batch: int  # images per pass
+    latency_s: float  # of one pass
+
 
 def plan_calls(cfg: ArrayConfig, m: int, k: int, n: int) -> list[tuple[slice, slice]]:
     """Cut an M x K x N GEMM into accelerator calls that fit the buffers: column chunks
@@ -98,68 +137,6 @@ def plan_calls(cfg: ArrayConfig, m: int, k: int, n: int) -> list[tuple[slice, sl
     ]
 
 
-class _Backend:
-    """Runs GEMM calls on one backend, keeping Verilator models (or the board link) open
-    across calls."""
-
-    def __init__(
-        self,
-        name: str,
-        stack: ExitStack,
-        vcd: str | None,
-        port: object = None,
-        baud: int = 115200,
-    ):
-        if name == "board" and port is None:
-            raise InputError("the board backend needs a port (e.g. port='/dev/ttyUSB1')")
-        self.name = name
-        self.stack = stack
-        self.vcd = vcd
-        self.port = port
-        self.baud = baud
-        self.models: dict[ArrayConfig, object] = {}
-
-    def run(self, images: list) -> list[tuple[NDArray, NDArray, int, int]]:
-        """(out, overflow, cycles, flagged) per image, in order."""
-        if self.name == "model":
-            out = []
-            for img, (x, w, kw) in images:
-                g = golden.gemm(x, w, cfg=img.cfg)
-                o = (
-                    golden.output_stage(g.acc, cfg=img.cfg, **kw)
-                    if img.registers["MODE"] & 2
-                    else g.acc
-                )
-                cyc = accelerator_cycles(img.cfg, img.m, img.k, img.n)
-                out.append((o, g.overflow, cyc, int(g.overflow.sum())))
-            return out
-        if self.name == "amaranth":
-            from oasa.sim.backends.amaranth_accel import run_accel_images
-
-            runs = run_accel_images([img for img, _ in images])
-            return [(r.out, r.overflow, r.cycles, r.flagged) for r in runs]
-        from oasa.sim.backends.verilator_accel import VerilatorAccelerator
-
-        out = []
-        for img, _ in images:
-            model = self.models.get(img.cfg)
-            if model is None and self.name == "board":
-                from oasa.fpga.host import BoardAccelerator
-
-                # One board holds one build: a second configuration fails its identity check.
-                model = self.stack.enter_context(
-                    BoardAccelerator(img.cfg, self.port, baud=self.baud)
-                )
-                self.models[img.cfg] = model
-            elif model is None:
-                vcd = self.vcd if not self.models else None  # one waveform: the first model
-                model = self.stack.enter_context(VerilatorAccelerator(img.cfg, vcd=vcd))
-                self.models[img.cfg] = model
-            r = model.run(img)
-            out.append((r.out, r.overflow, r.cycles, r.flagged))
-        return out
-
-
 def _first_difference(a: NDArray, b: NDArray) -> str:
     at = tuple(int(i) for i in np.argwhere(a != b)[0])
     return (
@@ -168,7 +145,7 @@ def _first_difference(a: NDArray, b: NDArray) -> str:
 
 
 def _rtl_layer(
-    layer: Layer, x: NDArray[np.int64], cfg: ArrayConfig, backend: _Backend, stats: LayerStats
+    layer: Layer, x: NDArray[np.int64], cfg: ArrayConfig, session: Session, stats: LayerStats
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """One weighted layer on the accelerator: (GEMM-shaped output, flags)."""
     if layer.kind == "conv2d":
@@ -194,15 +171,13 @@ def _rtl_layer(
         img = build_image(
             cols[rows], w[:, chans], cfg=cfg, requant=layer.requant, label=label, **kw
         )
-        calls.append(((rows, chans), (img, (cols[rows], w[:, chans], kw))))
-    for ((rows, chans), _), (o, f, cyc, flagged) in zip(
-        calls, backend.run([c[1] for c in calls]), strict=True
-    ):
-        out[rows, chans] = o
-        ovf[rows, chans] = f
+        calls.append(((rows, chans), GemmCall(img, cols[rows], w[:, chans], kw)))
+    for ((rows, chans), _), run in zip(calls, session.run([c for _, c in calls]), strict=True):
+        out[rows, chans] = run.out
+        ovf[rows, chans] = run.overflow
         stats.calls += 1
-        stats.cycles += cyc
-        stats.flagged += flagged
+        stats.cycles += run.cycles
+        stats.flagged += run.flagged
     stats.macs += m * k * n
     stats.dot_products += m * n
     return out, ovf
@@ -218,14 +193,14 @@ def run_network_rtl(
     x: NDArray[np.int64],
     *,
     backend: str = "verilator",
-    array: dict | None = None,
+    overrides: Mapping[str, Any] | None = None,
     batch: int = 8,
     vcd: str | None = None,
     progress: Callable[[int], None] | None = None,
     port: object = None,
     baud: int = 115200,
 ) -> NetRun:
-    """Run quantized input x (B, *input_shape) through ``net`` on ``backend`` ("model",
+    """Run quantized input x ``(B, *input_shape)`` through ``net`` on ``backend`` ("model",
     "amaranth", "verilator" or "board"), ``batch`` images per pass, checking every layer
     against the golden model (raises :class:`LayerMismatch` naming the layer and element).
 
@@ -233,19 +208,20 @@ def run_network_rtl(
     object such as ``oasa.fpga.simserial.SimulatedSerial``) at ``baud``; the board must
     run a build of every weighted layer's configuration.
 
-    ``array`` overrides the array shape and buffers of every layer's configuration
-    (rows, cols, act_depth, ...); the arithmetic (N, M, P, mode) comes from the file.
+    ``overrides`` are :class:`~oasa.config.ArrayConfig` fields replaced in every layer's
+    configuration (``cfg.replace(**overrides)``): the array shape and buffers (rows, cols,
+    act_depth, ...), which the file does not fix, and if wanted its arithmetic (P, mode).
     ``progress`` is called with the number of images finished after every batch.
     """
     xa = np.asarray(x, dtype=np.int64)
-    cfgs = {i: layer.config().replace(**(array or {})) for i, layer in net.weighted}
+    cfgs = {i: layer.cfg.replace(**(overrides or {})) for i, layer in net.weighted}
     stats = [
         LayerStats(i, layer.name or layer.kind, layer.kind, cfg=cfgs.get(i))
         for i, layer in enumerate(net.layers)
     ]
     parts: list[list[LayerRun]] = []
     with ExitStack() as stack:
-        be = _Backend(backend, stack, vcd, port, baud)
+        session = open_session(backend, stack, vcd=vcd, port=port, baud=baud)
         done = 0
         for sl in _batches(len(xa), batch):
             h = xa[sl]
@@ -256,7 +232,7 @@ def run_network_rtl(
                     runs.append(LayerRun(i, layer, want))
                     h = want
                     continue
-                out, ovf = _rtl_layer(layer, h, cfgs[i], be, stats[i])
+                out, ovf = _rtl_layer(layer, h, cfgs[i], session, stats[i])
                 if layer.kind == "conv2d":
                     _, ho, wo = layer.out_shape
                     out = out.reshape(len(h), ho, wo, -1).transpose(0, 3, 1, 2)

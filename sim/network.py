@@ -13,8 +13,9 @@ quantization and the logits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -83,12 +84,12 @@ class NetworkResult:
 
 
 def quantize_input(net: Network, images: ArrayLike) -> NDArray[np.int64]:
-    """Float images (B, *input_shape) to the first layer's N-bit integers:
+    """Float images ``(B, *input_shape)`` to the first layer's N-bit integers:
     clamp(floor(v / input_scale + 1/2))."""
     x = np.asarray(images, dtype=np.float64)
     if x.shape[1:] != tuple(net.input_shape):
         raise InputError(f"images have shape {x.shape[1:]}, the network takes {net.input_shape}")
-    cfg = net.weighted[0][1].config()
+    cfg = net.weighted[0][1].cfg
     q = np.floor(x / net.input_scale + 0.5)
     return np.clip(q, cfg.act_min, cfg.act_max).astype(np.int64)
 
@@ -114,10 +115,10 @@ def layer_forward(
     r = gemm(cols, gemm_weight(layer), cfg=cfg)
     if layer.requant:
         out = golden.output_stage(
-            r.acc, cfg=cfg, bias=layer.bias, mult=layer.mult, shift=layer.shift, relu=layer.relu
+            r.out, cfg=cfg, bias=layer.bias, mult=layer.mult, shift=layer.shift, relu=layer.relu
         )
     else:
-        out = r.acc
+        out = r.out
     if layer.kind == "conv2d":
         _, ho, wo = layer.out_shape
 
@@ -125,7 +126,7 @@ def layer_forward(
             return a.reshape(b, ho, wo, -1).transpose(0, 3, 1, 2)
 
         out = nchw(out)
-        r = golden.GemmResult(nchw(r.acc), nchw(r.overflow), nchw(r.final_overflow))
+        r = golden.GemmResult(nchw(r.out), nchw(r.overflow), nchw(r.final_overflow))
     return out, r
 
 
@@ -134,11 +135,10 @@ def run_network(
     x: ArrayLike,
     *,
     gemm: GemmFn | None = None,
-    acc_bits: int | None = None,
-    overflow: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
     batch: int = 256,
 ) -> NetworkResult:
-    """Run integer input x (B, *input_shape) through ``net`` on integers only.
+    """Run integer input x ``(B, *input_shape)`` through ``net`` on integers only.
 
     Parameters
     ----------
@@ -146,15 +146,16 @@ def run_network(
         Quantized input (see :func:`quantize_input`).
     gemm:
         The GEMM backend (default :func:`oasa.sim.golden.gemm`).
-    acc_bits, overflow:
-        Override every layer's P and overflow mode (e.g. to evaluate a network at a
-        narrower accumulator than it was certified for).
+    overrides:
+        :class:`~oasa.config.ArrayConfig` fields replaced in every layer's configuration
+        (``cfg.replace(**overrides)``), e.g. ``{"acc_bits": 12}`` to evaluate a network at
+        a narrower accumulator than it was certified for.
     batch:
         Images per pass, to bound memory.
     """
     gemm = golden.gemm if gemm is None else gemm
     xa = np.asarray(x)
-    cfgs = {i: layer.config(acc_bits=acc_bits, overflow=overflow) for i, layer in net.weighted}
+    cfgs = {i: layer.cfg.replace(**(overrides or {})) for i, layer in net.weighted}
     golden.check_activations(xa.reshape(len(xa), -1), cfgs[net.weighted[0][0]], name="input")
     parts: list[list[LayerRun]] = []
     for s in range(0, len(xa), batch):

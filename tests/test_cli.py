@@ -89,10 +89,10 @@ def test_sim_model_writes_npz(tmp_path):
     assert rc == 0
     with np.load(out) as z:
         g = golden.gemm(x, w, cfg=cfg)
-        np.testing.assert_array_equal(z["acc"], g.acc)
+        np.testing.assert_array_equal(z["out"], g.out)
         np.testing.assert_array_equal(z["overflow"], g.overflow)
         np.testing.assert_array_equal(z["final_overflow"], g.final_overflow)
-        assert z["acc"].dtype == np.int64 and z["overflow"].dtype == bool
+        assert z["out"].dtype == np.int64 and z["overflow"].dtype == bool
         assert int(z["cycles"]) > 0
 
 
@@ -122,7 +122,7 @@ def test_sim_amaranth_random_layer_checks_itself(tmp_path, capsys):
     assert rc == 0
     assert "matches the golden model" in capsys.readouterr().out
     with np.load(out) as z:
-        assert z["acc"].shape == (5, 4)
+        assert z["out"].shape == (5, 4)
 
 
 @pytest.mark.parametrize(
@@ -213,7 +213,7 @@ def test_sim_verilator_backend(tmp_path, capsys):
     assert main(argv) == 0
     assert "matches the golden model" in capsys.readouterr().out
     with np.load(out) as z:
-        assert z["acc"].shape == (7, 5) and int(z["cycles"]) > 30
+        assert z["out"].shape == (7, 5) and int(z["cycles"]) > 30
 
 
 def test_layer_too_big_for_the_buffers_exits_2(capsys):

@@ -17,7 +17,7 @@ from test_netrun import digits_shaped_network
 from oasa import files
 from oasa.cli import build_parser, main
 from oasa.errors import InputError, ToolError, VerificationError, exit_code
-from oasa.sim import netfile
+from oasa.sim import certificates, netfile
 
 
 def _one_line(err: str) -> str:
@@ -86,7 +86,7 @@ def test_sim_out_writes_exactly_the_path_given(tmp_path, monkeypatch, capsys):
     assert sorted(os.listdir(tmp_path)) == ["result"]  # not result.npz
     assert "wrote result" in capsys.readouterr().out
     with np.load(tmp_path / "result") as z:
-        assert z["acc"].shape == (3, 2)
+        assert z["out"].shape == (3, 2)
 
 
 def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch, capsys):
@@ -205,7 +205,7 @@ def test_first_verilator_build_says_so_and_how_long(tmp_path, monkeypatch, caplo
 @pytest.fixture
 def certified_net(tmp_path):
     net = digits_shaped_network(acc_bits=16, overflow="wrap")
-    need = max(int(netfile.certificate(layer)[2].max()) for _, layer in net.weighted)
+    need = max(int(certificates.certificate(layer)[2].max()) for _, layer in net.weighted)
     assert need <= 16
     net.guarantee = "certified"
     path = tmp_path / "net.npz"
@@ -270,6 +270,6 @@ def test_certify_against_an_independent_sum():
             worst = max(worst, p)
         need.append(worst)
     for p in range(8, 20):
-        cert = netfile.certify(net, acc_bits=p)
+        cert = certificates.certify(net, acc_bits=p)
         assert cert.certified == (max(need) <= p)
         assert [s.min_safe_acc_bits for s in cert.layers] == need

@@ -162,7 +162,7 @@ def test_any_activation_array_runs_or_is_refused(a):
         if _valid_activations(a):
             assert rc == 0, err
             with np.load(out) as z:
-                np.testing.assert_array_equal(z["acc"], a.astype(np.int64) @ VALID_W)
+                np.testing.assert_array_equal(z["out"], a.astype(np.int64) @ VALID_W)
         else:
             assert_refused(rc, stdout, err)
             assert not out.exists()

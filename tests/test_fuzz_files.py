@@ -1,7 +1,7 @@
 """Property-based fuzzing (Hypothesis) of the library functions that read untrusted input:
 ``oasa.sim.netfile.load``, ``oasa.files.load_npy``, the operand checks of
 ``oasa.sim.golden`` (``gemm``, ``check_activations``, ``check_weights``, ``output_stage``)
-and ``netfile.certify``.
+and ``certificates.certify``.
 
 Why: these functions are the wall between a user's files and arrays and the rest of oasa.
 Their contract is that bad input of any kind is refused with an :class:`InputError`
@@ -49,9 +49,10 @@ from test_netfile import _rewrite, small_network
 from oasa.config import ArrayConfig
 from oasa.errors import InputError
 from oasa.files import load_npy
-from oasa.sim import golden, netfile
+from oasa.sim import certificates, golden, netfile
+from oasa.sim.certificates import CertificateError
 from oasa.sim.golden import OperandError
-from oasa.sim.netfile import CertificateError, NetfileError, Network
+from oasa.sim.netfile import NetfileError, Network
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -682,7 +683,7 @@ def test_certificate_formula_matches_the_saved_file():
         sums = channel_sums(layer.weight)
         assert layer.wc_hi.tolist() == [15 * pos for pos, _ in sums]
         assert layer.wc_lo.tolist() == [15 * neg for _, neg in sums]
-        lo, hi, _ = netfile.certificate(layer)
+        lo, hi, _ = certificates.certificate(layer)
         assert lo.tolist() == layer.wc_lo.tolist() and hi.tolist() == layer.wc_hi.tolist()
 
 
@@ -725,7 +726,7 @@ def test_load_detects_tampered_weights(change):
         assert f"layer {layer} " in str(outcome) and "changed after export" in str(outcome)
 
 
-# -- netfile.certify ------------------------------------------------------------------------------
+# -- certificates.certify ------------------------------------------------------------------------------
 
 
 @st.composite
@@ -739,8 +740,12 @@ def networks(draw) -> Network:
     widths = st.integers(floor, 32) | st.integers(floor, min(floor + 6, 32))
     same = draw(widths) if draw(st.booleans()) else None
     for _, layer in net.weighted:
-        layer.act_bits, layer.act_signed, layer.weight_bits = act_bits, act_signed, weight_bits
-        layer.acc_bits = draw(widths) if same is None else same
+        layer.cfg = ArrayConfig(
+            act_bits=act_bits,
+            act_signed=act_signed,
+            weight_bits=weight_bits,
+            acc_bits=draw(widths) if same is None else same,
+        )
         layer.weight = draw(hnp.arrays(np.int8, layer.weight.shape, elements=st.integers(-8, 7)))
     net.guarantee = draw(st.sampled_from(netfile.GUARANTEES))
     return net
@@ -755,7 +760,7 @@ def test_certify_label(net, data):
     run at its own P."""
     own = [layer.acc_bits for _, layer in net.weighted]
     p = data.draw(st.none() | st.integers(-2, 70) | st.sampled_from(own))
-    result = netfile.certify(net, acc_bits=p)
+    result = certificates.certify(net, acc_bits=p)
     needs = []
     for _, layer in net.weighted:
         need = max(channel_need(layer.weight, layer.act_bits, layer.act_signed, layer.weight_bits))
@@ -901,7 +906,7 @@ def check_gemm(x: np.ndarray, w: np.ndarray, cfg: ArrayConfig) -> None:
         for j in range(w.shape[1]):
             col = [row[j] for row in ws]
             want = reference.dot(xs[i], col, cfg.acc_bits, cfg.overflow)
-            got = (int(r.acc[i, j]), bool(r.overflow[i, j]), bool(r.final_overflow[i, j]))
+            got = (int(r.out[i, j]), bool(r.overflow[i, j]), bool(r.final_overflow[i, j]))
             assert got == want, (i, j)
 
 

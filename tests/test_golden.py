@@ -7,7 +7,7 @@ import pytest
 import reference
 
 from oasa.config import ArrayConfig
-from oasa.sim import golden
+from oasa.sim import certificates, golden
 
 CONFIGS = [
     ArrayConfig(acc_bits=8),
@@ -32,7 +32,7 @@ def test_gemm_matches_reference(cfg, shape):
     x, w = reference.random_operands(rng, cfg, *shape)
     r = golden.gemm(x, w, cfg=cfg)
     acc, ovf, fin = reference.gemm(x.tolist(), w.tolist(), cfg.acc_bits, cfg.overflow)
-    np.testing.assert_array_equal(r.acc, acc)
+    np.testing.assert_array_equal(r.out, acc)
     np.testing.assert_array_equal(r.overflow, ovf)
     np.testing.assert_array_equal(r.final_overflow, fin)
 
@@ -56,21 +56,21 @@ def test_transient_overflow_wrap_recovers_saturate_does_not():
     w = [[7], [7], [-8]]
     wrap = golden.gemm(x, w, cfg=ArrayConfig(acc_bits=8))
     sat = golden.gemm(x, w, cfg=ArrayConfig(acc_bits=8, overflow="saturate"))
-    assert wrap.acc[0, 0] == 90 and wrap.overflow[0, 0] and not wrap.final_overflow[0, 0]
-    assert sat.acc[0, 0] == 127 - 120 and sat.overflow[0, 0]
+    assert wrap.out[0, 0] == 90 and wrap.overflow[0, 0] and not wrap.final_overflow[0, 0]
+    assert sat.out[0, 0] == 127 - 120 and sat.overflow[0, 0]
 
 
 def test_saturates_at_both_ends():
     cfg = ArrayConfig(acc_bits=8, overflow="saturate")
     r = golden.gemm([[15] * 4], [[7, -8]] * 4, cfg=cfg)
-    assert r.acc.tolist() == [[127, -128]]
+    assert r.out.tolist() == [[127, -128]]
     assert r.overflow.all() and r.final_overflow.all()
 
 
 def test_wrap_is_exact_sum_wrapped():
     cfg = ArrayConfig(acc_bits=8)
     r = golden.gemm([[15] * 4], [[7, -8]] * 4, cfg=cfg)
-    assert r.acc.tolist() == [[(420 + 128) % 256 - 128, (-480 + 128) % 256 - 128]]
+    assert r.out.tolist() == [[(420 + 128) % 256 - 128, (-480 + 128) % 256 - 128]]
 
 
 def test_large_gemm_scan_path_matches_reference_on_sample():
@@ -81,7 +81,7 @@ def test_large_gemm_scan_path_matches_reference_on_sample():
     r = golden.gemm(x, w, cfg=cfg)
     for i, j in rng.integers(0, [64, 48], (40, 2)):
         s, f, fin = reference.dot(x[i], w[:, j], 12, "saturate")
-        assert (r.acc[i, j], r.overflow[i, j], r.final_overflow[i, j]) == (s, f, fin)
+        assert (r.out[i, j], r.overflow[i, j], r.final_overflow[i, j]) == (s, f, fin)
 
 
 def test_bounds_contain_every_prefix():
@@ -105,7 +105,7 @@ def test_bounds_contain_every_prefix():
 def test_worst_case_bounds_are_tight_and_reached(cfg):
     rng = np.random.default_rng(4)
     w = rng.integers(cfg.weight_min, cfg.weight_max + 1, (25, 6))
-    lo, hi = golden.worst_case_partial_sums(w, cfg=cfg)
+    lo, hi = certificates.worst_case_partial_sums(w, cfg=cfg)
     # The input that reaches hi: per term the activation giving the largest product.
     for j in range(w.shape[1]):
         best_hi = [max((a * wk, a) for a in (cfg.act_min, 0, cfg.act_max))[1] for wk in w[:, j]]
@@ -122,8 +122,8 @@ def test_min_safe_acc_bits_is_the_boundary():
     cfg = ArrayConfig(acc_bits=32)
     rng = np.random.default_rng(8)
     w = rng.integers(-8, 8, (40, 10))
-    need = golden.min_safe_acc_bits(w, cfg=cfg)
-    lo, hi = golden.worst_case_partial_sums(w, cfg=cfg)
+    need = certificates.min_safe_acc_bits(w, cfg=cfg)
+    lo, hi = certificates.worst_case_partial_sums(w, cfg=cfg)
     for j, p in enumerate(need):
         assert -(2 ** (p - 1)) <= lo[j] and hi[j] <= 2 ** (p - 1) - 1
         if p > cfg.product_bits:
@@ -140,7 +140,7 @@ def test_safe_weights_never_overflow_worst_case_input():
     further; one bit less and it overflows."""
     cfg = ArrayConfig(acc_bits=32)
     w = np.array([[7], [7], [-8], [5], [-8], [7]])
-    p = int(golden.min_safe_acc_bits(w, cfg=cfg)[0])
+    p = int(certificates.min_safe_acc_bits(w, cfg=cfg)[0])
     x_hi = np.where(w[:, 0] > 0, 15, 0)[None, :]
     x_lo = np.where(w[:, 0] < 0, 15, 0)[None, :]
     for x in (x_hi, x_lo):
@@ -213,7 +213,7 @@ def test_conv2d_equals_its_gemm_and_a_direct_loop():
     for stride, padding in [(1, 1), (2, 0), (2, 1)]:
         r = golden.conv2d(x, w, cfg=cfg, stride=stride, padding=padding)
         xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-        _, _, ho, wo = r.acc.shape
+        _, _, ho, wo = r.out.shape
         for b in range(2):
             for o in range(4):
                 for oy in range(ho):
@@ -223,7 +223,7 @@ def test_conv2d_equals_its_gemm_and_a_direct_loop():
                         ]
                         want = reference.dot(patch.reshape(-1), w[o].reshape(-1), 10, "wrap")
                         got = (
-                            r.acc[b, o, oy, ox],
+                            r.out[b, o, oy, ox],
                             r.overflow[b, o, oy, ox],
                             r.final_overflow[b, o, oy, ox],
                         )
@@ -265,7 +265,7 @@ def test_multi_block_scan_matches_reference(p, mode):
     w[:, ::3] = np.abs(w[:, ::3]) // 2  # some columns drift upwards
     r = golden.gemm(x, w, cfg=cfg)
     acc, ovf, fin = reference.gemm(x.tolist(), w.tolist(), p, mode)
-    np.testing.assert_array_equal(r.acc, acc)
+    np.testing.assert_array_equal(r.out, acc)
     np.testing.assert_array_equal(r.overflow, ovf)
     np.testing.assert_array_equal(r.final_overflow, fin)
     assert ovf.any()

@@ -7,21 +7,16 @@ import numpy as np
 import pytest
 
 from oasa.cli import main
-from oasa.sim import netfile
-from oasa.sim.netfile import CertificateError, Layer, NetfileError, Network
+from oasa.config import ArrayConfig
+from oasa.sim import certificates, netfile
+from oasa.sim.certificates import CertificateError
+from oasa.sim.netfile import Layer, NetfileError, Network
 
 
 def small_network(seed=0, acc_bits=12, overflow="wrap", scale=1.0):
     """conv 1->3 (3x3 pad 1) on 4x4, maxpool 2, dense 12->5 (ReLU), dense 5->3 (raw)."""
     rng = np.random.default_rng(seed)
-    common = dict(
-        act_bits=4,
-        act_signed=False,
-        weight_bits=4,
-        acc_bits=acc_bits,
-        overflow=overflow,
-        method="test",
-    )
+    common = dict(cfg=ArrayConfig(acc_bits=acc_bits, overflow=overflow), method="test")
 
     def ints(lo, hi, shape):
         return rng.integers(lo, hi + 1, shape)
@@ -92,7 +87,7 @@ def test_round_trip(tmp_path):
         for name in ("weight", "bias", "mult", "shift", "wc_lo", "wc_hi"):
             assert np.array_equal(getattr(a, name), getattr(b, name)), (i, name)
         assert b.weight.dtype == np.int8 and b.bias.dtype == np.int64
-        assert b.config() == a.config()
+        assert b.cfg == a.cfg
     with np.load(path) as f:
         keys = set(f.files)
         meta = json.loads(str(f["meta"][()]))
@@ -160,21 +155,21 @@ def test_bad_files_give_one_clear_error(saved, tmp_path):
 
 def test_checker_recomputes_certificates(saved, tmp_path):
     net = netfile.load(saved)
-    rows = netfile.check_certificates(net)
+    rows = certificates.check_certificates(net)
     assert [r["index"] for r in rows] == [0, 2, 3]
     bad = tmp_path / "tampered.npz"
     hi = net.layers[2].wc_hi.copy()
     hi[4] -= 1
     _rewrite(saved, bad, replace={"L2.wc_hi": hi})
     with pytest.raises(CertificateError, match=r"layer 2 \(fc1\) channel 4: stored wc_hi"):
-        netfile.check_certificates(netfile.load(bad))
+        certificates.check_certificates(netfile.load(bad))
     # A network that claims to be certified must be safe at the P it states.
     narrow = tmp_path / "narrow.npz"
     netfile.save(small_network(acc_bits=9), narrow)
-    assert not all(r["safe"] for r in netfile.check_certificates(netfile.load(narrow)))
+    assert not all(r["safe"] for r in certificates.check_certificates(netfile.load(narrow)))
     _rewrite(narrow, bad, meta=lambda m: m.update(guarantee="certified"))
     with pytest.raises(CertificateError, match="claims to be certified"):
-        netfile.check_certificates(netfile.load(bad))
+        certificates.check_certificates(netfile.load(bad))
 
 
 def test_cli_check(saved, tmp_path, capsys):

@@ -23,7 +23,7 @@ def images(net, n, seed=0):
 def test_network_on_every_backend_equals_golden_inference(backend):
     net = small_network(acc_bits=9, overflow="saturate")  # narrow: some dot products overflow
     x = images(net, 5)
-    run = run_network_rtl(net, x, backend=backend, array=ARRAY, batch=3)
+    run = run_network_rtl(net, x, backend=backend, overrides=ARRAY, batch=3)
     ref = network.run_network(net, x)
     np.testing.assert_array_equal(run.result.predictions, ref.predictions)
     np.testing.assert_array_equal(run.result.logits, ref.logits)
@@ -40,8 +40,8 @@ def test_network_on_every_backend_equals_golden_inference(backend):
 def test_cycles_are_the_sum_of_predicted_calls():
     net = small_network(acc_bits=9, overflow="saturate")
     x = images(net, 4)
-    model = run_network_rtl(net, x, backend="model", array=ARRAY, batch=4)
-    rtl = run_network_rtl(net, x, backend="verilator", array=ARRAY, batch=4)
+    model = run_network_rtl(net, x, backend="model", overrides=ARRAY, batch=4)
+    rtl = run_network_rtl(net, x, backend="verilator", overrides=ARRAY, batch=4)
     assert [s.cycles for s in model.stats] == [s.cycles for s in rtl.stats]
     assert [s.calls for s in model.stats] == [s.calls for s in rtl.stats]
 
@@ -49,23 +49,24 @@ def test_cycles_are_the_sum_of_predicted_calls():
 def test_a_wrong_layer_is_named(monkeypatch):
     net = small_network()
     x = images(net, 2)
-    from oasa.sim import netrun
+    from dataclasses import replace
 
-    real = netrun._Backend.run
+    from oasa.sim.backends import model
+
+    real = model._ModelSession.run
 
     def broken(self, calls):
         out = real(self, calls)
-        o, f, c, fl = out[0]
-        o = o.copy()
+        o = out[0].out.copy()
         o.flat[0] += 1
-        return [(o, f, c, fl), *out[1:]]
+        return [replace(out[0], out=o), *out[1:]]
 
-    monkeypatch.setattr(netrun._Backend, "run", broken)
+    monkeypatch.setattr(model._ModelSession, "run", broken)
     with pytest.raises(
         LayerMismatch,
         match=r"layer 0 \(conv2d 'conv'\), images 0\.\.1: output differ at \[0, 0, 0, 0\]",
     ):
-        run_network_rtl(net, x, backend="model", array=ARRAY)
+        run_network_rtl(net, x, backend="model", overrides=ARRAY)
 
 
 def test_plan_calls_fit_the_buffers():
@@ -85,7 +86,7 @@ def test_plan_calls_fit_the_buffers():
 def digits_shaped_network(acc_bits=9, overflow="saturate"):
     """conv 1->2 (3x3 pad 1) on the digits' 8 x 8, maxpool 2, dense 32->4, dense 4->10."""
     rng = np.random.default_rng(1)
-    common = dict(act_bits=4, weight_bits=4, acc_bits=acc_bits, overflow=overflow, method="test")
+    common = dict(cfg=ArrayConfig(acc_bits=acc_bits, overflow=overflow), method="test")
 
     def params(o):
         return rng.integers(-50, 50, o), rng.integers(1, 400, o), np.full(o, 9)

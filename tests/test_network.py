@@ -121,7 +121,7 @@ def test_gemm_backend_is_pluggable():
     np.testing.assert_array_equal(r1.logits, r2.logits)
     # Overriding P reaches every GEMM.
     calls.clear()
-    network.run_network(net, x, gemm=backend, acc_bits=14)
+    network.run_network(net, x, gemm=backend, overrides={"acc_bits": 14})
     assert {c[2] for c in calls} == {14}
 
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from oasa.cli import main
+from oasa.config import ArrayConfig
 from oasa.quant import model, ptq
 from oasa.quant.data import digits_split
-from oasa.sim import netfile, network
+from oasa.sim import certificates, network
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ _NETS = {}
 def _net(params, method, p, scales="dyadic", calibration=ptq.CALIBRATION_IMAGES):
     key = (method, p, scales, calibration)
     if key not in _NETS:
-        spec = ptq.QuantSpec(method=method, acc_bits=p, scales=scales, calibration=calibration)
+        spec = ptq.QuantSpec(method, ArrayConfig(acc_bits=p), scales, calibration=calibration)
         _NETS[key] = ptq.quantize(params, spec)
     return _NETS[key]
 
@@ -60,7 +61,7 @@ def test_certified_methods(params, split, float_acc):
         full = p == 16  # the within-a-point claim is measured on the whole test set
         net = _net(params, method, p, calibration=512 if full else 256)
         assert net.guarantee == "certified"
-        rows = netfile.check_certificates(net)
+        rows = certificates.check_certificates(net)
         assert max(r["min_safe_acc_bits"] for r in rows) <= p
         data = split if full else _Few(split)
         r = _run(net, data)
@@ -81,7 +82,7 @@ def test_oaq_is_data_dependent_rtn_overflows_and_pow2_is_shift_only(params, spli
     assert rtn.guarantee == "none"
     x = network.quantize_input(rtn, few.x_test[:100])
     assert network.run_network(rtn, x).overflow_counts()["flagged"] > 0
-    assert not all(r["safe"] for r in netfile.check_certificates(rtn))
+    assert not all(r["safe"] for r in certificates.check_certificates(rtn))
     net = _net(params, "exact", 14, scales="pow2", calibration=256)
     assert net.guarantee == "certified" and net.scales == "pow2"
     for _, layer in net.weighted:
@@ -135,7 +136,7 @@ def test_cli_quantize_eval_check(tmp_path, capsys, params):
     text = capsys.readouterr().out
     assert "integer test accuracy" in text and "final overflow" in text
     for argv, message in (
-        (["quantize", "--method", "foo", "-o", str(out)], "unknown method"),
+        (["quantize", "--method", "foo", "-o", str(out)], "invalid choice: 'foo'"),
         (["quantize", "--method", "exact", "--weight-bits", "9", "-o", str(out)], "weight_bits"),
         (
             ["quantize", "--method", "a2q", "--scales", "log", "-o", str(out)],

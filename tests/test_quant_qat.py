@@ -8,9 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from oasa.config import ArrayConfig  # noqa: E402
 from oasa.quant import methods, model, ptq, qat  # noqa: E402
 from oasa.quant.data import digits_split  # noqa: E402
-from oasa.sim import golden, netfile, network  # noqa: E402
+from oasa.sim import certificates, network  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def test_constrained_parametrisations_keep_their_bound(params):
     spec_l = model.ARCH[1]
     w = params["conv2.weight"]
     for method in ("a2q", "a2q+", "exact"):
-        cfg = ptq.QuantSpec(method=method, acc_bits=10).config()
+        cfg = ptq.QuantSpec(method, ArrayConfig(acc_bits=10)).cfg
         s0 = np.abs(w).reshape(64, -1).max(axis=1) / 7
         layer = qat.QLayer(spec_l, w, params["conv2.bias"], s0, method, cfg)
         with torch.no_grad():
@@ -33,19 +34,19 @@ def test_constrained_parametrisations_keep_their_bound(params):
                 for p in layer.parameters():
                     p.add_(torch.randn_like(p) * p.abs().mean() * 2)
                 _, q = layer.quantized()
-                assert int(golden.min_safe_acc_bits(q.T, cfg=cfg).max()) <= 10
+                assert int(certificates.min_safe_acc_bits(q.T, cfg=cfg).max()) <= 10
                 bp, bn = methods.exact_budgets(cfg)
                 assert (np.maximum(q, 0).sum(axis=1) <= bp).all()
                 assert (np.maximum(-q, 0).sum(axis=1) <= bn).all()
 
 
 def test_qat_exports_a_certified_network_that_matches_its_fake_quant_model(params):
-    spec = ptq.QuantSpec(method="exact", acc_bits=10, calibration=256)
+    spec = ptq.QuantSpec("exact", ArrayConfig(acc_bits=10), calibration=256)
     recipe = qat.QATRecipe(epochs=1, seed=0)
     net_t, start = qat.train_qat(params, spec, recipe)
     net = qat.export(net_t, params, dataclasses.replace(spec), {"qat": {"epochs": 1}})
     assert net.guarantee == "certified"
-    netfile.check_certificates(net)
+    certificates.check_certificates(net)
     split = digits_split()
     r = network.run_network(net, network.quantize_input(net, split.x_test))
     assert r.overflow_counts()["flagged"] == 0

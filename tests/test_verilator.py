@@ -31,9 +31,9 @@ SMALL = ArrayConfig(
 def expected(x, w, cfg, *, bias, mult, shift, relu, requant):
     g = golden.gemm(x, w, cfg=cfg)
     out = (
-        golden.output_stage(g.acc, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu)
+        golden.output_stage(g.out, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu)
         if requant
-        else g.acc
+        else g.out
     )
     return out, g.overflow
 
@@ -104,7 +104,7 @@ def test_every_backend_gives_the_same_layer():
     wc = rng.integers(cfg.weight_min, cfg.weight_max + 1, (4, 3, 3, 3))
     conv = run_conv2d(xc, wc, cfg=cfg, backend="model", padding=1)
     g = golden.conv2d(xc, wc, cfg=cfg, padding=1)
-    np.testing.assert_array_equal(conv.out, g.acc)
+    np.testing.assert_array_equal(conv.out, g.out)
     compare(run_conv2d(xc, wc, cfg=cfg, backend="verilator", padding=1), conv)
 
 

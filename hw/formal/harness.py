@@ -1,11 +1,12 @@
 """Property harnesses: the real RTL blocks, free inputs, a shadow model, assertions.
 
 Every harness is generated from an :class:`~oasa.config.ArrayConfig` and instantiates the
-production block (or a subclass passed in, e.g. a deliberately broken one from
-:mod:`oasa.hw.formal.broken`). All inputs are ``AnySeq`` (a fresh arbitrary value every
-cycle) and so is the reset: the proofs hold for any input sequence, with resets at any
-time. The shadow models are written from DESIGN.md section 2, not from the RTL, and live in
-the same clock domain, so a reset clears them together with the block.
+production block (or what another block factory, ``cfg -> block``, passed in builds, e.g.
+a deliberately broken variant from :mod:`oasa.hw.broken`). All inputs are ``AnySeq`` (a
+fresh arbitrary value every cycle) and so is the reset: the proofs hold for any input
+sequence, with resets at any time. The shadow models are written from DESIGN.md section 2,
+not from the RTL, and live in the same clock domain, so a reset clears them together with
+the block.
 
 Why each property is inductive (so that k-induction, not only bounded model checking,
 proves it for all time):
@@ -37,6 +38,7 @@ proves it for all time):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from amaranth.asserts import AnySeq
@@ -62,6 +64,9 @@ __all__ = [
 WRAP_MARGIN = 8
 #: z3 for the output stage: its SAT-based EUF core with delayed bit-blasting (see run.py).
 EUF_SOLVER = "z3 sat.euf=true smt.bv.delay=true"
+
+#: What the PE harnesses take to build the block under test.
+PEFactory = Callable[[ArrayConfig], ProcessingElement]
 
 
 @dataclass
@@ -108,11 +113,11 @@ def _delay(m: Module, value, cycles: int, name: str) -> list:
 # -- processing element ------------------------------------------------------------------
 
 
-def _pe(cfg: ArrayConfig, pe_class) -> tuple[Module, ProcessingElement, Signal]:
+def _pe(cfg: ArrayConfig, pe: PEFactory) -> tuple[Module, ProcessingElement, Signal]:
     """Top module with the PE under free inputs, and the exact product of the beat whose
     markers are at the PE: the operands of the previous cycle (the PE's pipeline)."""
     m = Module()
-    m.submodules.dut = dut = pe_class(cfg)
+    m.submodules.dut = dut = pe(cfg)
     _free(m, dut.act, dut.wgt, dut.valid, dut.first, dut.last)
     # N + M + 1 bits hold every product of an N-bit and an M-bit integer, signed or not.
     prod = Signal(signed(cfg.act_bits + cfg.weight_bits + 1), name="spec_prod")
@@ -120,9 +125,9 @@ def _pe(cfg: ArrayConfig, pe_class) -> tuple[Module, ProcessingElement, Signal]:
     return m, dut, prod
 
 
-def pe_wrap_harness(cfg: ArrayConfig, pe_class=ProcessingElement) -> Harness:
+def pe_wrap_harness(cfg: ArrayConfig, pe: PEFactory = ProcessingElement) -> Harness:
     """Property 1: in wrap mode the accumulator is the exact running sum modulo 2**P."""
-    m, dut, prod = _pe(cfg, pe_class)
+    m, dut, prod = _pe(cfg, pe)
     h = Harness(m, depth=2)
     p = cfg.acc_bits
     total = Signal(signed(p + WRAP_MARGIN), name="spec_sum_mod")
@@ -132,9 +137,9 @@ def pe_wrap_harness(cfg: ArrayConfig, pe_class=ProcessingElement) -> Harness:
     return h
 
 
-def pe_saturate_harness(cfg: ArrayConfig, pe_class=ProcessingElement) -> Harness:
+def pe_saturate_harness(cfg: ArrayConfig, pe: PEFactory = ProcessingElement) -> Harness:
     """Property 2: in saturate mode the accumulator is the step-by-step clamped sum."""
-    m, dut, prod = _pe(cfg, pe_class)
+    m, dut, prod = _pe(cfg, pe)
     h = Harness(m, depth=2)
     lo, hi = cfg.acc_min, cfg.acc_max
     clamped = Signal(signed(cfg.acc_bits), name="spec_clamped")
@@ -151,10 +156,10 @@ def pe_saturate_harness(cfg: ArrayConfig, pe_class=ProcessingElement) -> Harness
     return h
 
 
-def pe_flag_harness(cfg: ArrayConfig, pe_class=ProcessingElement) -> Harness:
+def pe_flag_harness(cfg: ArrayConfig, pe: PEFactory = ProcessingElement) -> Harness:
     """Property 3: the sticky flag is set exactly when some partial sum since the last
     ``first`` left the P-bit range (either mode)."""
-    m, dut, prod = _pe(cfg, pe_class)
+    m, dut, prod = _pe(cfg, pe)
     h = Harness(m, depth=2)
     exact = Signal(signed(cfg.acc_bits + 2), name="spec_exact")
     left = Signal(name="spec_left_range")
@@ -190,14 +195,16 @@ def golden_lane(m: Module, cfg: ArrayConfig, lane: int, acc, bias, mult, shift, 
 
 
 def stage_harness(
-    cfg: ArrayConfig, lanes: list[int] | None = None, stage_class=OutputStage
+    cfg: ArrayConfig,
+    lanes: list[int] | None = None,
+    stage: Callable[[ArrayConfig], OutputStage] = OutputStage,
 ) -> Harness:
     """Property 4: the output stage shows, ``latency`` cycles after its inputs, the golden
     formula of those inputs (every accumulator, bias, mult, shift, relu, requant), and the
     valid bit, flags and row index of the same beat (payloads: in every valid cycle). ``lanes`` limits the value checks to
     some lanes (each lane is the same circuit; proving them one at a time is faster)."""
     m = Module()
-    m.submodules.dut = dut = stage_class(cfg)
+    m.submodules.dut = dut = stage(cfg)
     ports = (dut.i_res.valid, dut.i_res.payload, dut.params, dut.relu, dut.requant)
     _free(m, *ports)
     lat = dut.latency
@@ -241,27 +248,23 @@ def stage_harness(
 # -- systolic array ------------------------------------------------------------------------
 
 
-def skew_harness(cfg: ArrayConfig, array_class=SystolicArray) -> Harness:
+def skew_harness(
+    cfg: ArrayConfig, array: Callable[[ArrayConfig], SystolicArray] = SystolicArray
+) -> Harness:
     """Property 5: PE (i, j) sees activation row i and weight column j of the same beat k
     in the same cycle, i + j + 1 cycles after the array accepted it, and that beat's
     markers one cycle later (with the product)."""
     h = Harness(Module(), depth=cfg.rows + cfg.cols + 2)
-
-    class ProbedArray(array_class):
-        # The PEs exist only once the array is elaborated, so the checks go in here.
-        def elaborate(self, platform):
-            m = super().elaborate(platform)
-            _skew_checks(h, m, self)
-            return m
-
-    ProbedArray.__name__ = f"Probed{array_class.__name__}"
-    top = h.module
-    top.submodules.dut = dut = ProbedArray(cfg)
-    _free(top, dut.i_act.valid, dut.i_act.payload, dut.i_wgt.valid, dut.i_wgt.payload)
+    m = h.module
+    m.submodules.dut = dut = array(cfg)
+    _free(m, dut.i_act.valid, dut.i_act.payload, dut.i_wgt.valid, dut.i_wgt.payload)
+    _skew_checks(h, m, dut)
     return h
 
 
 def _skew_checks(h: Harness, m: Module, array: SystolicArray) -> None:
+    """The checks of :func:`skew_harness`, in ``m``, on the ports of ``array`` and of its
+    PEs (``array.pes``)."""
     cfg = array.cfg
     i_act, i_wgt = array.i_act, array.i_wgt
     accepted = Signal(name="spec_accepted")
@@ -272,7 +275,7 @@ def _skew_checks(h: Harness, m: Module, array: SystolicArray) -> None:
     wgt_d = _delay(m, i_wgt.payload.as_value(), depth, "spec_wgt")
     for i in range(cfg.rows):
         for j in range(cfg.cols):
-            pe = m.submodules[f"pe_{i}_{j}"]
+            pe = array.pes[i][j]
             n = i + j + 1  # operands of the beat accepted n cycles ago, its markers at n + 1
             beat_act = i_act.payload.shape()(act_d[n])
             beat_wgt = i_wgt.payload.shape()(wgt_d[n])

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from amaranth.back import rtlil
 
@@ -66,7 +67,7 @@ class Property:
     summary: str
     build: Callable[..., hz.Harness]
     applies: Callable[[ArrayConfig], bool]
-    block: str  # the keyword of ``build`` that takes the block class
+    block: str  # the keyword of ``build`` that takes the block factory
 
 
 PROPERTIES: dict[str, Property] = {
@@ -78,7 +79,7 @@ PROPERTIES: dict[str, Property] = {
             "wrap mode: acc == exact running sum mod 2**P",
             hz.pe_wrap_harness,
             lambda c: c.overflow == "wrap",
-            "pe_class",
+            "pe",
         ),
         Property(
             "saturate",
@@ -86,7 +87,7 @@ PROPERTIES: dict[str, Property] = {
             "saturate mode: acc == step-by-step clamped sum",
             hz.pe_saturate_harness,
             lambda c: c.overflow == "saturate",
-            "pe_class",
+            "pe",
         ),
         Property(
             "flag",
@@ -94,7 +95,7 @@ PROPERTIES: dict[str, Property] = {
             "ovf set iff some partial sum left the P-bit range since first",
             hz.pe_flag_harness,
             lambda c: True,
-            "pe_class",
+            "pe",
         ),
         Property(
             "output_stage",
@@ -102,7 +103,7 @@ PROPERTIES: dict[str, Property] = {
             "output stage == golden formula of its inputs, latency cycles later",
             hz.stage_harness,
             lambda c: True,
-            "stage_class",
+            "stage",
         ),
         Property(
             "skew",
@@ -110,7 +111,7 @@ PROPERTIES: dict[str, Property] = {
             "PE (i,j) sees act row i and wgt col j of the same beat",
             hz.skew_harness,
             lambda c: True,
-            "array_class",
+            "array",
         ),
     )
 }
@@ -296,14 +297,14 @@ def run_property(
     prop: str | Property,
     *,
     work_dir: str | Path,
-    block: type | None = None,
+    block: Callable[[ArrayConfig], Any] | None = None,
     lanes: list[int] | None = None,
     label: str = "",
     depth: int | None = None,
     mode: str = "prove",
     timeout: int = DEFAULT_TIMEOUT,
 ) -> ProofResult:
-    """Prove one property of ``cfg`` with yowasp-sby; ``block`` swaps the RTL class.
+    """Prove one property of ``cfg`` with yowasp-sby; ``block`` swaps the RTL block.
 
     Parameters
     ----------
@@ -312,8 +313,9 @@ def run_property(
         A key of :data:`PROPERTIES`.
     work_dir : path
         Folder for top.il, top.sby and SymbiYosys's own folder ``top/`` (overwritten).
-    block : type, optional
-        A subclass of the block under test (e.g. from :mod:`oasa.hw.formal.broken`).
+    block : callable, optional
+        Builds the block under test instead of the production class: ``block(cfg)``
+        (e.g. a deliberately broken variant from :mod:`oasa.hw.broken`).
     lanes : list of int, optional
         Output stage only: check these lanes (default: all).
     depth : int, optional

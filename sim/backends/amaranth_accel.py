@@ -9,30 +9,20 @@ cycle by cycle, and the cycle count is the accelerator's own CYCLES register.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from contextlib import ExitStack
 
 import numpy as np
 from amaranth.sim import Simulator
-from numpy.typing import NDArray
 
 from oasa.errors import HardwareTimeout
 from oasa.hw.accelerator import Accelerator
 from oasa.hw.registers import REG
-from oasa.sim.accel_image import LayerImage
+from oasa.sim.accel_image import AccelRun, LayerImage
+from oasa.sim.backends import GemmCall
 from oasa.sim.cycles import accelerator_cycles, cycle_budget
 
-__all__ = ["AccelRun", "run_accel_images"]
-
-
-@dataclass(frozen=True)
-class AccelRun:
-    """One layer as the RTL ran it."""
-
-    out: NDArray[np.int64]
-    overflow: NDArray[np.bool_]
-    cycles: int
-    flagged: int
-    wall_cycles: int  # cycles the testbench counted from the start write to done
+__all__ = ["AmaranthBackend", "run_accel_images"]
 
 
 def run_accel_images(
@@ -127,3 +117,29 @@ def run_accel_images(
     with sim.write_vcd(vcd) if vcd else contextlib.nullcontext():
         sim.run()
     return runs
+
+
+class _AmaranthSession:
+    def __init__(self, vcd: str | None) -> None:
+        self.vcd = vcd
+
+    def run(self, calls: Sequence[GemmCall]) -> list[AccelRun]:
+        vcd, self.vcd = self.vcd, None  # one waveform: the first calls'
+        return run_accel_images([c.image for c in calls], vcd=vcd)
+
+
+class AmaranthBackend:
+    """The RTL in Amaranth's Python simulator: slow (hundreds of cycles a second), needs
+    nothing to be built."""
+
+    name = "amaranth"
+    needs_port = False
+    waveform = True
+
+    def prepare(self, configs: Sequence, *, trace: bool = False) -> None:
+        return None
+
+    def open(
+        self, stack: ExitStack, *, vcd: str | None = None, port=None, baud: int = 115200
+    ) -> _AmaranthSession:
+        return _AmaranthSession(vcd)

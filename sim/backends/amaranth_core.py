@@ -25,9 +25,9 @@ __all__ = ["CoreRun", "run_core_gemm"]
 
 @dataclass(frozen=True)
 class CoreRun:
-    """What the RTL produced: output values, the hardware flag, and the cycles taken."""
+    """What the RTL produced: the outputs, the hardware flag, and the cycles taken."""
 
-    values: NDArray[np.int64]
+    out: NDArray[np.int64]
     overflow: NDArray[np.bool_]
     cycles: int
 
@@ -153,4 +153,4 @@ def run_core_gemm(
     sim.add_testbench(consumer)
     with sim.write_vcd(vcd) if vcd else contextlib.nullcontext():
         sim.run()
-    return CoreRun(values=values[:m, :n], overflow=flags[:m, :n], cycles=state["cycles"])
+    return CoreRun(out=values[:m, :n], overflow=flags[:m, :n], cycles=state["cycles"])

@@ -9,6 +9,8 @@ read ports one word per cycle (``load="ports"``, what a real host does).
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +18,13 @@ import numpy as np
 from oasa.config import ArrayConfig
 from oasa.errors import HardwareTimeout
 from oasa.hw.registers import REG
-from oasa.sim.accel_image import LayerImage
-from oasa.sim.backends.amaranth_accel import AccelRun
+from oasa.sim.accel_image import AccelRun, LayerImage
+from oasa.sim.backends import PerConfigSession, verilator_build
 from oasa.sim.backends.verilator_build import Build, build_accelerator
 from oasa.sim.backends.words import act_word, param_word, result_word, wgt_word
 from oasa.sim.cycles import accelerator_cycles, cycle_budget
 
-__all__ = ["VerilatorAccelerator"]
+__all__ = ["VerilatorAccelerator", "VerilatorBackend"]
 
 _BUFFER_ID = {"act": 0, "wgt": 1, "param": 2}
 _P = ctypes.c_void_p
@@ -125,3 +127,25 @@ class VerilatorAccelerator:
         values, flags = self._result.unpack(words)
         out, ovf = img.decode(values, flags.astype(bool))
         return AccelRun(out, ovf, self.reg_read("CYCLES"), self.reg_read("FLAGGED"), int(counted))
+
+
+class VerilatorBackend:
+    """The RTL compiled by Verilator: built once per configuration (cached), then fast."""
+
+    name = "verilator"
+    needs_port = False
+    waveform = True
+
+    def prepare(self, configs: Sequence[ArrayConfig], *, trace: bool = False) -> None:
+        for i, cfg in enumerate(configs):
+            verilator_build.build_accelerator(cfg, trace=trace and i == 0)
+
+    def open(
+        self, stack: ExitStack, *, vcd: str | None = None, port=None, baud: int = 115200
+    ) -> PerConfigSession:
+        waveform = [vcd]  # one waveform: the first model's
+
+        def open_model(cfg: ArrayConfig) -> VerilatorAccelerator:
+            return VerilatorAccelerator(cfg, vcd=waveform.pop() if waveform else None)
+
+        return PerConfigSession(stack, open_model)

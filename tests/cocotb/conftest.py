@@ -4,21 +4,20 @@ coverage summary printed at the end of the session.
 The summary is printed by the process that reports (the xdist controller): this conftest
 must be an initial conftest there, which is why the Makefile names ``tests/cocotb`` among
 pytest's arguments. Running ``pytest tests/cocotb/...`` directly also loads it.
+
+The benches' helper package ``oasa_tb`` is importable through pytest's ``pythonpath``
+setting (pyproject.toml), which puts ``tests/cocotb`` on ``sys.path``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from oasa_tb.build import BUILD_ROOT, SIMULATORS, sim_unavailable
 from oasa_tb.summary import load_records, summarize
 
@@ -27,16 +26,6 @@ _DURATIONS: dict[str, float] = defaultdict(float)
 # Every DUT folder has a ``bench.py`` that only the simulator imports (as ``bench``);
 # pytest --doctest-modules would import them all under that one name and clash.
 collect_ignore_glob = ["*/bench.py", "oasa_tb/seed_runtime.py", "conftest.py"]
-
-
-def pytest_collectreport(report):
-    # Both this file and tests/conftest.py are imported under the module name "conftest"
-    # (no __init__.py). Under --doctest-modules pytest imports tests/conftest.py once more
-    # by that name, after this folder was collected, and stops with "import file
-    # mismatch" if the name still points here: give the name back.
-    mod = sys.modules.get("conftest")
-    if mod is not None and Path(getattr(mod, "__file__", "")).resolve() == Path(__file__).resolve():
-        del sys.modules["conftest"]
 
 
 def _is_worker(config) -> bool:

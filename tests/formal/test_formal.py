@@ -2,17 +2,17 @@
 
 Each test writes a harness from :mod:`oasa.hw.formal.harness` as RTLIL, proves it with
 yowasp-sby (k-induction, z3) and requires PASS; the broken variants of
-:mod:`oasa.hw.formal.broken` must FAIL with a counterexample trace from reset.
+:mod:`oasa.hw.broken` must FAIL with a counterexample trace from reset.
 The heavy output-stage proofs come first, so that pytest-xdist starts them early.
 """
 
 import pytest
 
 from oasa.config import ArrayConfig
+from oasa.hw import broken as bad
 from oasa.hw.formal import FormalToolError, run_property
-from oasa.hw.formal import broken as bad
 from oasa.hw.formal.run import tool_env
-from oasa.sim.cycles import OUTPUT_STAGE_LATENCY
+from oasa.hw.output_stage import OutputStage
 
 try:
     tool_env()
@@ -103,13 +103,13 @@ def _must_fail(r, what):
 
 def test_flag_only_on_positive_overflow_fails(tmp_path):
     cfg = ArrayConfig(act_bits=4, weight_bits=4, acc_bits=8)
-    r = run_property(cfg, "flag", work_dir=tmp_path, block=bad.FlagPositiveOnlyPE, depth=6)
+    r = run_property(cfg, "flag", work_dir=tmp_path, block=bad.PEFlagPositiveOnly, depth=6)
     _must_fail(r, "ovf == some partial sum since the last first left the range")
 
 
 def test_clamp_off_by_one_fails(tmp_path):
     cfg = ArrayConfig(act_bits=4, weight_bits=4, acc_bits=8, overflow="saturate")
-    r = run_property(cfg, "saturate", work_dir=tmp_path, block=bad.ClampOffByOnePE, depth=6)
+    r = run_property(cfg, "saturate", work_dir=tmp_path, block=bad.PEClampOffByOne, depth=6)
     _must_fail(r, "acc == clamp_P(acc + x*w) step by step")
 
 
@@ -117,7 +117,7 @@ def test_clamp_off_by_one_keeps_the_flag_right(tmp_path):
     """The broken clamp only corrupts the value: the flag proof still passes, so each
     harness fails for the property it states, not by accident."""
     cfg = ArrayConfig(act_bits=4, weight_bits=4, acc_bits=8, overflow="saturate")
-    r = run_property(cfg, "flag", work_dir=tmp_path, block=bad.ClampOffByOnePE)
+    r = run_property(cfg, "flag", work_dir=tmp_path, block=bad.PEClampOffByOne)
     assert r.passed, _explain(r)
 
 
@@ -131,8 +131,8 @@ def test_round_half_down_fails(tmp_path):
         cfg,
         "output_stage",
         work_dir=tmp_path,
-        block=bad.RoundHalfDownStage,
-        depth=OUTPUT_STAGE_LATENCY + 1,
+        block=bad.StageRoundsHalfDown,
+        depth=OutputStage.LATENCY + 1,
         mode="bmc",
     )
     _must_fail(r, "lane 0: value == golden formula")

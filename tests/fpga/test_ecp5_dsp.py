@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Fragment, signed, unsigned
 from amaranth.sim import Simulator
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from oasa.config import ArrayConfig
 from oasa.fpga.ecp5_dsp import ECP5DSPStage, RegisteredMultiplier
-from oasa.fpga.multipliers import accelerator_class
+from oasa.fpga.multipliers import ShiftAddPE, accelerator_factory
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.verilog import component_ports
 
@@ -92,10 +92,13 @@ def test_other_families_are_refused():
         _rtlil(ECP5DSPStage(cfg), ICEBreakerPlatform())
 
 
-def test_accelerator_class_selects_the_stage():
-    assert accelerator_class("lut", "dsp-regs").stage_class is ECP5DSPStage
+def test_accelerator_factory_selects_the_stage():
+    accel = accelerator_factory("lut", "dsp-regs")(ArrayConfig(rows=2, cols=2, bias_bits=16))
+    assert type(accel.stage) is ECP5DSPStage
+    assert all(type(pe) is ShiftAddPE for row in accel.array.pes for pe in row)
+    Fragment.get(accel, ULX3S_85F_Platform())  # it elaborates for the ECP5
     with pytest.raises(ValueError, match="unknown stage multiplier"):
-        accelerator_class("lut", "dsp-reg")
+        accelerator_factory("lut", "dsp-reg")
 
 
 @pytest.mark.fpga

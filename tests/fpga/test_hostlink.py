@@ -234,7 +234,8 @@ def test_registers_and_ping_over_raw_frames(line):
     assert exchange(line, command(Op.READ_REG, REG["K"]), 6) == reply(
         Status.OK, (0x1234).to_bytes(4, "little")
     )
-    config = (2 | 2 << 8 | 10 << 16 | 4 << 22 | 4 << 26).to_bytes(4, "little")
+    # rows [6:0], cols [13:7], acc_bits [19:14], act_bits [23:20], weight_bits [27:24]
+    config = (2 | 2 << 7 | 10 << 14 | 4 << 20 | 4 << 24).to_bytes(4, "little")
     assert exchange(line, command(Op.READ_REG, REG["CONFIG"]), 6) == reply(Status.OK, config)
 
 
@@ -386,7 +387,7 @@ def test_a_layer_too_big_for_the_board_buffers_is_refused_before_sending():
         assert ser.bytes_written == 0
 
 
-def test_the_soc_builds_the_accelerator_class_it_is_given():
+def test_the_soc_builds_the_accelerator_it_is_given():
     from oasa.fpga.soc import UARTAccelerator
     from oasa.hw.accelerator import Accelerator
 
@@ -399,7 +400,7 @@ def test_the_soc_builds_the_accelerator_class_it_is_given():
 
     from amaranth.back import rtlil
 
-    rtlil.convert(UARTAccelerator(CFG, clk_hz=CLK, baud=BAUD, accelerator_class=Marked))
+    rtlil.convert(UARTAccelerator(CFG, clk_hz=CLK, baud=BAUD, accelerator=Marked))
     assert built == [CFG]
 
 
@@ -428,9 +429,9 @@ def test_network_on_the_simulated_board_equals_golden_inference():
 
     net = small_network(acc_bits=9, overflow="saturate")  # narrow: some dot products overflow
     x = network.quantize_input(net, np.random.default_rng(0).random((2, *net.input_shape)))
-    cfg = net.weighted[0][1].config().replace(**NET_ARRAY)
+    cfg = net.weighted[0][1].cfg.replace(**NET_ARRAY)
     with simserial(cfg) as ser:
-        run = run_network_rtl(net, x, backend="board", array=NET_ARRAY, batch=2, port=ser)
+        run = run_network_rtl(net, x, backend="board", overrides=NET_ARRAY, batch=2, port=ser)
     ref = network.run_network(net, x)
     np.testing.assert_array_equal(run.result.logits, ref.logits)
     for got, want in zip(run.result.layers, ref.layers, strict=True):
@@ -476,7 +477,7 @@ def test_oasa_sim_and_run_on_the_board_backend(tmp_path, capsys, monkeypatch):
     net = digits_shaped_network(acc_bits=9, overflow="saturate")
     path = tmp_path / "net.npz"
     netfile.save(net, path)
-    boards.append(net.weighted[0][1].config().replace(**NET_ARRAY))
+    boards.append(net.weighted[0][1].cfg.replace(**NET_ARRAY))
     run = ["run", str(path), "--backend", "board", "--port", "/dev/sim", "--images", "1"]
     assert main([*run, "--quiet"]) == 0
     out = capsys.readouterr().out

@@ -1,6 +1,8 @@
 """The Accelerator (buffers, sequencer, registers) on Amaranth's simulator: whole layers
 against the golden model, cycle counts against the cycle model."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import reference
@@ -12,6 +14,7 @@ from oasa.hw.registers import REG, config_word
 from oasa.hw.sequencer import Sequencer
 from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
+from oasa.sim.backends import amaranth_accel
 from oasa.sim.backends.amaranth_accel import run_accel_images
 from oasa.sim.cycles import accelerator_cycles
 
@@ -31,9 +34,9 @@ def layer(rng, cfg, m, k, n, *, mode, **bases):
     )
     g = golden.gemm(x, w, cfg=cfg)
     out = (
-        golden.output_stage(g.acc, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu)
+        golden.output_stage(g.out, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu)
         if requant
-        else g.acc
+        else g.out
     )
     return img, out, g.overflow
 
@@ -121,8 +124,9 @@ def test_registers_read_back_and_config_word():
         "STATUS": 0,
         "CONFIG": config_word(cfg),
     }
-    word = config_word(cfg)
-    assert (word & 0xFF, word >> 8 & 0xFF, word >> 16 & 0x3F, word >> 31) == (2, 3, 12, 1)
+    word = config_word(cfg)  # rows [6:0], cols [13:7], acc_bits [19:14], signed [28], sat [29]
+    fields = (word & 0x7F, word >> 7 & 0x7F, word >> 14 & 0x3F, word >> 28 & 1, word >> 29 & 1)
+    assert fields == (2, 3, 12, 1, 1) and word >> 30 == 0  # dataflow 0: output-stationary
 
 
 @pytest.mark.parametrize(
@@ -172,7 +176,9 @@ class _NeverRefusedSequencer(Sequencer):
 def test_array_never_refuses_a_beat(monkeypatch):
     """Tiles shorter than R (K = 1, K < R), K = R and K > R, back to back: the sequencer's
     own last-beat rule matches the array's drain rule cycle for cycle."""
-    monkeypatch.setattr(Accelerator, "sequencer_class", _NeverRefusedSequencer)
+    monkeypatch.setattr(
+        amaranth_accel, "Accelerator", partial(Accelerator, sequencer=_NeverRefusedSequencer)
+    )
     cfg = ArrayConfig(rows=4, cols=2, acc_bits=12, **SMALL)
     rng = np.random.default_rng(3)
     shapes = [(9, 1, 5), (8, 2, 4), (12, 3, 2), (8, 4, 6), (5, 7, 3), (1, 1, 1)]
@@ -188,7 +194,7 @@ def test_refusal_check_can_fail(monkeypatch):
         def last_beat_gap(self) -> int:
             return self.cfg.rows - 1
 
-    monkeypatch.setattr(Accelerator, "sequencer_class", Early)
+    monkeypatch.setattr(amaranth_accel, "Accelerator", partial(Accelerator, sequencer=Early))
     cfg = ArrayConfig(rows=4, cols=2, acc_bits=12, **SMALL)
     expected = [layer(np.random.default_rng(3), cfg, 8, 1, 2, mode="raw")]
     with pytest.raises(AssertionError, match="refused a beat"):

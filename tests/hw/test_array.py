@@ -49,9 +49,9 @@ def test_gemm_matches_golden_and_reference(cfg, m, k, n):
     r = run_core_gemm(x, w, cfg=cfg)
     g = golden.gemm(x, w, cfg=cfg)
     acc, ovf, _ = reference.gemm(x.tolist(), w.tolist(), cfg.acc_bits, cfg.overflow)
-    np.testing.assert_array_equal(r.values, g.acc)
+    np.testing.assert_array_equal(r.out, g.out)
     np.testing.assert_array_equal(r.overflow, g.overflow)
-    np.testing.assert_array_equal(r.values, acc)
+    np.testing.assert_array_equal(r.out, acc)
     np.testing.assert_array_equal(r.overflow, ovf)
     assert r.cycles == core_cycles(cfg, m, k, n)
 
@@ -64,7 +64,7 @@ def test_narrow_accumulator_flags_every_kind_of_overflow():
     g = golden.gemm(x, w, cfg=cfg)
     assert (g.overflow & ~g.final_overflow).any() and g.final_overflow.any() and (~g.overflow).any()
     np.testing.assert_array_equal(r.overflow, g.overflow)
-    np.testing.assert_array_equal(r.values, g.acc)
+    np.testing.assert_array_equal(r.out, g.out)
 
 
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
@@ -76,7 +76,7 @@ def test_edge_values(mode):
     w[:, 1] = cfg.weight_max
     r = run_core_gemm(x, w, cfg=cfg)
     g = golden.gemm(x, w, cfg=cfg)
-    np.testing.assert_array_equal(r.values, g.acc)
+    np.testing.assert_array_equal(r.out, g.out)
     assert r.overflow.all()
 
 
@@ -86,7 +86,7 @@ def test_random_input_stalls_change_nothing():
     x, w = reference.random_operands(rng, cfg, 7, 11, 5)
     r = run_core_gemm(x, w, cfg=cfg, stall_rng=rng, stall_prob=0.4)
     g = golden.gemm(x, w, cfg=cfg)
-    np.testing.assert_array_equal(r.values, g.acc)
+    np.testing.assert_array_equal(r.out, g.out)
     np.testing.assert_array_equal(r.overflow, g.overflow)
     assert r.cycles > core_cycles(cfg, 7, 11, 5)
 
@@ -100,8 +100,8 @@ def test_requantized_output_with_per_channel_params_across_tiles():
     shift = rng.integers(5, 16, 8)
     r = run_core_gemm(x, w, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=False, requant=True)
     g = golden.gemm(x, w, cfg=cfg)
-    want = golden.output_stage(g.acc, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=False)
-    np.testing.assert_array_equal(r.values, want)
+    want = golden.output_stage(g.out, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=False)
+    np.testing.assert_array_equal(r.out, want)
     np.testing.assert_array_equal(r.overflow, g.overflow)
     assert len(set(want.ravel().tolist())) > 3, "params should spread the outputs"
 
@@ -111,7 +111,7 @@ def test_back_to_back_tiles_with_k_equal_r_never_wait():
     rng = np.random.default_rng(9)
     x, w = reference.random_operands(rng, cfg, 8, 4, 6)  # 2 x 3 tiles of exactly R beats
     r = run_core_gemm(x, w, cfg=cfg)
-    np.testing.assert_array_equal(r.values, golden.gemm(x, w, cfg=cfg).acc)
+    np.testing.assert_array_equal(r.out, golden.gemm(x, w, cfg=cfg).out)
     # 6 tiles x 4 beats back to back, then the array (R + C and its input, product and
     # accumulator registers), the output stage (6) and the 3 remaining rows.
     assert r.cycles == 6 * 4 + (4 + 2 + 2) + 6 + 3

@@ -16,9 +16,9 @@ from oasa.sim import golden
 STAGES = [OutputStage, ShiftAddStage, ECP5DSPStage]
 
 
-def rtl_stage(cfg, rows, stage_class=OutputStage):
+def rtl_stage(cfg, rows, stage=OutputStage):
     """rows: list of (acc[C], bias[C], mult[C], shift[C], relu, requant) per beat."""
-    dut = stage_class(cfg)
+    dut = stage(cfg)
     out = []
 
     async def bench(ctx):
@@ -53,8 +53,8 @@ def rtl_stage(cfg, rows, stage_class=OutputStage):
     return out
 
 
-def check(cfg, rows, stage_class=OutputStage):
-    out = rtl_stage(cfg, rows, stage_class)
+def check(cfg, rows, stage=OutputStage):
+    out = rtl_stage(cfg, rows, stage)
     assert len(out) == len(rows)
     for i, ((acc, bias, mult, shift, relu, requant), (value, ovf, row)) in enumerate(
         zip(rows, out, strict=True)
@@ -84,9 +84,9 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("stage_class", STAGES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("stage", STAGES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
-def test_random(cfg, stage_class):
+def test_random(cfg, stage):
     rng = np.random.default_rng(sum(map(ord, cfg.name)))
     c = cfg.cols
     rows = []
@@ -101,12 +101,12 @@ def test_random(cfg, stage_class):
                 bool(rng.random() < 0.85),
             )
         )
-    check(cfg, rows, stage_class)
+    check(cfg, rows, stage)
 
 
 @pytest.mark.parametrize("bias_bits", [16, 32])
-@pytest.mark.parametrize("stage_class", STAGES, ids=lambda c: c.__name__)
-def test_corners(stage_class, bias_bits):
+@pytest.mark.parametrize("stage", STAGES, ids=lambda c: c.__name__)
+def test_corners(stage, bias_bits):
     cfg = ArrayConfig(rows=2, cols=4, act_signed=True, acc_bits=16, bias_bits=bias_bits)
     z = [0] * 4
     rows = [
@@ -129,7 +129,7 @@ def test_corners(stage_class, bias_bits):
         # raw mode ignores every parameter
         ([cfg.acc_max, cfg.acc_min, -1, 0], [99] * 4, [3] * 4, [5] * 4, True, False),
     ]
-    check(cfg, rows, stage_class)
+    check(cfg, rows, stage)
     cfg_u = ArrayConfig(rows=2, cols=2)
     check(
         cfg_u,
@@ -137,5 +137,5 @@ def test_corners(stage_class, bias_bits):
             ([100, -100], [0, 0], [1, 1], [0, 0], False, True),
             ([-3, 31], [0, 0], [1, 1], [1, 1], False, True),
         ],
-        stage_class,
+        stage,
     )

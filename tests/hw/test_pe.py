@@ -20,12 +20,12 @@ CONFIGS = [
 ]
 
 
-def rtl_pe(cfg, beats):
+def rtl_pe(cfg, beats, pe=ProcessingElement):
     """Drive (act, wgt, valid, first, last) beats, one per cycle: the operands of a beat
     with the markers of the one before (the PE registers the product in between). Return,
     per beat, (acc, ovf, done) after its markers went in and (act_out, wgt_out) after its
-    operands did."""
-    dut = ProcessingElement(cfg)
+    operands did. ``pe`` builds the PE (``pe(cfg)``)."""
+    dut = pe(cfg)
     state, forwarded = [], []
 
     async def bench(ctx):

@@ -55,10 +55,10 @@ def random_layer(tb, *, m=None, k=None, n=None):
 
 def expected(x, w, cfg, kw):
     g = golden.gemm(x, w, cfg=cfg)
-    out = g.acc
+    out = g.out
     if kw["requant"]:
         out = golden.output_stage(
-            g.acc, cfg=cfg, bias=kw["bias"], mult=kw["mult"], shift=kw["shift"], relu=kw["relu"]
+            g.out, cfg=cfg, bias=kw["bias"], mult=kw["mult"], shift=kw["shift"], relu=kw["relu"]
         )
     return out, g
 
@@ -109,7 +109,7 @@ def check_layer(tb, sb, cov, img, x, w, kw, out, ovf, regs, waited, tag):
         },
         f"{tag} registers",
     )
-    cov.add("dot_products", g.acc.size)
+    cov.add("dot_products", g.out.size)
     cov.add("layers")
     cov.flags(g.overflow, g.final_overflow)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from oasa.hw.array import SystolicArray
 from oasa.hw.layouts import act_beat_layout, params_layout, stage_out_layout, weight_beat_layout
 from oasa.sim import golden
-from oasa.sim.cycles import array_latency, core_cycles
+from oasa.sim.cycles import core_cycles
 from oasa.sim.tiling import pad_operands, tile_grid, tiles
 
 from .packing import codec
@@ -105,7 +106,7 @@ class CoreDriver:
             if n > cfg.cols:
                 raise ValueError("requantized runs need N <= C (one set of stage parameters)")
             values = golden.output_stage(
-                gp.acc,
+                gp.out,
                 cfg=cfg,
                 bias=self.stage["bias"],
                 mult=self.stage["mult"],
@@ -113,7 +114,7 @@ class CoreDriver:
                 relu=self.stage["relu"],
             )
         else:
-            values = gp.acc
+            values = gp.out
         self._gemm_id += 1
         gid = self.last_gemm_id = self._gemm_id
         self.results[gid] = {
@@ -172,7 +173,8 @@ class CoreDriver:
         """Generous cycle limit for everything queued (stalls included)."""
         beats = len(self.act.queue) + len(self.wgt.queue) + 2
         slack = 20 if "heavy" in (self.act.pause_name, self.wgt.pause_name) else 8
-        return slack * (beats + self.sb.pending * 2 + array_latency(self.cfg) + 8) + extra
+        latency = SystolicArray.latency_of(self.cfg)
+        return slack * (beats + self.sb.pending * 2 + latency + 8) + extra
 
     async def drain(self, *, max_cycles: int | None = None) -> int:
         """Run until every queued beat was sent and every expected row arrived, then a
@@ -183,7 +185,7 @@ class CoreDriver:
             limit,
             what=f"{self.sb.pending} result row(s)",
         )
-        await self.tb.step(array_latency(self.cfg) + 4 + self.cfg.rows + 2)
+        await self.tb.step(SystolicArray.latency_of(self.cfg) + 4 + self.cfg.rows + 2)
         return cycles
 
     def restart_timing(self) -> None:

@@ -51,7 +51,7 @@ def prefix_states(xs, ws, cfg):
         ends = np.arange(p0, min(n, p0 + _PREFIX_ROWS))
         xm = np.where(cols[None, :] <= ends[:, None], x[None, :], 0)
         r = golden.gemm(xm, w, cfg=cfg)
-        acc[ends] = r.acc[:, 0]
+        acc[ends] = r.out[:, 0]
         ovf[ends] = r.overflow[:, 0]
         fin[ends] = r.final_overflow[:, 0]
     return acc, ovf, fin

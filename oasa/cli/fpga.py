@@ -1,4 +1,5 @@
-"""``oasa fpga build | sweep | pareto``: bitstreams, resource sweeps, accuracy vs cost."""
+"""``oasa fpga build | sweep | pareto``: bitstreams, resource sweeps, accuracy against
+cost."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import contextlib
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from oasa import files
-from oasa.config import OVERFLOW_MODES, ArrayConfig
-from oasa.errors import InputError
-from oasa.options import int_range, positive_float
+from oasa.cli import options as opt
+from oasa.cli.common import Report
+from oasa.errors import EXIT_INTERRUPTED, InputError
 
-__all__ = ["add_fpga_commands"]
+__all__ = ["register"]
 
 #: Where each kind of output-stage multiplier puts the product (for the build banner).
 _WHERE = {"lut": "LUTs", "dsp": "DSPs", "dsp-regs": "DSPs, registered inside the block"}
@@ -35,28 +37,13 @@ def _parse_sizes(text: str) -> list[tuple[int, int]]:
     return sizes
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def cmd_build(args: argparse.Namespace) -> Report:
     from oasa.fpga.boards import board_config, get_board
     from oasa.fpga.build import build_board
 
     board = get_board(args.board)
-    array = {
-        k: getattr(args, k)
-        for k in (
-            "rows",
-            "cols",
-            "act_bits",
-            "weight_bits",
-            "acc_bits",
-            "overflow",
-            "act_depth",
-            "wgt_depth",
-            "res_depth",
-            "param_depth",
-        )
-        if getattr(args, k) is not None
-    }
-    array["act_signed"] = args.act_signed
+    fields = opt.config_fields("shape", "arithmetic", "buffers")
+    array = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
     array.setdefault("rows", board.default_array[0])
     array.setdefault("cols", board.default_array[1])
     cfg = board_config(board, **array)
@@ -81,10 +68,17 @@ def cmd_build(args: argparse.Namespace) -> int:
         f"bitstream {report.bitstream}, report {out / 'report.json'} "
         f"({time.perf_counter() - started:.0f} s)"
     )
-    return 0 if report.timing_met else 1
+    return {
+        "ok": report.timing_met,
+        "board": board.name,
+        "config": cfg.to_dict(),
+        "multiplier": args.multiplier,
+        "report": report.to_json(),
+        "output": str(out),
+    }
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
+def cmd_sweep(args: argparse.Namespace) -> Report | int:
     from oasa.fpga.sweep import grid_points, run_sweep, summarize, table, write_outputs
     from oasa.quant.sweep import parse_acc_bits
 
@@ -113,7 +107,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
     print(table(records))
     for name, s in summarize(records).items():
         big = s["largest_p16"]
@@ -124,10 +118,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             )
     paths = write_outputs(records, out)
     print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    return {"builds": records, "outputs": [str(p) for p in paths]}
 
 
-def cmd_pareto(args: argparse.Namespace) -> int:
+def cmd_pareto(args: argparse.Namespace) -> Report:
     from oasa.fpga.pareto import array_luts, join, pareto_front, read_accuracy, write_pareto
 
     out = files.check_output_dir(args.output, "-o")
@@ -166,35 +160,19 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         float_accuracy=float_acc,
     )
     print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    return {"points": [asdict(p) for p in points], "outputs": [str(p) for p in paths]}
 
 
-def add_fpga_commands(sub) -> None:
+def register(sub) -> None:
     from oasa.fpga.boards import BOARDS
     from oasa.fpga.multipliers import MULTIPLIERS
 
     fpga = sub.add_parser("fpga", help="FPGA bitstreams, resource sweeps, accuracy vs cost")
     fsub = fpga.add_subparsers(dest="fpga_command", required=True, metavar="FPGA_COMMAND")
-    d = ArrayConfig()
 
     p = fsub.add_parser("build", help="bitstream and resource/Fmax report for one board")
     p.add_argument("--board", required=True, choices=list(BOARDS))
-    g = p.add_argument_group("array options (default: the board's)")
-    g.add_argument(
-        "--rows", type=int, help="array rows (default: the board's, icebreaker 4, ulx3s-85f 16)"
-    )
-    g.add_argument(
-        "--cols", type=int, help="array columns (default: the board's, icebreaker 3, ulx3s-85f 16)"
-    )
-    g.add_argument("--act-bits", type=int, help=f"activation bits (default {d.act_bits})")
-    g.add_argument("--act-signed", action="store_true", help="signed activations")
-    g.add_argument("--weight-bits", type=int, help=f"weight bits (default {d.weight_bits})")
-    g.add_argument("--acc-bits", type=int, help=f"accumulator bits P (default {d.acc_bits})")
-    g.add_argument("--overflow", choices=OVERFLOW_MODES, help="wrap (default) or saturate")
-    for name in ("act", "wgt", "res", "param"):
-        g.add_argument(
-            f"--{name}-depth", type=int, help=f"{name} buffer words (default: the board's)"
-        )
+    opt.add_config_options(p, defaults=None, default_note="the board's")
     p.add_argument(
         "--multiplier",
         choices=MULTIPLIERS,
@@ -202,16 +180,20 @@ def add_fpga_commands(sub) -> None:
         help="PE products in LUTs (default) or inferred, for DSP blocks",
     )
     p.add_argument(
-        "--clock", type=positive_float, help="clock target in MHz (default: the board's)"
+        "--clock", type=opt.positive_float, help="clock target in MHz (default: the board's)"
     )
     p.add_argument(
-        "--baud", type=int_range(1), default=115200, help="UART baud rate (default 115200)"
+        "--baud", type=opt.int_range(1), default=115200, help="UART baud rate (default 115200)"
     )
     p.add_argument(
-        "--seed", type=int_range(0, 2**31 - 1), default=1, help="nextpnr placement seed (default 1)"
+        "--seed",
+        type=opt.int_range(0, 2**31 - 1),
+        default=1,
+        help="nextpnr placement seed (default 1)",
     )
     p.add_argument("-o", "--output", help="build folder (default build/BOARD_RxC_pP)")
     p.add_argument("--program", action="store_true", help="program the attached board")
+    opt.add_json_option(p)
     p.set_defaults(func=cmd_build)
 
     p = fsub.add_parser("sweep", help="resources and Fmax over array sizes and accumulator widths")
@@ -220,11 +202,15 @@ def add_fpga_commands(sub) -> None:
     p.add_argument("--acc-bits", help="widths, e.g. 12,16,24,32 (default 12,16,24,32)")
     p.add_argument("--multiplier", choices=MULTIPLIERS, default="lut", help="default lut")
     p.add_argument(
-        "--seed", type=int_range(0, 2**31 - 1), default=1, help="nextpnr placement seed (default 1)"
+        "--seed",
+        type=opt.int_range(0, 2**31 - 1),
+        default=1,
+        help="nextpnr placement seed (default 1)",
     )
     p.add_argument(
         "-o", "--output", default="out/fpga-sweep", help="folder and cache (default out/fpga-sweep)"
     )
+    opt.add_json_option(p)
     p.set_defaults(func=cmd_sweep)
 
     p = fsub.add_parser("pareto", help="accuracy of each quantizer against the array's LUTs")
@@ -234,8 +220,8 @@ def add_fpga_commands(sub) -> None:
         help="points.csv of `oasa sweep` (default out/sweep/points.csv)",
     )
     p.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5", help="default ecp5")
-    p.add_argument("--rows", type=int, default=d.rows, help=f"array rows (default {d.rows})")
-    p.add_argument("--cols", type=int, default=d.cols, help=f"array columns (default {d.cols})")
+    opt.add_config_options(p, ("shape",))
     p.add_argument("--method", help="only these methods, comma-separated (default: all)")
     p.add_argument("-o", "--output", default="out/fpga-pareto", help="default out/fpga-pareto")
+    opt.add_json_option(p)
     p.set_defaults(func=cmd_pareto)

@@ -1,0 +1,225 @@
+"""Deliberately broken variants of the RTL, to show that the proofs and the benches can fail.
+
+One library for every check that must be seen to fail: the formal proofs
+(``run_property(..., block=...)``, tests/formal), the cocotb benches (tests/cocotb/broken)
+and the hardware-timeout tests (tests/hw). tests/hw/test_broken.py checks that each
+variant does exactly what its docstring says, against a model of that bug, so a variant
+cannot drift into being caught for another reason.
+
+A bug inside a block is a subclass of the production block that calls
+``super().elaborate()`` and then appends statements (in an Amaranth domain the last
+assignment wins) or overrides a hook (:meth:`ProcessingElement.multiply`). A bug in how
+blocks are put together is the production block built from broken parts through its
+constructor arguments (``SystolicArray(cfg, pe=...)``, ``ArrayCore(cfg, array=...)``).
+Every variant is a class or a named function taking the configuration, as the blocks'
+constructor arguments expect. Production RTL is never edited.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from itertools import count
+
+from amaranth.hdl import Const, Module, Mux, Signal, Value, unsigned
+
+from oasa.config import ArrayConfig
+from oasa.hw.array import SystolicArray
+from oasa.hw.core import ArrayCore
+from oasa.hw.output_stage import OutputStage
+from oasa.hw.pe import ProcessingElement
+from oasa.hw.sequencer import Sequencer
+
+__all__ = [
+    "CoreDropsLast",
+    "CoreDropsWeightHandshake",
+    "PEClampOffByOne",
+    "PEFlagPositiveOnly",
+    "PEFlagStuckLow",
+    "PEProductOffByOne",
+    "SequencerDropsLast",
+    "StageRoundsHalfDown",
+    "core_flag_stuck_low",
+    "core_one_pe_off_by_one",
+    "core_saturates_in_wrap",
+    "pe_saturates_in_wrap",
+]
+
+
+# -- processing element ------------------------------------------------------------------
+
+
+def _total(m: Module, pe: ProcessingElement) -> Value:
+    """The PE's exact t = (first ? 0 : acc) + product, rebuilt beside it from its ports:
+    the product register loads the product of every cycle's operands, as the PE's own
+    does, so t belongs to the beat whose markers are at the PE."""
+    exact = pe.multiply(pe.act, pe.wgt)
+    product = Signal.like(exact, name="bad_product")
+    m.d.sync += product.eq(exact)
+    return Mux(pe.first, 0, pe.acc) + product
+
+
+class PEFlagStuckLow(ProcessingElement):
+    """Bug: the overflow flag is tied to 0. The accumulator is right."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.sync += self.ovf.eq(0)
+        return m
+
+
+class PEFlagPositiveOnly(ProcessingElement):
+    """Bug: the overflow flag is raised only when a partial sum goes above the range,
+    never below it (a classic one-sided overflow detector). The accumulator is right."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(self.valid):
+            m.d.sync += self.ovf.eq((self.ovf & ~self.first) | (_total(m, self) > self.cfg.acc_max))
+        return m
+
+
+class PEClampOffByOne(ProcessingElement):
+    """Bug (saturate mode): the upper clamp compares against 2**(P-1) instead of
+    2**(P-1) - 1, so a partial sum of exactly 2**(P-1) is stored unclamped and wraps to
+    -2**(P-1). Only that one value is wrong; the flag stays right."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        total = _total(m, self)
+        with m.If(self.valid & (total == self.cfg.acc_max + 1)):
+            m.d.sync += self.acc.eq(total)
+        return m
+
+
+class PEProductOffByOne(ProcessingElement):
+    """Bug: the product of every beat is x * w + 1 instead of x * w, so a dot product of
+    K beats comes out K too large (before wrap or clamp, which follow the configuration);
+    the flag follows the wrong sums."""
+
+    def multiply(self, act: Value, wgt: Value) -> Value:
+        return super().multiply(act, wgt) + 1
+
+
+def pe_saturates_in_wrap(cfg: ArrayConfig) -> ProcessingElement:
+    """Bug: the PE clamps at the range ends although ``cfg`` asks for wrap (it is built
+    for saturate). The flag is right, since it does not depend on the mode."""
+    return ProcessingElement(cfg.replace(overflow="saturate"))
+
+
+# -- array and core ----------------------------------------------------------------------
+
+
+def core_flag_stuck_low(cfg: ArrayConfig) -> ArrayCore:
+    """Bug: every PE's overflow flag is tied to 0 (:class:`PEFlagStuckLow`)."""
+    return ArrayCore(cfg, array=partial(SystolicArray, pe=PEFlagStuckLow))
+
+
+def core_saturates_in_wrap(cfg: ArrayConfig) -> ArrayCore:
+    """Bug: every PE clamps where ``cfg`` asks for wrap (:func:`pe_saturates_in_wrap`)."""
+    return ArrayCore(cfg, array=partial(SystolicArray, pe=pe_saturates_in_wrap))
+
+
+def core_one_pe_off_by_one(cfg: ArrayConfig) -> ArrayCore:
+    """Bug: only the last PE, row R-1 and column C-1, has the off-by-one product
+    (:class:`PEProductOffByOne`): one output of every full tile is K too large."""
+    made = count()
+    last = cfg.rows * cfg.cols - 1
+
+    def pe(cfg: ArrayConfig) -> ProcessingElement:
+        # The array makes its PEs row by row, so the last one made is PE (R-1, C-1).
+        return (PEProductOffByOne if next(made) == last else ProcessingElement)(cfg)
+
+    return ArrayCore(cfg, array=partial(SystolicArray, pe=pe))
+
+
+class CoreDropsWeightHandshake(ArrayCore):
+    """Bug: the array no longer waits for ``i_wgt.valid``: a beat is taken as soon as the
+    activations are valid, with whatever weights are on the bus (a dropped handshake)."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.array.i_wgt.valid.eq(1)
+        return m
+
+
+class CoreDropsLast(ArrayCore):
+    """Bug: the beats reach the array without their ``last`` marker, so no tile is ever
+    closed and no result row ever comes out."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.array.i_act.payload.last.eq(0)
+        return m
+
+
+# -- sequencer -----------------------------------------------------------------------------
+
+
+class SequencerDropsLast(Sequencer):
+    """Bug: every beat is issued, but a tile's last one is never marked, so the array never
+    closes a tile and ``done`` never rises."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.o_act.payload.last.eq(0)
+        return m
+
+
+# -- output stage ----------------------------------------------------------------------------
+
+
+class StageRoundsHalfDown(OutputStage):
+    """Bug: requantization rounds half down, r = ceil(z / 2**s - 1/2), instead of half up.
+
+    The lanes' intermediate signals are local to the production ``elaborate``, so this
+    variant rebuilds the value path beside it with the same pipeline timing and drives
+    the output values from that copy; valid, flags and row still come from the production
+    pipeline. Values are only right in cycles with ``o_res.valid`` set (the stream
+    contract): the copy's registers load in every cycle.
+    """
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        cfg = self.cfg
+        relu3, req3 = self.relu, self.requant
+        for _ in range(self.latency - 1):  # mode bits reach the last stage through these
+            relu_d, requant_d = Signal(), Signal()
+            m.d.sync += [relu_d.eq(relu3), requant_d.eq(req3)]
+            relu3, req3 = relu_d, requant_d
+        for lane in range(cfg.cols):
+            acc = self.i_res.payload.acc[lane]
+            bias, mult = self.params.bias[lane], self.params.mult[lane]
+            shift = self.params.shift[lane]
+            y = Signal.like(acc + bias, name=f"bad_y_{lane}")
+            mult1 = Signal.like(mult, name=f"bad_mult1_{lane}")
+            shift1 = Signal.like(shift, name=f"bad_shift1_{lane}")
+            m.d.sync += [
+                y.eq(Mux(self.requant, acc + bias, acc)),
+                mult1.eq(Mux(self.requant, mult, 1)),
+                shift1.eq(Mux(self.requant, shift, 0)),
+            ]
+            z = Signal.like(y * mult1, name=f"bad_z_{lane}")
+            shift2 = Signal.like(shift1, name=f"bad_shift2_{lane}")
+            m.d.sync += [z.eq(y * mult1), shift2.eq(shift1)]
+            for n in range(self.latency - 4):  # the production pipeline's extra registers
+                z_d = Signal.like(z, name=f"bad_z{n}_{lane}")
+                shift_d = Signal.like(shift2, name=f"bad_shift2{n}_{lane}")
+                m.d.sync += [z_d.eq(z), shift_d.eq(shift2)]
+                z, shift2 = z_d, shift_d
+            # Half down: add 2**(s-1) - 1 instead of 2**(s-1) before the floor shift.
+            half_down = ((Const(1, unsigned(cfg.shift_max + 1)) << shift2) >> 1) - 1
+            r = Signal.like(z, name=f"bad_r_{lane}")
+            m.d.sync += r.eq(Mux(shift2 == 0, z, (z + half_down) >> shift2))
+            value = Signal.like(self.o_res.payload.value[lane], name=f"bad_value_{lane}")
+            with m.If(~req3):
+                m.d.sync += value.eq(r)
+            with m.Elif((r < 0) & relu3):
+                m.d.sync += value.eq(0)
+            with m.Elif(r < cfg.act_min):
+                m.d.sync += value.eq(cfg.act_min)
+            with m.Elif(r > cfg.act_max):
+                m.d.sync += value.eq(cfg.act_max)
+            with m.Else():
+                m.d.sync += value.eq(r)
+            m.d.comb += self.o_res.payload.value[lane].eq(value)
+        return m

@@ -1,0 +1,7 @@
+"""``python -m oasa.cli``: the ``oasa`` command."""
+
+import sys
+
+from oasa.cli import main
+
+sys.exit(main())
