@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,8 @@ def _report_error(error: BaseException) -> int:
     """Print ``error`` the way its exit code asks, and return that code."""
     code = exit_code(error)
     if code == EXIT_INTERRUPTED:
+        # Hardware built but not yet elaborated when Ctrl-C came is no news to the user.
+        warnings.filterwarnings("ignore", message=r".* created but never used")
         print("oasa: interrupted", file=sys.stderr)
     elif code == EXIT_BROKEN_PIPE:
         # The reader went away (e.g. `oasa eval net.npz | head`): stop quietly, and keep
