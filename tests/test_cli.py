@@ -169,15 +169,6 @@ def test_unknown_mode_is_rejected_by_argparse():
     assert proc.returncode == 2 and "invalid choice: 'clip'" in proc.stderr
 
 
-def test_readme_register_table_is_the_register_map():
-    from pathlib import Path
-
-    from oasa.hw.registers import register_table_markdown
-
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert register_table_markdown() in readme
-
-
 def test_sim_verilator_backend(tmp_path, capsys):
     out = tmp_path / "o.npz"
     argv = [

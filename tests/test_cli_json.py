@@ -5,6 +5,7 @@ report goes to stderr; an error is a JSON object too."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,30 @@ def test_sweep_json(tmp_path, capsys):
     assert (point["method"], point["acc_bits"], point["overflow"]) == ("exact", 14, "wrap")
     assert point["certified"] is True and r["computed"] + r["cached"] == 1
     assert all(Path(p).exists() for p in r["outputs"])
+
+
+def _documented_keys() -> dict[str, set[str]]:
+    """The top-level keys docs/commands.md promises, per command."""
+    page = (Path(__file__).parents[1] / "docs" / "commands.md").read_text()
+    keys = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`") and "`, `" in cells[1]:
+            top = re.sub(r"\([^)]*\)", "", cells[1])  # nested keys in parentheses
+            keys[cells[0].strip("`")] = set(re.findall(r"`(\w+)`", top)) | {"ok"}
+    return keys
+
+
+def test_the_documented_keys_are_the_printed_ones(tmp_path, net_file, capsys):
+    docs = _documented_keys()
+    runs = {
+        "sim": ["sim", "--m", "2", "--k", "3", "--n", "2"],
+        "verilog": ["verilog", "--rows", "1", "--cols", "1", "-o", str(tmp_path / "v.v")],
+        "check": ["check", net_file],
+        "eval": ["eval", net_file],
+        "run": ["run", net_file, "--backend", "model", "--images", "2"],
+        "sweep": ["sweep", "--acc-bits", "16", "--methods", "rtn", "--overflow", "wrap",
+                  "--jobs", "1", "-o", str(tmp_path / "sw"), "--quiet"],
+    }  # fmt: skip
+    for command, argv in runs.items():
+        assert set(_run_json(capsys, argv)) == docs[command], command

@@ -60,7 +60,7 @@ class FormalToolError(ToolError):
 
 @dataclass(frozen=True)
 class Property:
-    """One property of issue 9, and the harness that states it."""
+    """One proved property of the PE, output stage or array, and the harness that states it."""
 
     name: str
     number: int

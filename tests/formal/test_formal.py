@@ -1,4 +1,5 @@
-"""Formal proofs of issue 9, one test per configuration and property (marker ``formal``).
+"""Formal proofs of the PE, output stage and array, one test per configuration and property
+(marker ``formal``).
 
 Each test writes a harness from :mod:`oasa.hw.formal.harness` as RTLIL, proves it with
 yowasp-sby (k-induction, z3) and requires PASS; the broken variants of

@@ -1,4 +1,4 @@
-"""The covering set of configurations the benches run on (issue 5).
+"""The covering set of configurations the benches run on.
 
 Not the full cross product: every value of every parameter appears at least once —
 (R, C) in {(2, 3), (4, 4), (8, 8)}; P in {the product width, 12, 16, 20, 32};
