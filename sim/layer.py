@@ -20,14 +20,13 @@ from oasa.errors import VerificationError
 from oasa.files import require_memory
 from oasa.sim import golden
 from oasa.sim.accel_image import build_image
-from oasa.sim.backends import GemmCall, backend_names, open_session, usable_backend
+from oasa.sim.backends import GemmCall, open_session, usable_backend
 from oasa.sim.cycles import accelerator_cycles
 
 __all__ = [
     "BACKENDS",
     "LayerResult",
     "MismatchError",
-    "all_backends",
     "compare",
     "run_conv2d",
     "run_gemm",
@@ -35,12 +34,6 @@ __all__ = [
 
 #: The simulation backends: they need nothing but this machine.
 BACKENDS = ("model", "amaranth", "verilator")
-
-
-def all_backends() -> tuple[str, ...]:
-    """Every backend, including those other packages register (``board``, which needs a
-    ``port``)."""
-    return backend_names()
 
 
 class MismatchError(VerificationError):

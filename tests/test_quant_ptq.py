@@ -143,6 +143,7 @@ def test_cli_quantize_eval_check(tmp_path, capsys, params):
             "invalid choice: 'log'",
         ),
         (["eval", str(out), "--acc-bits", "5"], "acc_bits=5"),
+        (["eval", str(out), "--acc-bits", "0"], "acc_bits=0"),  # 0 is a value, not "unset"
         (["eval", str(tmp_path / "none.npz")], "no such file"),
         (["quantize", "--method", "exact", "--checkpoint", str(out), "-o", str(out)], "not a"),
     ):

@@ -155,7 +155,7 @@ def cmd_sim(args: argparse.Namespace) -> Report:
 
 
 def register(sub) -> None:
-    from oasa.sim.layer import all_backends
+    from oasa.sim.backends import backend_names
 
     p = sub.add_parser("verilog", help="write Verilog of the array and output stage")
     opt.add_config_options(p)
@@ -182,7 +182,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=opt.SEED, default=0, help="random layer: seed (default 0)")
     p.add_argument(
         "--backend",
-        choices=all_backends(),
+        choices=backend_names(),
         default="model",
         help="model (golden model, cycles predicted), amaranth or verilator (the RTL), "
         "board (a board over its UART, with --port)",

@@ -128,14 +128,14 @@ def cmd_run(args: argparse.Namespace) -> Report:
 
 
 def register(sub) -> None:
-    from oasa.sim.layer import all_backends
+    from oasa.sim.backends import backend_names
 
     p = sub.add_parser("run", help="run a network file on the accelerator, cycle-accurately")
     p.add_argument("net", help="network file (.npz) from oasa quantize")
     opt.add_config_options(p, ("shape", "buffers"))
     p.add_argument(
         "--backend",
-        choices=all_backends(),
+        choices=backend_names(),
         default="verilator",
         help="default verilator; board: a board over its UART, with --port",
     )

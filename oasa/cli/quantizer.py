@@ -133,7 +133,9 @@ def cmd_eval(args: argparse.Namespace) -> Report:
 
     net = netfile.load(args.net)
     p = args.acc_bits
-    overrides = {k: getattr(args, k) for k in ("acc_bits", "overflow") if getattr(args, k)}
+    overrides = {
+        k: getattr(args, k) for k in ("acc_bits", "overflow") if getattr(args, k) is not None
+    }
     split = digits_split()
     r = network.run_network(net, network.quantize_input(net, split.x_test), overrides=overrides)
     modes = sorted({args.overflow or layer.overflow for _, layer in net.weighted})
