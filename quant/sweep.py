@@ -159,7 +159,9 @@ def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
     try:
         spec = ptq.QuantSpec(
             task.method,
-            ArrayConfig(acc_bits=task.acc_bits, act_bits=task.act_bits, weight_bits=task.weight_bits),
+            ArrayConfig(
+                acc_bits=task.acc_bits, act_bits=task.act_bits, weight_bits=task.weight_bits
+            ),
             scales=task.scales,
         )
         if task.qat_epochs:

@@ -37,7 +37,6 @@ class CertificateError(InputError):
     """A stored certificate does not match what its integer weights give."""
 
 
-
 def worst_case_partial_sums(
     w: ArrayLike, *, cfg: ArrayConfig
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:

@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from oasa.config import ArrayConfig
 from oasa.errors import InputError
+from oasa.sim import ops
 
 __all__ = [
     "GemmResult",
@@ -39,6 +40,7 @@ __all__ = [
     "im2col",
     "output_stage",
     "partial_sum_bounds",
+    "round_shift",
     "wrap",
 ]
 
@@ -371,6 +373,19 @@ def _per_channel(value: ArrayLike, n: int, name: str, lo: int, hi: int) -> NDArr
     return arr
 
 
+def round_shift(z: ArrayLike, shift: ArrayLike) -> NDArray[np.int64]:
+    """floor(z / 2**shift + 1/2) on int64: round half up (towards +inf at exactly .5, for
+    negative z too), the one rounding rule of every integer rescale in oasa.
+
+    >>> round_shift(np.array([5, -5, 6, -6]), 2).tolist()
+    [1, -1, 2, -1]
+    """
+    z = np.asarray(z, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    half = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
+    return (z + half) >> s
+
+
 def output_stage(
     acc: ArrayLike,
     *,
@@ -379,6 +394,7 @@ def output_stage(
     mult: ArrayLike = 1,
     shift: ArrayLike = 0,
     relu: bool = False,
+    out_range: tuple[int, int] | None = None,
 ) -> NDArray[np.int64]:
     """Requantize accumulator results to the next layer's activations.
 
@@ -391,6 +407,10 @@ def output_stage(
         ``mult_bits`` multiplier, shift 0..``shift_max``.
     relu:
         Clamp negative values to 0 before the activation clamp.
+    out_range:
+        (lo, hi) of the output's integer format when it is not the layer's activation
+        format (a signed or wider tensor a host operator reads); the array's output stage
+        itself always clamps to [act_min, act_max].
 
     Returns
     -------
@@ -422,12 +442,11 @@ def output_stage(
     b = _per_channel(bias, n, "bias", cfg.bias_min, cfg.bias_max)
     m = _per_channel(mult, n, "mult", 0, cfg.mult_max)
     s = _per_channel(shift, n, "shift", 0, cfg.shift_max)
-    z = (a + b) * m
-    half = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
-    r = (z + half) >> s
+    r = round_shift((a + b) * m, s)
     if relu:
         r = np.maximum(r, 0)
-    return np.clip(r, cfg.act_min, cfg.act_max)
+    lo, hi = (cfg.act_min, cfg.act_max) if out_range is None else out_range
+    return np.clip(r, lo, hi)
 
 
 # -- convolution lowered to GEMM ---------------------------------------------------------
@@ -457,17 +476,12 @@ def im2col(
     [[0, 1, 2, 3]]
     """
     xa = _as_int_array(x, "x", 4)
-    kh, kw = kernel
     if stride < 1 or padding < 0:
         raise OperandError(f"stride must be >= 1 and padding >= 0, got {stride} and {padding}")
-    b, c, h, w = xa.shape
-    ho = conv_output_size(h, kh, stride, padding)
-    wo = conv_output_size(w, kw, stride, padding)
-    xp = np.pad(xa, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    # (B, C, H', W', kh, kw) windows as a view; one copy into (b, oy, ox, c, ky, kx) order.
-    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
-    win = win[:, :, : stride * ho : stride, : stride * wo : stride]
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, c * kh * kw)
+    try:
+        return ops.im2col(xa, kernel, ops.as_pair(stride), ops.as_pads(padding))[0]
+    except InputError as e:
+        raise OperandError(str(e)) from None
 
 
 def conv2d(

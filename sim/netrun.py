@@ -24,7 +24,15 @@ from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
 from oasa.sim.backends import GemmCall, Session, open_session
 from oasa.sim.netfile import Layer, Network, gemm_weight
-from oasa.sim.network import LayerRun, NetworkResult, layer_forward, network_result
+from oasa.sim.network import (
+    LayerRun,
+    NetworkResult,
+    gemm_operand,
+    layer_configs,
+    layer_forward,
+    network_result,
+    to_nchw,
+)
 from oasa.sim.tiling import tile_grid
 
 __all__ = [
@@ -145,42 +153,52 @@ def _first_difference(a: NDArray, b: NDArray) -> str:
 
 
 def _rtl_layer(
-    layer: Layer, x: NDArray[np.int64], cfg: ArrayConfig, session: Session, stats: LayerStats
+    net: Network,
+    layer: Layer,
+    x: NDArray[np.int64],
+    cfg: ArrayConfig,
+    session: Session,
+    stats: LayerStats,
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    """One weighted layer on the accelerator: (GEMM-shaped output, flags)."""
-    if layer.kind == "conv2d":
-        cols = golden.im2col(
-            x, (layer.kernel, layer.kernel), stride=layer.stride, padding=layer.padding
-        )
-    else:
-        cols = x.reshape(x.shape[0], -1)
+    """One weighted layer on the accelerator: (output, flags), in the layer's own shape.
+
+    A grouped convolution is one GEMM per group. When the output tensor's format is not
+    the layer's activation format the array runs raw and the host applies the output
+    stage (:meth:`Network.on_chip_requant`)."""
+    on_chip = net.on_chip_requant(layer)
     w = gemm_weight(layer)
-    m, k = cols.shape
-    n = w.shape[1]
-    out = np.zeros((m, n), dtype=np.int64)
-    ovf = np.zeros((m, n), dtype=bool)
-    calls = []
-    for call, (rows, chans) in enumerate(plan_calls(cfg, m, k, n)):
-        label = f"layer {stats.index} ({layer.kind} {stats.name!r}) call {call}"
-        kw = {
-            "bias": layer.bias[chans],
-            "mult": layer.mult[chans],
-            "shift": layer.shift[chans],
-            "relu": layer.relu,
-        }
-        img = build_image(
-            cols[rows], w[:, chans], cfg=cfg, requant=layer.requant, label=label, **kw
-        )
-        calls.append(((rows, chans), GemmCall(img, cols[rows], w[:, chans], kw)))
-    for ((rows, chans), _), run in zip(calls, session.run([c for _, c in calls]), strict=True):
-        out[rows, chans] = run.out
-        ovf[rows, chans] = run.overflow
-        stats.calls += 1
-        stats.cycles += run.cycles
-        stats.flagged += run.flagged
-    stats.macs += m * k * n
-    stats.dot_products += m * n
-    return out, ovf
+    og = w.shape[1] // layer.groups
+    outs, flags = [], []
+    for g, cols in enumerate(gemm_operand(layer, x)):
+        wg = w[:, g * og : (g + 1) * og]
+        m, k = cols.shape
+        out = np.zeros((m, og), dtype=np.int64)
+        ovf = np.zeros((m, og), dtype=bool)
+        calls = []
+        for call, (rows, chans) in enumerate(plan_calls(cfg, m, k, og)):
+            label = f"layer {stats.index} ({layer.kind} {stats.name!r}) call {call}"
+            at = slice(g * og + chans.start, g * og + chans.stop)
+            kw = {"bias": layer.bias[at], "mult": layer.mult[at], "shift": layer.shift[at],
+                  "relu": layer.relu}  # fmt: skip
+            img = build_image(cols[rows], wg[:, chans], cfg=cfg, requant=on_chip, label=label, **kw)
+            calls.append(((rows, chans), GemmCall(img, cols[rows], wg[:, chans], kw)))
+        for ((rows, chans), _), run in zip(calls, session.run([c for _, c in calls]), strict=True):
+            out[rows, chans] = run.out
+            ovf[rows, chans] = run.overflow
+            stats.calls += 1
+            stats.cycles += run.cycles
+            stats.flagged += run.flagged
+        stats.macs += m * k * og
+        stats.dot_products += m * og
+        outs.append(out)
+        flags.append(ovf)
+    out, ovf = np.concatenate(outs, axis=1), np.concatenate(flags, axis=1)
+    if layer.requant and not on_chip:
+        out = golden.output_stage(
+            out, cfg=cfg, bias=layer.bias, mult=layer.mult, shift=layer.shift,
+            relu=layer.relu, out_range=net.out_range(layer),
+        )  # fmt: skip
+    return to_nchw(out, layer, len(x)), to_nchw(ovf, layer, len(x))
 
 
 def _batches(n: int, batch: int) -> Iterator[slice]:
@@ -214,7 +232,7 @@ def run_network_rtl(
     ``progress`` is called with the number of images finished after every batch.
     """
     xa = np.asarray(x, dtype=np.int64)
-    cfgs = {i: layer.cfg.replace(**(overrides or {})) for i, layer in net.weighted}
+    cfgs = layer_configs(net, overrides)
     stats = [
         LayerStats(i, layer.name or layer.kind, layer.kind, cfg=cfgs.get(i))
         for i, layer in enumerate(net.layers)
@@ -224,19 +242,18 @@ def run_network_rtl(
         session = open_session(backend, stack, vcd=vcd, port=port, baud=baud)
         done = 0
         for sl in _batches(len(xa), batch):
-            h = xa[sl]
+            values = {net.input: xa[sl]}
             runs = []
             for i, layer in enumerate(net.layers):
-                want, ref = layer_forward(layer, h, cfg=cfgs.get(i))
-                if layer.kind == "maxpool":
+                ins = [values[t] for t in layer.inputs]
+                want, ref = layer_forward(
+                    layer, *ins, cfg=cfgs.get(i), out_range=net.out_range(layer)
+                )
+                if not layer.has_weights:
                     runs.append(LayerRun(i, layer, want))
-                    h = want
+                    values[layer.output] = want
                     continue
-                out, ovf = _rtl_layer(layer, h, cfgs[i], session, stats[i])
-                if layer.kind == "conv2d":
-                    _, ho, wo = layer.out_shape
-                    out = out.reshape(len(h), ho, wo, -1).transpose(0, 3, 1, 2)
-                    ovf = ovf.reshape(len(h), ho, wo, -1).transpose(0, 3, 1, 2)
+                out, ovf = _rtl_layer(net, layer, ins[0], cfgs[i], session, stats[i])
                 for what, got, exp in (
                     ("output", out, want),
                     ("overflow flags", ovf, ref.overflow),
@@ -248,9 +265,9 @@ def run_network_rtl(
                             f"{what} differ {where}"
                         )
                 runs.append(LayerRun(i, layer, out, ovf, ref.final_overflow))
-                h = out
+                values[layer.output] = out
             parts.append(runs)
-            done += len(h)
+            done = sl.stop
             if progress:
                 progress(done)
     return NetRun(backend, network_result(net, parts), stats, len(xa))

@@ -103,7 +103,7 @@ def make_fixtures(root: Path) -> dict[str, str]:
     _rewrite(net, path("net_kind.npz"), meta=set_layer(0, kind="lstm"))
     _rewrite(net, path("net_type.npz"), meta=set_layer(0, acc_bits="16"))
     _rewrite(net, path("net_scale.npz"), meta=lambda m: m.update(input_scale=-1.0))
-    _rewrite(net, path("net_shape.npz"), meta=set_layer(2, in_shape=[31]))
+    _rewrite(net, path("net_shape.npz"), meta=lambda m: m["tensors"]["t2"].update(shape=[31, 1, 1]))
     _rewrite(net, path("net_guarantee.npz"), meta=lambda m: m.update(guarantee="maybe"))
     _rewrite(net, path("net_lastraw.npz"), meta=set_layer(3, requant=True))
     _rewrite(net, path("net_meta.npz"), replace={"meta": np.array("{not json")})

@@ -139,7 +139,10 @@ def test_bad_files_give_one_clear_error(saved, tmp_path):
         (dict(replace={"L2.bias": np.zeros(4, np.int64)}), "bias has shape"),
         (dict(meta=lambda m: m["layers"][0].update(kind="pool")), "unknown kind"),
         (dict(meta=lambda m: m["layers"][0].update(acc_bits=40)), "acc_bits=40"),
-        (dict(meta=lambda m: m["layers"][2].update(in_shape=[13])), "does not follow"),
+        (dict(meta=lambda m: m["layers"][2].update(inputs=["nope"])), "not in the tensor table"),
+        (dict(meta=lambda m: m["layers"][2].update(inputs=["t3"])), "before any layer writes"),
+        (dict(meta=lambda m: m["tensors"]["input"].update(bits=8)), "reads a 8-bit unsigned"),
+        (dict(meta=lambda m: m["layers"][1].update(stride=[0, 2])), "2 integers >= 1"),
         (dict(meta=lambda m: m["layers"][3].pop("relu")), "'relu' is missing"),
     ]
     for change, message in cases:
@@ -183,6 +186,53 @@ def test_cli_check(saved, tmp_path, capsys):
     assert main(["check", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("oasa: error:") and "channel 1" in err[0]
-    _rewrite(saved, bad, meta=lambda m: m.update(version=2))
+    _rewrite(saved, bad, meta=lambda m: m.update(version=3))
     assert main(["check", str(bad)]) == 2
-    assert "format version 2" in capsys.readouterr().err
+    assert "format version 3" in capsys.readouterr().err
+
+
+def _as_version_1(path, out):
+    """Rewrite a chain network file in the version-1 schema (no tensor table, square
+    integer geometry, in_shape / out_shape per layer), as oasa wrote it before graphs."""
+
+    def v1(m):
+        tensors = m.pop("tensors")
+        for key in ("input", "output"):
+            m.pop(key)
+        m["version"] = 1
+        for d in m["layers"]:
+            d["in_shape"] = tensors[d.pop("inputs")[0]]["shape"]
+            d["out_shape"] = tensors[d.pop("output")]["shape"]
+            if d["kind"] == "dense":
+                d["in_shape"] = [int(np.prod(d["in_shape"]))]
+            for key in ("kernel", "stride", "padding"):
+                if key in d:
+                    d[key] = d[key][0]
+            if d["kind"] == "maxpool":
+                d.pop("stride"), d.pop("padding")
+            d.pop("groups", None)
+        if "kernel" not in m["layers"][2]:
+            m["layers"][2]["kernel"] = m["layers"][3]["kernel"] = 1
+            m["layers"][2].update(stride=1, padding=0)
+            m["layers"][3].update(stride=1, padding=0)
+
+    _rewrite(path, out, meta=v1)
+
+
+def test_version_1_files_load_as_the_same_graph(saved, tmp_path):
+    old = tmp_path / "v1.npz"
+    _as_version_1(saved, old)
+    with np.load(old) as f:
+        assert json.loads(str(f["meta"][()]))["version"] == 1
+    a, b = netfile.load(saved), netfile.load(old)
+    assert [
+        (la.kind, la.inputs, la.output, la.kernel, la.stride, la.padding) for la in a.layers
+    ] == [(lb.kind, lb.inputs, lb.output, lb.kernel, lb.stride, lb.padding) for lb in b.layers]
+    assert a.tensors == b.tensors
+    x = np.random.default_rng(3).integers(0, 16, (6, 1, 4, 4))
+    from oasa.sim import network
+
+    ra, rb = network.run_network(a, x), network.run_network(b, x)
+    assert np.array_equal(ra.logits, rb.logits)
+    netfile.save(b, tmp_path / "again.npz")  # a loaded v1 network is written as v2
+    assert netfile.load(tmp_path / "again.npz").tensors == a.tensors

@@ -16,7 +16,7 @@ def _reference_run(net, x, acc_bits, mode):
         h = img  # [C][H][W] nested lists
         for layer in net.layers:
             if layer.kind == "maxpool":
-                k = layer.kernel
+                k = layer.kernel[0]
                 h = [
                     [
                         [
@@ -46,7 +46,7 @@ def _reference_run(net, x, acc_bits, mode):
 
             if layer.kind == "conv2d":
                 c_in, hh, ww = len(h), len(h[0]), len(h[0][0])
-                k, pad = layer.kernel, layer.padding
+                k, pad = layer.kernel[0], layer.padding[0]
 
                 def px(c, y, xx, h=h, hh=hh, ww=ww):
                     return h[c][y][xx] if 0 <= y < hh and 0 <= xx < ww else 0
