@@ -65,6 +65,7 @@ bench: $(VENV)/.stamp-dev
 	$(PY) bench/network_run.py
 	$(PY) bench/accuracy_sweep.py --jobs $(JOBS)
 	$(PY) bench/quant_figures.py
+	$(PY) bench/residual_figures.py --jobs $(JOBS)
 	$(PY) bench/fpga_cost.py
 	$(PY) bench/fpga_pareto.py
 	$(PY) bench/bad_inputs.py

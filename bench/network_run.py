@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     section = Section("network_run", "The digits network on the accelerator")
     NET.parent.mkdir(parents=True, exist_ok=True)
     q = oasa_json("quantize", "--method", "exact", "--acc-bits", "16", "-o", str(NET))
-    r = oasa_json("run", str(NET), "--backend", args.backend, "--quiet")
+    r = oasa_json("run", str(NET), "--backend", args.backend, "--images", "540", "--quiet")
     cfg = q["config"]
     arr = r["array"]
     section.para(
@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     )
     layers = []
     for s in r["layers"]:
-        if s["kind"] == "maxpool":
+        if s["kind"] not in ("conv2d", "dense"):
             layers.append([f"{s['index']}: {s['name']}", "on the host", "", "", "", ""])
             continue
         layers.append(

@@ -38,6 +38,7 @@ ORDER = [
     ("accuracy_sweep", "python bench/accuracy_sweep.py"),
     ("quant_ptq", "python bench/quant_figures.py"),
     ("quant_qat", "python bench/quant_figures.py --qat-epochs 10 --skip-ptq"),
+    ("residual", "python bench/residual_figures.py"),
     ("fpga_cost", "python bench/fpga_cost.py"),
     ("fpga_pareto", "python bench/fpga_pareto.py"),
     ("fpga_builds", "python bench/fpga_builds.py"),

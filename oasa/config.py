@@ -263,9 +263,12 @@ class ArrayConfig:
 
     def describe(self) -> str:
         """One human-readable line for CLI output."""
+        return f"{self.rows}x{self.cols} array, {self.describe_arithmetic()}, product {self.product_bits} bits"
+
+    def describe_arithmetic(self) -> str:
+        """The arithmetic alone (what a layer of a network file fixes), in words."""
         sign = "signed" if self.act_signed else "unsigned"
         return (
-            f"{self.rows}x{self.cols} array, {self.act_bits}-bit {sign} activations x "
-            f"{self.weight_bits}-bit signed weights, {self.acc_bits}-bit accumulators "
-            f"({self.overflow}), product {self.product_bits} bits"
+            f"{self.act_bits}-bit {sign} activations x {self.weight_bits}-bit signed weights, "
+            f"{self.acc_bits}-bit accumulators ({self.overflow})"
         )

@@ -110,6 +110,14 @@ def check_output_dir(path: str | os.PathLike, what: str = "") -> Path:
     return p
 
 
+def _usual_mode(tmp: str) -> None:
+    """mkstemp makes 0600 files; give the result the mode a plain open() would (0666
+    less the umask), so a written network or model is readable as any other file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file next to ``path`` and rename it to ``path`` when the block
@@ -131,6 +139,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     try:
         with os.fdopen(fd, mode) as f:
             yield f
+        _usual_mode(tmp)
         os.replace(tmp, p)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -154,6 +163,8 @@ def atomic_path(path: str | os.PathLike | None) -> Iterator[str | None]:
     os.close(fd)
     try:
         yield tmp
+        if os.path.exists(tmp):
+            _usual_mode(tmp)
         os.replace(tmp, p)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -123,7 +123,7 @@ class FloatGraph:
         self.shapes = shapes
 
     def forward(self, x: NDArray, *, keep: bool = False) -> NDArray | dict[str, NDArray]:
-        """Run images ``x`` (B, *input_shape) in float64. Returns the output tensor, or
+        """Run images ``x`` ``(B, *input_shape)`` in float64. Returns the output tensor, or
         with ``keep`` every tensor by name."""
         x = np.asarray(x, dtype=np.float64)
         if x.shape[1:] != self.input_shape:

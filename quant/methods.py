@@ -46,20 +46,25 @@ METHODS = ("rtn", "a2q", "a2q+", "exact", "oaq")
 CERTIFIED_METHODS = ("a2q", "a2q+", "exact")
 
 
-def _check_unsigned(cfg: ArrayConfig) -> None:
-    if cfg.act_signed:
-        raise ValueError("the accumulator-aware quantizers here assume unsigned activations")
-
-
 def exact_budgets(cfg: ArrayConfig) -> tuple[int, int]:
     """(positive budget, negative budget) on the integer weight sums of one channel.
+
+    Unsigned N-bit inputs (A = 2**N - 1) make the two sides independent: the highest
+    partial sum is A * sum(q+), the lowest -A * sum(q-). With signed inputs each side
+    reaches both ends (x = -2**(N-1) turns a negative weight positive), so the joint
+    condition 2**(N-1) (sum(q+) + sum(q-)) <= 2**(P-1) - 1 is split evenly: each side gets
+    floor((2**(P-1) - 1) / 2**N), a sufficient (slightly conservative) choice.
 
     >>> exact_budgets(ArrayConfig(acc_bits=10))
     (34, 34)
     >>> exact_budgets(ArrayConfig(acc_bits=16))
     (2184, 2184)
+    >>> exact_budgets(ArrayConfig(acc_bits=16, act_bits=8, act_signed=True))
+    (127, 127)
     """
-    _check_unsigned(cfg)
+    if cfg.act_signed:
+        b = cfg.acc_max >> cfg.act_bits
+        return (b, b)
     a = cfg.act_max
     return (cfg.acc_max // a, (-cfg.acc_min) // a)
 
@@ -70,8 +75,10 @@ def a2q_bound(cfg: ArrayConfig) -> float:
 
 
 def a2q_plus_bound(cfg: ArrayConfig) -> float:
-    """A2Q+'s L1 bound for zero-centred weights: floor(2 (2**(P-1) - 1) / (2**N - 1))."""
-    _check_unsigned(cfg)
+    """A2Q+'s L1 bound for zero-centred weights: floor(2 (2**(P-1) - 1) / (2**N - 1)).
+    Zero-centring helps only unsigned inputs; with signed ones the bound is A2Q's."""
+    if cfg.act_signed:
+        return a2q_bound(cfg)
     return float(np.floor(2.0 * cfg.acc_max / cfg.act_max))
 
 

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from oasa.errors import InputError
 from oasa.files import atomic_write, check_input_file
 from oasa.quant.data import digits_split
+from oasa.quant.graph import FloatGraph, FloatNode
 
 __all__ = [
     "ARCH",
@@ -32,6 +33,7 @@ __all__ = [
     "accuracy",
     "cache_dir",
     "conv_cols",
+    "digits_graph",
     "forward",
     "init_params",
     "load_or_train",
@@ -68,6 +70,34 @@ class Recipe:
 
 
 Params = dict[str, NDArray[np.float32]]
+
+
+def digits_graph(params: Params) -> FloatGraph:
+    """The digits network as a :class:`~oasa.quant.graph.FloatGraph` (what the quantizers
+    walk), node names as in :data:`ARCH`."""
+    nodes, x = [], "image"
+    for spec in ARCH:
+        name = spec.get("name", "pool")
+        if spec["kind"] == "maxpool":
+            k = spec["kernel"]
+            nodes.append(FloatNode("maxpool", name, (x,), name, kernel=(k, k), stride=(k, k)))
+        else:
+            k = spec.get("kernel", 1)
+            nodes.append(
+                FloatNode(
+                    spec["kind"],
+                    name,
+                    (x,),
+                    name,
+                    weight=np.asarray(params[f"{name}.weight"], np.float64),
+                    bias=np.asarray(params[f"{name}.bias"], np.float64),
+                    kernel=(k, k),
+                    padding=(spec.get("pad", 0),) * 4,
+                    relu=spec["relu"],
+                )
+            )
+        x = name
+    return FloatGraph("image", INPUT_SHAPE, x, nodes, name="digits")
 
 
 def init_params(rng: np.random.Generator) -> Params:

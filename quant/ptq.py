@@ -34,10 +34,11 @@ from oasa.config import ArrayConfig, ConfigField
 from oasa.errors import InputError
 from oasa.quant import methods
 from oasa.quant.data import digits_split
-from oasa.quant.model import ARCH, INPUT_SHAPE, Params, conv_cols, maxpool
-from oasa.sim import golden
+from oasa.quant.graph import FloatGraph, FloatNode
+from oasa.quant.model import Params, digits_graph
+from oasa.sim import golden, ops
 from oasa.sim.certificates import certificate
-from oasa.sim.netfile import Layer, Network
+from oasa.sim.netfile import Layer, Network, Tensor
 from oasa.sim.network import layer_forward
 
 __all__ = [
@@ -69,6 +70,7 @@ class QuantSpec:
     scales: str = "dyadic"
     calibration: int = CALIBRATION_IMAGES
     bias_correction: bool = True
+    host_bits: int = 8  # tensors only host operators read (a residual branch before its add)
 
     def __post_init__(self) -> None:
         if self.method not in methods.METHODS:
@@ -164,7 +166,8 @@ _PROJECTORS: dict[str, Projector] = {
 
 
 def _weighted_error(w, q, s, h):
-    return ((s[:, None] * q - w) ** 2 * h[None, :]).sum(axis=1)
+    """Per channel sum_i h_i (s q_i - w_i)**2; h is (K,) or one row per channel (O, K)."""
+    return ((s[:, None] * q - w) ** 2 * (h if h.ndim == 2 else h[None, :])).sum(axis=1)
 
 
 def search_scales(
@@ -192,7 +195,25 @@ def search_scales(
     return best_q, best_s
 
 
-def _oaq_weights(w, cfg, h, cols_int):
+def _calibration_overflows(cols: NDArray[np.int64], q: NDArray[np.int64], cfg: ArrayConfig) -> bool:
+    """Whether some dot product of the calibration GEMMs (one per group: cols is
+    (groups, M, K)) overflows the accumulator, in the order the array adds."""
+    og = q.shape[0] // cols.shape[0]
+    for g, cols_int in enumerate(cols):
+        qg = q[g * og : (g + 1) * og]
+        c = cols_int.astype(np.float64)
+        qf = qg.T.astype(np.float64)
+        exact = c @ qf  # exact in float64: every sum is far below 2**53
+        if ((exact > cfg.acc_max) | (exact < cfg.acc_min)).any():
+            return True  # a final sum overflows: certainly flagged
+        pos, neg = c @ np.maximum(qf, 0), c @ np.maximum(-qf, 0)
+        bounded = (pos <= cfg.acc_max).all() and (-neg >= cfg.acc_min).all()
+        if (cfg.act_signed or not bounded) and golden.gemm(cols_int, qg.T, cfg=cfg).overflow.any():
+            return True
+    return False
+
+
+def _oaq_weights(w, cfg, h, cols):
     """One power-of-two scale for the layer: the least-error one, coarsened until the
     calibration data does not overflow the accumulator."""
     base = max(float(np.abs(w).max()) / cfg.weight_max, 1e-12)
@@ -202,19 +223,10 @@ def _oaq_weights(w, cfg, h, cols_int):
         s = np.full(w.shape[0], 2.0**e)
         errs.append(_weighted_error(w, methods.rtn_project(w, s, cfg), s, h).sum())
     e = exps[int(np.argmin(errs))]
-    cols = cols_int.astype(np.float64)
     for _ in range(24):
         s = np.full(w.shape[0], 2.0**e)
         q = methods.rtn_project(w, s, cfg)
-        qf = q.T.astype(np.float64)
-        exact = cols @ qf  # exact in float64: every sum is far below 2**53
-        if ((exact > cfg.acc_max) | (exact < cfg.acc_min)).any():
-            e += 1  # a final sum overflows: certainly flagged
-            continue
-        pos, neg = cols @ np.maximum(qf, 0), cols @ np.maximum(-qf, 0)
-        if (pos <= cfg.acc_max).all() and (-neg >= cfg.acc_min).all():
-            return q, s  # no prefix can leave the range, in any order
-        if not golden.gemm(cols_int, q.T, cfg=cfg).overflow.any():
+        if not _calibration_overflows(cols, q, cfg):
             return q, s
         e += 1
     raise QuantError("oaq: no power-of-two scale avoids overflow on the calibration data")
@@ -223,15 +235,16 @@ def _oaq_weights(w, cfg, h, cols_int):
 # -- the pipeline ---------------------------------------------------------------------------
 
 
-def _act_scale(z: NDArray, cfg: ArrayConfig, pow2: bool) -> float:
-    """Scale of unsigned N-bit activations minimising the quantization MSE of z >= 0."""
+def _act_scale(z: NDArray, bits: int, signed: bool, pow2: bool) -> float:
+    """Scale of an N-bit tensor minimising the quantization MSE of z (z >= 0 when the
+    tensor is unsigned; symmetric about 0 when signed)."""
     flat = z.ravel()
     if flat.size > 200_000:
         flat = flat[:: flat.size // 200_000 + 1]
-    top = float(flat.max())
+    top = float(np.abs(flat).max()) if flat.size else 0.0
     if top <= 0:
         return 1.0
-    levels = cfg.act_max
+    lo, levels = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     if pow2:
         e0 = math.floor(math.log2(top / levels)) - 3
         cands = [2.0 ** (e0 + k) for k in range(5)]
@@ -239,186 +252,274 @@ def _act_scale(z: NDArray, cfg: ArrayConfig, pow2: bool) -> float:
         cands = [top * f / levels for f in np.linspace(0.2, 1.0, 41)]
     best, best_err = cands[0], math.inf
     for s in cands:
-        err = float(((np.clip(np.floor(flat / s + 0.5), 0, levels) * s - flat) ** 2).mean())
+        err = float(((np.clip(np.floor(flat / s + 0.5), lo, levels) * s - flat) ** 2).mean())
         if err < best_err:
             best, best_err = s, err
     return best
 
 
-def _float_layer(spec: dict, params: Params, x: NDArray) -> tuple[NDArray, NDArray]:
-    """(GEMM input rows, float output after ReLU) of one float layer."""
-    w, b = params[f"{spec['name']}.weight"], params[f"{spec['name']}.bias"]
-    if spec["kind"] == "conv2d":
-        cols = conv_cols(x, spec["kernel"], spec["pad"]).astype(np.float64)
-        y = cols @ w.reshape(w.shape[0], -1).T.astype(np.float64) + b
-        out = y.reshape(x.shape[0], x.shape[2], x.shape[3], -1).transpose(0, 3, 1, 2)
-    else:
-        cols = x.reshape(x.shape[0], -1).astype(np.float64)
-        out = cols @ w.T.astype(np.float64) + b
-    return cols, (np.maximum(out, 0) if spec["relu"] else out)
+# Host rescales (add, avgpool) keep their multipliers this narrow, so a * m_a + b * m_b
+# stays far below 2**24 and exports exactly to float32 tools (QONNX).
+HOST_MULT_BITS = 12
+
+
+def host_dyadic(ratios: list[float], pow2: bool) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Multipliers (below 2**HOST_MULT_BITS) with one shared shift: m_i / 2**s ~ ratio_i.
+
+    >>> m, s = host_dyadic([0.5, 0.25], pow2=False)
+    >>> (m / 2.0 ** s[0]).tolist()
+    [0.5, 0.25]
+    """
+    r = np.asarray(ratios, dtype=float)
+    if not (r > 0).all():
+        raise QuantError(f"host rescale ratios {r.tolist()} must be positive")
+    if pow2:
+        r = _to_pow2(r)
+    top = (1 << HOST_MULT_BITS) - 1
+    shift = int(np.clip(math.floor(math.log2(top / r.max())), 0, 48))
+    mult = np.rint(r * 2.0**shift).astype(np.int64)
+    if mult.max() > top or (mult < 1).any():
+        raise QuantError(
+            f"host rescale ratios {r.tolist()} do not fit {HOST_MULT_BITS}-bit multipliers"
+        )
+    return mult, np.array([shift], dtype=np.int64)
+
+
+def _weighted_consumers(graph: FloatGraph, tensor: str) -> bool:
+    """Whether the array reads this tensor (directly, or through pooling or a flatten,
+    which keep or rescale it on the host into the same format)."""
+    for node in graph.consumers(tensor):
+        if node.weighted:
+            return True
+        if node.op in ("maxpool", "avgpool", "flatten") and _weighted_consumers(graph, node.output):
+            return True
+    return False
+
+
+def _tensor_bits(graph: FloatGraph, tensor: str, spec: QuantSpec) -> int:
+    """The array's activation width where the array reads a tensor; the host's wider
+    ``host_bits`` where only host operators (adds) do."""
+    return spec.act_bits if _weighted_consumers(graph, tensor) else spec.host_bits
+
+
+def _grouped(node: FloatNode, cols: NDArray) -> NDArray:
+    """GEMM operand per group, (groups, M, K), of a weighted node's input."""
+    if node.op == "conv2d":
+        return ops.im2col(cols, node.kernel, node.stride, node.padding, node.groups)
+    return cols.reshape(1, cols.shape[0], -1)
+
+
+def _per_channel_rows(node: FloatNode, per_group: NDArray) -> NDArray:
+    """(groups, K) per-group statistics as one row per output channel (O, K)."""
+    o = np.shape(node.weight)[0]
+    return np.repeat(per_group, o // per_group.shape[0], axis=0)
 
 
 @dataclass(frozen=True)
 class FloatReference:
     """What PTQ needs from the float network on the calibration images, per weighted
-    layer: the input variances h (the weights of the scale search) and the mean input row
-    (for bias correction). It does not depend on the method or P, so a sweep computes it
-    once and passes it to every :func:`quantize`."""
+    node: the input variances h (the weights of the scale search, one row per output
+    channel) and the mean input row (for bias correction). It does not depend on the
+    method or P, so a sweep computes it once and passes it to every :func:`quantize`."""
 
     h: dict[str, NDArray]
     cols_mean: dict[str, NDArray]
 
 
-def float_reference(
-    params: Params, calib: NDArray, float_weights: dict[str, NDArray] | None = None
-) -> FloatReference:
-    """Run the float network on ``calib`` and keep :class:`FloatReference`."""
-    x_ref = calib.astype(np.float64)
+def float_reference(graph: FloatGraph | Params, calib: NDArray) -> FloatReference:
+    """Run the float graph on ``calib`` and keep :class:`FloatReference`."""
+    graph = _as_graph(graph)
+    values = graph.forward(calib, keep=True)
     h, cols_mean = {}, {}
-    for spec_l in ARCH:
-        if spec_l["kind"] == "maxpool":
-            x_ref = maxpool(x_ref, spec_l["kernel"])
-            continue
-        name = spec_l["name"]
-        w = np.asarray((float_weights or {}).get(name, params[f"{name}.weight"]), dtype=np.float64)
-        cols_ref, x_ref = _float_layer(spec_l, {**params, f"{name}.weight": w}, x_ref)
-        var = cols_ref.var(axis=0)
-        h[name] = var + 1e-3 * max(float(var.mean()), 1e-12)
-        cols_mean[name] = cols_ref.mean(axis=0)
+    for node in graph.weighted:
+        cols = _grouped(node, values[node.inputs[0]])
+        var = cols.var(axis=1)  # (groups, K)
+        var = var + 1e-3 * np.maximum(var.mean(axis=1, keepdims=True), 1e-12)
+        h[node.name] = _per_channel_rows(node, var)
+        cols_mean[node.name] = _per_channel_rows(node, cols.mean(axis=1))
     return FloatReference(h, cols_mean)
 
 
+def _as_graph(graph: FloatGraph | Params) -> FloatGraph:
+    return graph if isinstance(graph, FloatGraph) else digits_graph(graph)
+
+
+def _input_format(calib: NDArray, cfg: ArrayConfig, pow2: bool) -> Tensor:
+    """Unsigned N-bit input when the calibration data has no negative value, else signed;
+    the scale maps the largest magnitude to the largest level."""
+    signed = bool((calib < 0).any())
+    levels = (1 << (cfg.act_bits - 1)) - 1 if signed else cfg.act_max
+    top = float(np.abs(calib).max()) or 1.0
+    scale = 2.0 ** -math.ceil(math.log2(levels / top)) if pow2 else top / levels
+    return Tensor(tuple(calib.shape[1:]), cfg.act_bits, signed, scale)
+
+
+def _row_dot(a: NDArray, b: NDArray) -> NDArray:
+    """Per output channel: a (O, K) . b (O, K)."""
+    return (a * b).sum(axis=1)
+
+
+def _quantize_weighted(
+    node: FloatNode,
+    x_int: NDArray[np.int64],
+    x_fmt: Tensor,
+    spec: QuantSpec,
+    reference: FloatReference,
+    weights: dict[str, tuple[NDArray, NDArray]] | None,
+) -> tuple[Layer, NDArray, NDArray]:
+    """Integer weights and bias of one weighted node: (layer without its output stage,
+    per-channel accumulator scale, integer accumulators of the calibration data)."""
+    cfg = spec.cfg.arithmetic().replace(act_bits=x_fmt.bits, act_signed=x_fmt.signed)
+    pow2 = spec.scale_style == "pow2"
+    w = np.asarray(node.weight, dtype=np.float64)
+    o = w.shape[0]
+    w2 = w.reshape(o, -1)
+    b = np.zeros(o) if node.bias is None else np.asarray(node.bias, dtype=np.float64)
+    cols = _grouped(node, x_int)  # (groups, M, K)
+    h = reference.h[node.name]
+    h_search = h[0] if node.groups == 1 else h
+    if weights is not None and node.name in weights:
+        q, s_w = (np.asarray(a) for a in weights[node.name])
+        q = q.reshape(o, -1).astype(np.int64)
+        s_w = s_w.astype(np.float64)
+    elif spec.method == "oaq":
+        q, s_w = _oaq_weights(w2, cfg, h_search, cols)
+    else:
+        q, s_w = search_scales(w2, spec.method, cfg, h_search, pow2=pow2)
+    og = o // node.groups
+    acc = np.concatenate(
+        [
+            cols[g].astype(np.float64) @ q[g * og : (g + 1) * og].T.astype(np.float64)
+            for g in range(node.groups)
+        ],
+        axis=1,
+    )  # exact: every sum is far below 2**53
+    acc_scale = x_fmt.scale * s_w
+    if spec.bias_correction:  # match the float layer's mean output on the calibration data
+        mean_ref = _row_dot(reference.cols_mean[node.name], w2) + b
+        mean_q = acc_scale * acc.mean(axis=0)
+        b_eff = mean_ref - mean_q
+    else:
+        b_eff = b
+    bias = np.clip(np.rint(b_eff / acc_scale), cfg.bias_min, cfg.bias_max).astype(np.int64)
+    layer = Layer(
+        node.op, (), (), name=node.name, kernel=node.kernel, stride=node.stride,
+        padding=node.padding, groups=node.groups, cfg=cfg, relu=node.relu,
+        method=spec.method, weight=q.reshape(w.shape).astype(np.int8), bias=bias,
+        inputs=node.inputs, output=node.output,
+    )  # fmt: skip
+    layer.extra = {"weight_scale": s_w.tolist(), "in_scale": x_fmt.scale}
+    return layer, acc_scale, acc  # GEMM-shaped: (B * Ho * Wo, O)
+
+
 def quantize(
-    params: Params,
+    graph: FloatGraph | Params,
     spec: QuantSpec,
     *,
     calib: NDArray | None = None,
     weights: dict[str, tuple[NDArray, NDArray]] | None = None,
-    float_weights: dict[str, NDArray] | None = None,
     act_scales: dict[str, float] | None = None,
     info: dict | None = None,
     reference: FloatReference | None = None,
 ) -> Network:
-    """Quantize the float network ``params`` as ``spec`` says.
+    """Quantize the float network ``graph`` as ``spec`` says.
 
     Parameters
     ----------
+    graph:
+        The float network (a :class:`~oasa.quant.graph.FloatGraph`; the digits model's
+        parameters are accepted too).
     calib:
-        Calibration images (B, 1, 8, 8); default the first ``spec.calibration`` training
-        images.
+        Calibration images ``(B, *input_shape)``; default the first ``spec.calibration``
+        digits training images.
     weights:
-        Already quantized weights per layer name, (q (O, K) int, scale (O,)), e.g. from
+        Already quantized weights per node name, (q (O, K) int, scale (O,)), e.g. from
         quantization-aware training; the method's projection is then skipped (the
         certificate is still computed from q, and a certified method's q must pass it).
-    float_weights:
-        Float weights per layer name used as the bias-correction reference instead of
-        ``params`` (QAT passes its fine-tuned weights).
     act_scales:
-        Output activation scale per layer name (QAT's learned ones) instead of the
-        calibrated ones.
+        Output scale per node name (QAT's learned ones) instead of the calibrated ones.
     reference:
         The float network's statistics on ``calib`` (:func:`float_reference`), when the
         caller already has them.
     """
+    graph = _as_graph(graph)
     cfg = spec.cfg
     pow2 = spec.scale_style == "pow2"
     if calib is None:
         calib = digits_split().x_train[: spec.calibration]
+    calib = np.asarray(calib)
     started = time.perf_counter()
-    input_scale = 2.0 ** -math.ceil(math.log2(cfg.act_max)) if pow2 else 1.0 / cfg.act_max
+    fmt = {graph.input: _input_format(calib, cfg, pow2)}
     # float64, exactly as oasa.sim.network.quantize_input does (pixel 8/16 is a tie at 1/15)
-    x_int = np.clip(np.floor(calib.astype(np.float64) / input_scale + 0.5), 0, cfg.act_max)
-    x_int = x_int.astype(np.int64)
+    x0 = np.floor(calib.astype(np.float64) / fmt[graph.input].scale + 0.5)
+    values = {graph.input: np.clip(x0, *fmt[graph.input].range).astype(np.int64)}
     if reference is None:
-        reference = float_reference(params, calib, float_weights)
-    s_x = input_scale
-    shape = INPUT_SHAPE
+        reference = float_reference(graph, calib)
     layers: list[Layer] = []
-    weighted = [s for s in ARCH if s["kind"] != "maxpool"]
-    for spec_l in ARCH:
-        if spec_l["kind"] == "maxpool":
-            k = spec_l["kernel"]
-            out_shape = (shape[0], shape[1] // k, shape[2] // k)
-            layer = Layer("maxpool", shape, out_shape, name="pool", kernel=k)
-            layers.append(layer)
-            x_int, _ = layer_forward(layer, x_int, cfg=cfg)
-            shape = out_shape
-            continue
-        name = spec_l["name"]
-        last = spec_l is weighted[-1]
-        w = np.asarray((float_weights or {}).get(name, params[f"{name}.weight"]), dtype=np.float64)
-        b = np.asarray(params[f"{name}.bias"], dtype=np.float64)
-        o = w.shape[0]
-        w2 = w.reshape(o, -1)
-        if spec_l["kind"] == "conv2d":
-            k = spec_l["kernel"]
-            cols_int = golden.im2col(x_int, (k, k), stride=1, padding=spec_l["pad"])
-            out_shape = (o, shape[1], shape[2])
-        else:
-            cols_int = x_int.reshape(len(x_int), -1)
-            out_shape = (o,)
-            shape = (cols_int.shape[1],)  # dense layers flatten (C, H, W) in C order
-        h = reference.h[name]
-        if weights is not None and name in weights:
-            q, s_w = (np.asarray(a) for a in weights[name])
-            q = q.reshape(o, -1).astype(np.int64)
-            s_w = s_w.astype(np.float64)
-        elif spec.method == "oaq":
-            q, s_w = _oaq_weights(w2, cfg, h, cols_int)
-        else:
-            q, s_w = search_scales(w2, spec.method, cfg, h, pow2=pow2)
-        # Bias correction: match the float layer's mean output on the calibration data.
-        acc_scale = s_x * s_w
-        if spec.bias_correction:
-            mean_ref = reference.cols_mean[name] @ w2.T + b
-            mean_q = acc_scale * (cols_int.mean(axis=0) @ q.T)
-            b_eff = mean_ref - mean_q
-        else:
-            b_eff = b
-        bias = np.clip(np.rint(b_eff / acc_scale), cfg.bias_min, cfg.bias_max).astype(np.int64)
-        layer = Layer(
-            spec_l["kind"],
-            shape,
-            out_shape,
-            name=name,
-            kernel=spec_l.get("kernel", 1),
-            stride=1,
-            padding=spec_l.get("pad", 0),
-            cfg=cfg.arithmetic(),
-            relu=spec_l["relu"],
-            requant=not last,
-            method=spec.method,
-            weight=q.reshape(w.shape).astype(np.int8),
-            bias=bias,
-        )
-        if last:
+    logit_scale = 1.0
+    for node in graph.nodes:
+        ins = [fmt[t] for t in node.inputs]
+        shape = graph.shapes[node.output]
+        if node.op in ("maxpool", "flatten"):
+            fmt[node.output] = Tensor(shape, ins[0].bits, ins[0].signed, ins[0].scale)
+            layer = Layer(node.op, (), (), name=node.name, kernel=node.kernel,
+                          stride=node.stride, padding=node.padding, inputs=node.inputs,
+                          output=node.output)  # fmt: skip
+        elif node.op in ("add", "avgpool"):
+            layer, fmt[node.output] = _quantize_host(graph, node, ins, values, spec, act_scales)
+        elif node.output == graph.output:
+            layer, acc_scale, _ = _quantize_weighted(
+                node, values[node.inputs[0]], ins[0], spec, reference, weights
+            )
+            if node.op != "dense" or node.relu:
+                raise QuantError(
+                    f"{node.describe()}: the network must end in a dense layer without activation"
+                )
+            layer.requant = False
             logit_scale = float(acc_scale.max())
-            ratio = acc_scale / logit_scale
-            layer.extra = {"weight_scale": s_w.tolist(), "in_scale": s_x}
+            layer.mult, layer.shift = _ratio(acc_scale / logit_scale, layer.cfg, pow2)
+            fmt[node.output] = Tensor(shape, layer.acc_bits, True, None)
         else:
-            acc = cols_int.astype(np.float64) @ q.T.astype(np.float64)
-            z = acc_scale * (acc + bias)
-            if act_scales is not None and name in act_scales:
-                s_y = float(act_scales[name])
+            layer, acc_scale, acc = _quantize_weighted(
+                node, values[node.inputs[0]], ins[0], spec, reference, weights
+            )
+            signed = not node.relu
+            bits = _tensor_bits(graph, node.output, spec)
+            z = acc_scale * (acc + layer.bias)
+            if node.relu:
+                z = np.maximum(z, 0)
+            if node.clip is not None:
+                z = np.minimum(z, node.clip)
+            if act_scales is not None and node.name in act_scales:
+                s_y = float(act_scales[node.name])
             else:
-                s_y = _act_scale(np.maximum(z, 0), cfg, pow2)
-            ratio = acc_scale / s_y
-            layer.extra = {"weight_scale": s_w.tolist(), "in_scale": s_x, "out_scale": s_y}
-        layer.mult, layer.shift = pow2_ratio(ratio, cfg) if pow2 else dyadic(ratio, cfg)
-        layer.wc_lo, layer.wc_hi, _ = certificate(layer)
+                s_y = _act_scale(z, bits, signed, pow2)
+            layer.mult, layer.shift = _ratio(acc_scale / s_y, layer.cfg, pow2)
+            layer.extra["out_scale"] = s_y
+            fmt[node.output] = Tensor(shape, bits, signed, s_y)
+        layer.in_shape, layer.out_shape = graph.shapes[node.inputs[0]], shape
+        if layer.has_weights:
+            layer.wc_lo, layer.wc_hi, _ = certificate(layer)
         layers.append(layer)
-        if not last:
-            x_int, _ = layer_forward(layer, x_int, cfg=cfg)
-            s_x = s_y
-        shape = out_shape
+        if node.output != graph.output:
+            values[node.output], _ = layer_forward(
+                layer, *(values[t] for t in node.inputs), out_range=fmt[node.output].range
+            )
+        for t in node.inputs:  # drop what no later node reads
+            if all(t not in n.inputs for n in graph.nodes[graph.nodes.index(node) + 1 :]):
+                values.pop(t, None)
     net = Network(
         layers=layers,
-        input_shape=INPUT_SHAPE,
-        input_scale=input_scale,
+        input_shape=graph.input_shape,
+        input_scale=fmt[graph.input].scale,
         method=spec.method,
         scales=spec.scale_style,
         logit_scale=logit_scale,
+        tensors=fmt,
+        input=graph.input,
+        output=graph.output,
         info={
+            **({"model": graph.name} if graph.name else {}),
             "calibration_images": len(calib),
             "bias_correction": spec.bias_correction,
             "ptq_seconds": round(time.perf_counter() - started, 3),
@@ -427,6 +528,52 @@ def quantize(
     )
     net.guarantee = _guarantee(net, spec)
     return net
+
+
+def _ratio(ratio: NDArray, cfg: ArrayConfig, pow2: bool):
+    return pow2_ratio(ratio, cfg) if pow2 else dyadic(ratio, cfg)
+
+
+def _quantize_host(
+    graph: FloatGraph,
+    node: FloatNode,
+    ins: list[Tensor],
+    values: dict[str, NDArray],
+    spec: QuantSpec,
+    act_scales: dict[str, float] | None,
+) -> tuple[Layer, Tensor]:
+    """An add or average pool: its output format and the one-rounding rescale."""
+    pow2 = spec.scale_style == "pow2"
+    shape = graph.shapes[node.output]
+    layer = Layer(node.op, (), (), name=node.name, kernel=node.kernel, stride=node.stride,
+                  padding=node.padding, relu=node.relu, inputs=node.inputs,
+                  output=node.output)  # fmt: skip
+    if node.op == "avgpool":  # the average of a tensor stays in its range: keep its format
+        x = ins[0]
+        out = Tensor(shape, x.bits, x.signed, x.scale)
+        kk = node.kernel[0] * node.kernel[1]
+        if pow2 and kk & (kk - 1):
+            raise QuantError(
+                f"{node.describe()}: a {node.kernel[0]}x{node.kernel[1]} average needs a "
+                "non-power-of-two divisor; use --scales dyadic"
+            )
+        layer.mult, layer.shift = host_dyadic([1.0 / kk], pow2)
+        return layer, out
+    a, b = (values[t].astype(np.float64) * f.scale for t, f in zip(node.inputs, ins, strict=True))
+    z = a + b
+    signed = not node.relu
+    if node.relu:
+        z = np.maximum(z, 0)
+    if node.clip is not None:
+        z = np.minimum(z, node.clip)
+    bits = _tensor_bits(graph, node.output, spec)
+    if act_scales is not None and node.name in act_scales:
+        s_y = float(act_scales[node.name])
+    else:
+        s_y = _act_scale(z, bits, signed, pow2)
+    layer.mult, layer.shift = host_dyadic([ins[0].scale / s_y, ins[1].scale / s_y], pow2)
+    layer.extra = {"out_scale": s_y}
+    return layer, Tensor(shape, bits, signed, s_y)
 
 
 def _guarantee(net: Network, spec: QuantSpec) -> str:

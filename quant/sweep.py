@@ -51,6 +51,8 @@ class Task:
     scales: str = "dyadic"
     act_bits: int = 4
     weight_bits: int = 4
+    model_hash: str = "digits"  # what was quantized (oasa.quant.workload.file_hash) ...
+    data_hash: str = "digits"  # ... and on which data: part of every cache key
 
 
 @dataclass(frozen=True)
@@ -131,17 +133,18 @@ def load_cache(out_dir: Path) -> dict[str, dict]:
 _STATE: dict = {}
 
 
-def _init_worker() -> None:
-    """Load the float model and the data once per process."""
-    from oasa.quant import model, ptq
-    from oasa.quant.data import digits_split
+def _init_worker(model: str | None = None, data: str | None = None) -> None:
+    """Load the float model and the data once per process (the digits benchmark without
+    a model file)."""
+    from oasa.quant import ptq
+    from oasa.quant.workload import load_workload
 
-    params, _, _ = model.load_or_train(model.Recipe())
-    split = digits_split()
-    _STATE["params"] = params
-    _STATE["split"] = split
+    work = load_workload(model, data, need_train=True)
+    _STATE["work"] = work
     # The float network's calibration statistics are the same for every point.
-    _STATE["reference"] = ptq.float_reference(params, split.x_train[: ptq.CALIBRATION_IMAGES])
+    calib = work.calibration(ptq.CALIBRATION_IMAGES)
+    _STATE["calib"] = calib
+    _STATE["reference"] = ptq.float_reference(work.graph, calib)
 
 
 def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
@@ -153,7 +156,8 @@ def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
 
     if not _STATE:
         _init_worker()
-    params, split = _STATE["params"], _STATE["split"]
+    work = _STATE["work"]
+    split = work.split
     started = time.perf_counter()
     base = {**asdict(task)}
     try:
@@ -167,9 +171,11 @@ def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
         if task.qat_epochs:
             from oasa.quant import qat
 
-            net = qat.train_and_export(params, spec, epochs=task.qat_epochs, seed=task.seed)
+            net = qat.train_and_export(work.params, spec, epochs=task.qat_epochs, seed=task.seed)
         else:
-            net = ptq.quantize(params, spec, reference=_STATE["reference"])
+            net = ptq.quantize(
+                work.graph, spec, calib=_STATE["calib"], reference=_STATE["reference"]
+            )
     except ptq.QuantError as e:
         return [
             {**base, "overflow": mode, "status": "not applicable", "note": str(e)} for mode in modes
@@ -183,7 +189,7 @@ def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
         t = time.perf_counter()
         # Without any overflow, wrap and saturate compute the same thing layer after layer
         # (each layer gets the same input and never clamps), so one run serves both.
-        r = clean or network.run_network(net, x, overrides={"overflow": mode}, batch=len(x))
+        r = clean or network.run_network(net, x, overrides={"overflow": mode}, batch=256)
         c = r.overflow_counts()
         if c["flagged"] == 0:
             clean = r
@@ -215,9 +221,14 @@ def run_sweep(
     *,
     jobs: int,
     progress: Callable[[int, int], None] | None = None,
+    model: str | None = None,
+    data: str | None = None,
 ) -> tuple[list[dict], int]:
     """Compute the missing points (appending each to the cache as it finishes); return all
     requested rows in ``points`` order and how many were computed now.
+
+    ``model`` / ``data`` are the ONNX model and data files the points' tasks were planned
+    for (their hashes are in the tasks); without them, the digits benchmark.
 
     KeyboardInterrupt propagates after the running workers are stopped; every point
     finished before it is already saved.
@@ -242,6 +253,7 @@ def run_sweep(
                 max_workers=max(1, jobs),
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
+                initargs=(model, data),
             )
             try:
                 # Slowest first (QAT, rtn at narrow P overflows the most) for an even finish.
@@ -295,6 +307,8 @@ def write_outputs(
         "dot_products",
         "min_safe_p",
         "seconds",
+        "model_hash",
+        "data_hash",
     ]
     with open(out_dir / "points.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
@@ -409,23 +423,29 @@ def table(rows: list[dict]) -> str:
 
 
 def rtl_check(
-    rows: list[dict], images: int, *, report: Callable[[str], None] = print
+    rows: list[dict],
+    images: int,
+    *,
+    report: Callable[[str], None] = print,
+    model: str | None = None,
+    data: str | None = None,
 ) -> list[dict]:
     """Quantize ``rows``' points again and run each on the Verilator backend with ``images``
     test images: predictions, logits and every layer's outputs and flags must equal the
     golden model's. One record per point, ``status`` "ok" or what differed."""
-    from oasa.quant import model, ptq
-    from oasa.quant.data import digits_split
+    from oasa.quant import ptq
+    from oasa.quant.workload import load_workload
     from oasa.sim import network
     from oasa.sim.netrun import LayerMismatch, run_network_rtl
 
-    params, _, _ = model.load_or_train(model.Recipe())
-    split = digits_split()
+    work = load_workload(model, data, need_train=True)
+    split = work.split
+    calib = work.calibration(ptq.CALIBRATION_IMAGES)
     checks = []
     report(f"\nRTL check: {len(rows)} points on Verilator, {images} test images each")
     for row in rows:
         spec = ptq.QuantSpec(row["method"], ArrayConfig(acc_bits=row["acc_bits"]), row["scales"])
-        net = ptq.quantize(params, spec)
+        net = ptq.quantize(work.graph, spec, calib=calib)
         x = network.quantize_input(net, split.x_test[:images])
         label = f"{row['method']} P={row['acc_bits']} {row['overflow']}"
         try:

@@ -66,7 +66,9 @@ class NetworkResult:
     """Per-layer outputs and flags, integer logits and predictions of a batch."""
 
     layers: list[LayerRun]
-    logits: NDArray[np.float64]  # (acc + bias) * mult / 2**shift, exact; times logit_scale
+    # (acc + bias) * mult / 2**shift, exact; the real logits are these times the network's
+    # logit_scale (one positive factor: the prediction does not depend on it)
+    logits: NDArray[np.float64]
     predictions: NDArray[np.int64]
 
     def overflow_counts(self) -> dict[str, int]:

@@ -123,9 +123,41 @@ def make_fixtures(root: Path) -> dict[str, str]:
     save_params(params, path("ckpt_missing.npz"))
     ck = ckpt.read_bytes()
     path("ckpt_trunc.npz").write_bytes(ck[: len(ck) // 3])
+    _data_fixtures(path)
     path("points.csv").write_bytes(bytes(range(256)))
     path("notsweep.csv").write_text("a,b\n1,2\n")
     return {k: str(v) for k, v in p.items()} | {"root": str(root)}
+
+
+RESIDUAL = Path(__file__).parent / "data" / "residual_digits.onnx"
+
+
+def _data_fixtures(path) -> None:
+    """User data files (--data) in every way they can be wrong, for the residual model
+    (1 x 8 x 8 inputs, 10 classes); a float model with an unsupported operator."""
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 1, 8, 8)).astype(np.float32)
+    y = np.arange(6) % 10
+    good = {"x_train": x, "y_train": y, "x_test": x, "y_test": y}
+    np.savez(path("data.npz"), **good)
+    np.savez(path("data_notrain.npz"), x_test=x, y_test=y)
+    np.savez(path("data_shape.npz"), **{**good, "x_test": x[:, :, :4]})
+    nan = x.copy()
+    nan[0, 0, 0, 0] = np.nan
+    np.savez(path("data_nan.npz"), **{**good, "x_train": nan})
+    np.savez(path("data_label.npz"), **{**good, "y_test": y + 5})
+    np.savez(path("data_float_labels.npz"), **{**good, "y_test": y.astype(np.float32)})
+    np.savez(path("data_rows.npz"), **{**good, "y_test": y[:3]})
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"], name="soft")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              path("softmax.onnx"))  # fmt: skip
 
 
 #: Read-only targets: /proc takes no new files, even for root.
@@ -294,6 +326,67 @@ CASES: list[Case] = [
         "a tensor missing",
         "quantize --method exact --checkpoint {ckpt_missing} -o {root}/q.npz",
     ),
+    # -- models and data (--model, --data) ---------------------------------------------------
+    _case(
+        "model",
+        "--model without --data",
+        f"quantize --method exact --model {RESIDUAL} -o {{root}}/q.npz",
+    ),
+    _case(
+        "model",
+        "--model with --checkpoint",
+        f"quantize --method exact --model {RESIDUAL} --checkpoint {{ckpt}} --data {{data}} -o {{root}}/q.npz",
+    ),
+    _case(
+        "model",
+        "missing",
+        "quantize --method exact --model {root}/none.onnx --data {data} -o {root}/q.npz",
+    ),
+    _case(
+        "model",
+        "a text file",
+        "quantize --method exact --model {text} --data {data} -o {root}/q.npz",
+    ),
+    _case(
+        "model",
+        "an unsupported operator",
+        "quantize --method exact --model {softmax} --data {data} -o {root}/q.npz",
+    ),
+    _case("model", "a float model given to import", f"import {RESIDUAL} -o {{root}}/q.npz"),
+    _case(
+        "model",
+        "QAT of an imported model",
+        f"quantize --method exact --model {RESIDUAL} --data {{data}} --qat-epochs 1 -o {{root}}/q.npz",
+    ),
+    _case(
+        "data",
+        "missing",
+        f"quantize --method exact --model {RESIDUAL} --data {{root}}/none.npz -o {{root}}/q.npz",
+    ),
+    _case(
+        "data",
+        "not an .npz",
+        f"quantize --method exact --model {RESIDUAL} --data {{text}} -o {{root}}/q.npz",
+    ),
+    _case(
+        "data",
+        "no training part for quantize",
+        f"quantize --method exact --model {RESIDUAL} --data {{data_notrain}} -o {{root}}/q.npz",
+    ),
+    _case(
+        "data",
+        "inputs of another shape",
+        f"quantize --method exact --model {RESIDUAL} --data {{data_shape}} -o {{root}}/q.npz",
+    ),
+    _case(
+        "data",
+        "NaN in the inputs",
+        f"quantize --method exact --model {RESIDUAL} --data {{data_nan}} -o {{root}}/q.npz",
+    ),
+    _case("data", "labels beyond the classes", "eval {net} --data {data_label}"),
+    _case("data", "float labels", "eval {net} --data {data_float_labels}"),
+    _case("data", "fewer labels than inputs", "run {net} --backend model --data {data_rows}"),
+    _case("data", "another model's inputs (run)", "run {net} --backend model --data {data_shape}"),
     # -- output paths (checked before any work) ----------------------------------------------
     _case("output path", "sim --out is a folder", "sim --out {folder}"),
     _case("output path", "sim --out below a file", "sim --out {afile}/o.npz"),

@@ -123,6 +123,9 @@ def test_sweep_json(tmp_path, capsys):
     assert all(Path(p).exists() for p in r["outputs"])
 
 
+BREVITAS_INT = Path(__file__).parent / "data" / "brevitas_a2qplus_p12_int.onnx"
+
+
 def _documented_keys() -> dict[str, set[str]]:
     """The top-level keys docs/commands.md promises, per command."""
     page = (Path(__file__).parents[1] / "docs" / "commands.md").read_text()
@@ -145,6 +148,9 @@ def test_the_documented_keys_are_the_printed_ones(tmp_path, net_file, capsys):
         "run": ["run", net_file, "--backend", "model", "--images", "2"],
         "sweep": ["sweep", "--acc-bits", "16", "--methods", "rtn", "--overflow", "wrap",
                   "--jobs", "1", "-o", str(tmp_path / "sw"), "--quiet"],
+        "export": ["export", net_file, "-o", str(tmp_path / "e.onnx")],
+        "import": ["import", str(BREVITAS_INT), "-o", str(tmp_path / "i.npz"),
+                   "--agree-images", "4"],
     }  # fmt: skip
     for command, argv in runs.items():
         assert set(_run_json(capsys, argv)) == docs[command], command

@@ -240,6 +240,7 @@ def test_graph_file_round_trip(tmp_path):
     back = netfile.load(tmp_path / "g.npz")
     assert back.tensors == net.tensors
     assert [layer.kind for layer in back.layers] == [layer.kind for layer in net.layers]
+    assert [layer.relu for layer in back.layers] == [layer.relu for layer in net.layers]
     x = np.random.default_rng(0).integers(0, 16, (3, 1, 6, 6))
     assert np.array_equal(network.run_network(back, x).logits, network.run_network(net, x).logits)
 

@@ -161,12 +161,12 @@ def test_oasa_run_command(tmp_path, capsys):
     assert main(["run", str(path), "--images", "5", "--batch", "2", "--quiet", *small]) == 0
     out = capsys.readouterr().out
     assert "predictions, logits and flags equal the golden model's" in out
-    assert "images/s" in out and "0:conv" in out and "(host)" in out
+    assert "images/s" in out and "0:conv" in out and "(host maxpool)" in out
 
     small_net = tmp_path / "small.npz"
     netfile.save(small_network(), small_net)
     assert main(["run", str(small_net), "--images", "3", *small]) == 2
-    assert "images have shape (1, 8, 8), the network takes (1, 4, 4)" in capsys.readouterr().err
+    assert "takes inputs of shape (1, 4, 4), not the digits images" in capsys.readouterr().err
     assert main(["run", str(path), "--images", "0"]) == 2
     assert "argument --images: 0 is out of range" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "missing.npz")]) == 2

@@ -9,15 +9,20 @@ import time
 from oasa import files
 from oasa.cli import options as opt
 from oasa.cli.common import Report, add_board_options, board_config, board_link, prebuild
+from oasa.cli.quantizer import add_data_option
 
-__all__ = ["register"]
+__all__ = ["DEFAULT_IMAGES", "register"]
+
+# Test images per backend when --images is not given: the model is instant, the RTL
+# simulators take about a second per image of the digits network (amaranth: minutes).
+DEFAULT_IMAGES = {"model": 100_000, "amaranth": 2, "rtl": 64}
 
 
 @board_link
 def cmd_run(args: argparse.Namespace) -> Report:
     from tqdm import tqdm
 
-    from oasa.quant.data import digits_split
+    from oasa.cli.quantizer import test_data
     from oasa.sim import certificates, netfile, network
     from oasa.sim.backends import get_backend
     from oasa.sim.netrun import run_network_rtl
@@ -29,20 +34,24 @@ def cmd_run(args: argparse.Namespace) -> Report:
             f"--vcd needs an RTL backend (amaranth or verilator), not {args.backend}"
         )
     net = netfile.load(args.net)
-    split = digits_split()
-    n = (
-        args.images
-        if args.images is not None
-        else (2 if args.backend == "amaranth" else len(split.y_test))
-    )
-    if not 1 <= n <= len(split.y_test):
-        raise opt.UsageError(f"--images {n}: choose 1..{len(split.y_test)} (the digits test set)")
+    x_test, y_test, source = test_data(args, net)
+    default = DEFAULT_IMAGES.get(args.backend, DEFAULT_IMAGES["rtl"])
+    n = args.images if args.images is not None else min(default, len(y_test))
+    if not 1 <= n <= len(y_test):
+        raise opt.UsageError(f"--images {n}: choose 1..{len(y_test)} ({source})")
     array = {k: getattr(args, k) for k in opt.config_fields("shape", "buffers")}
     if backend.needs_port:  # the board's build decides the array; the net the widths
         board = board_config(args)
         array = {k: getattr(board, k) for k in opt.config_fields("shape", "buffers", "stage")}
+        for i, layer in net.weighted:
+            if layer.cfg.to_dict("arithmetic") != board.to_dict("arithmetic"):
+                raise opt.UsageError(
+                    f"layer {i} ({layer.label}) needs {layer.cfg.describe_arithmetic()}, but the "
+                    f"board runs {board.describe_arithmetic()}: build one for it, or run "
+                    "this network on a simulator (one accelerator per layer configuration)"
+                )
     configs = [layer.cfg.replace(**array) for _, layer in net.weighted]
-    x = network.quantize_input(net, split.x_test[:n])
+    x = network.quantize_input(net, x_test[:n])
     first = configs[0]
     modes = sorted({layer.overflow for _, layer in net.weighted})
     certification = certificates.certify(net)
@@ -51,7 +60,9 @@ def cmd_run(args: argparse.Namespace) -> Report:
     print(
         f"{n} test images on {args.backend}, {args.batch} per pass, {first.rows}x{first.cols} array"
     )
-    print("max-pooling and im2col run on the host; every layer is checked against the golden model")
+    print(
+        "im2col, pooling and residual adds run on the host; every layer is checked against the golden model"
+    )
     prebuild(args.backend, configs, trace=vcd is not None)
     started = time.perf_counter()
     # disable=None: tqdm draws only on a terminal, so logs and CI stay clean.
@@ -66,14 +77,14 @@ def cmd_run(args: argparse.Namespace) -> Report:
     seconds = time.perf_counter() - started
     print(f"\n{'layer':<14} {'calls':>6} {'cycles':>11} {'util %':>7} {'flagged':>9} {'of':>9}")
     for s in run.stats:
-        if s.kind == "maxpool":
-            print(f"{s.index}:{s.name:<12} {'(host)':>6}")
+        if s.kind not in ("conv2d", "dense"):
+            print(f"{s.index}:{s.name:<12} {'(host ' + s.kind + ')':>6}")
             continue
         print(
             f"{s.index}:{s.name:<12} {s.calls:>6} {s.cycles:>11,} {100 * s.utilization:7.2f} "
             f"{s.flagged:>9} {s.dot_products:>9}"
         )
-    accuracy = run.result.accuracy(split.y_test[:n])
+    accuracy = run.result.accuracy(y_test[:n])
     speed = run.throughput(args.clock_mhz * 1e6, args.batch)
     print(
         f"\naccuracy {accuracy:.2f} % on {n} images; predictions, logits and flags equal the "
@@ -131,7 +142,7 @@ def register(sub) -> None:
     from oasa.sim.backends import backend_names
 
     p = sub.add_parser("run", help="run a network file on the accelerator, cycle-accurately")
-    p.add_argument("net", help="network file (.npz) from oasa quantize")
+    p.add_argument("net", help="network file (.npz) from oasa quantize or oasa import")
     opt.add_config_options(p, ("shape", "buffers"))
     p.add_argument(
         "--backend",
@@ -140,10 +151,11 @@ def register(sub) -> None:
         help="default verilator; board: a board over its UART, with --port",
     )
     add_board_options(p)
+    add_data_option(p, "its test part")
     p.add_argument(
         "--images",
         type=opt.int_range(1),
-        help="test images to classify (default all 540; 2 on amaranth)",
+        help="test images to classify (default: all on model, 64 on verilator and board, 2 on amaranth)",
     )
     p.add_argument(
         "--batch",

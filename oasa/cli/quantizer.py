@@ -5,27 +5,20 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from oasa import files
 from oasa.cli import options as opt
 from oasa.cli.common import Report, print_certificates, require_torch
 
-__all__ = ["register"]
+__all__ = ["add_data_option", "register", "test_data"]
 
 
-def _float_params(args: argparse.Namespace):
-    from oasa.quant import model
-
-    if getattr(args, "checkpoint", None):
-        files.check_input_file(args.checkpoint, "--checkpoint")
-        return model.load_params(args.checkpoint), Path(args.checkpoint)
-    params, path, trained = model.load_or_train(
-        model.Recipe(seed=args.seed), log=lambda m: print(f"  {m}")
+def add_data_option(p: argparse.ArgumentParser, used_for: str) -> None:
+    p.add_argument(
+        "--data",
+        help=f"DATA.npz with x_train, y_train, x_test, y_test: {used_for} "
+        "(default: the digits benchmark)",
     )
-    if trained:
-        print(f"trained the float model (seed {args.seed}), cached in {path}")
-    return params, path
 
 
 def _print_overflow(result) -> dict:
@@ -75,9 +68,25 @@ def cmd_train(args: argparse.Namespace) -> Report:
     }
 
 
+def _workload(args: argparse.Namespace, *, need_train: bool):
+    """The digits benchmark (from --checkpoint or the cache), or --model with --data."""
+    from oasa.quant import model
+    from oasa.quant.workload import Workload, digits_workload, file_hash, load_workload
+
+    if getattr(args, "checkpoint", None):
+        w = digits_workload(args.seed)
+        files.check_input_file(args.checkpoint, "--checkpoint")
+        params = model.load_params(args.checkpoint)
+        return Workload(model.digits_graph(params), w.split, str(args.checkpoint),
+                        file_hash(args.checkpoint), w.data_hash, params)  # fmt: skip
+    return load_workload(
+        getattr(args, "model", None), args.data, need_train=need_train, seed=args.seed,
+        log=lambda m: print(f"  {m}"),
+    )  # fmt: skip
+
+
 def cmd_quantize(args: argparse.Namespace) -> Report:
-    from oasa.quant import model, ptq
-    from oasa.quant.data import digits_split
+    from oasa.quant import ptq
     from oasa.sim import certificates, netfile, network
 
     spec = ptq.QuantSpec(args.method, opt.config_from_args(args), args.scales)
@@ -85,16 +94,22 @@ def cmd_quantize(args: argparse.Namespace) -> Report:
     if args.qat_epochs:
         require_torch("--qat-epochs")
         from oasa.quant import qat
-    params, _ = _float_params(args)
-    split = digits_split()
-    float_accuracy = model.accuracy(params, split.x_test, split.y_test)
-    print(f"float test accuracy: {float_accuracy:.2f} %")
+
+        if args.model:
+            raise opt.UsageError(
+                "--qat-epochs: QAT of an imported model is not available yet; quantize it "
+                "with PTQ (--qat-epochs 0)"
+            )
+    work = _workload(args, need_train=True)
+    split = work.split
+    float_accuracy = work.float_accuracy()
+    print(f"{work.model}: float test accuracy {float_accuracy:.2f} %")
     started = time.perf_counter()
     if args.qat_epochs:
-        net = qat.train_and_export(params, spec, epochs=args.qat_epochs, seed=args.seed)
+        net = qat.train_and_export(work.params, spec, epochs=args.qat_epochs, seed=args.seed)
         how = f"QAT, {args.qat_epochs} epochs"
     else:
-        net = ptq.quantize(params, spec)
+        net = ptq.quantize(work.graph, spec, calib=work.calibration(spec.calibration))
         how = "PTQ"
     took = time.perf_counter() - started
     r = network.run_network(net, network.quantize_input(net, split.x_test))
@@ -112,6 +127,7 @@ def cmd_quantize(args: argparse.Namespace) -> Report:
     netfile.save(net, out)
     print(f"wrote {out}")
     return {
+        "model": work.model,
         "method": spec.method,
         "training": "qat" if args.qat_epochs else "ptq",
         "qat_epochs": args.qat_epochs,
@@ -127,8 +143,26 @@ def cmd_quantize(args: argparse.Namespace) -> Report:
     }
 
 
+def test_data(args: argparse.Namespace, net) -> tuple:
+    """(test inputs, labels, where they come from) for a network: the --data file's test
+    part, checked against the network's input shape and classes, or the digits test set."""
+    from oasa.quant.data import digits_split, load_data
+
+    if args.data:
+        split = load_data(args.data, need_train=False)
+        out = net.tensors[net.output].shape[0]
+        split.check_fits(net.input_shape, out, args.data)
+        return split.x_test, split.y_test, args.data
+    if tuple(net.input_shape) != (1, 8, 8):
+        raise opt.UsageError(
+            f"the network takes inputs of shape {tuple(net.input_shape)}, not the digits "
+            "images: give its test data with --data DATA.npz"
+        )
+    split = digits_split()
+    return split.x_test, split.y_test, "the digits test set"
+
+
 def cmd_eval(args: argparse.Namespace) -> Report:
-    from oasa.quant.data import digits_split
     from oasa.sim import certificates, netfile, network
 
     net = netfile.load(args.net)
@@ -136,21 +170,21 @@ def cmd_eval(args: argparse.Namespace) -> Report:
     overrides = {
         k: getattr(args, k) for k in ("acc_bits", "overflow") if getattr(args, k) is not None
     }
-    split = digits_split()
-    r = network.run_network(net, network.quantize_input(net, split.x_test), overrides=overrides)
+    x_test, y_test, source = test_data(args, net)
+    r = network.run_network(net, network.quantize_input(net, x_test), overrides=overrides)
     modes = sorted({args.overflow or layer.overflow for _, layer in net.weighted})
     print(f"{args.net}: {net.method}, run in {' / '.join(modes)} mode")
     certification = certificates.certify(net, acc_bits=p)
     print(certification.summary())
-    accuracy = r.accuracy(split.y_test)
-    print(f"integer test accuracy: {accuracy:.2f} % ({len(split.y_test)} images)")
+    accuracy = r.accuracy(y_test)
+    print(f"integer test accuracy: {accuracy:.2f} % ({len(y_test)} images of {source})")
     overflow = _print_overflow(r)
     return {
         "net": args.net,
         "method": net.method,
         "overflow_modes": modes,
         "accuracy": accuracy,
-        "images": len(split.y_test),
+        "images": len(y_test),
         "certification": certification.to_dict(),
         "overflow": overflow,
     }
@@ -195,7 +229,12 @@ def register(sub) -> None:
         "--qat-epochs", type=opt.int_range(0, 10_000), default=0, help="QAT epochs (needs torch)"
     )
     p.add_argument("--seed", type=opt.SEED, default=0, help="seed of float training and QAT")
-    p.add_argument("--checkpoint", help="float checkpoint (default: the cached one)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="float digits checkpoint (default: the cached one)")
+    source.add_argument(
+        "--model", help="a float ONNX model to quantize (needs --data; default: digits)"
+    )
+    add_data_option(p, "calibration (train part) and accuracy (test part)")
     p.add_argument("-o", "--output", required=True, help="network file to write (.npz)")
     opt.add_json_option(p)
     p.set_defaults(func=cmd_quantize)
@@ -206,6 +245,7 @@ def register(sub) -> None:
         p, ("arithmetic",), defaults=None, default_note="each layer's own",
         only=("acc_bits", "overflow"),
     )  # fmt: skip
+    add_data_option(p, "its test part")
     opt.add_json_option(p)
     p.set_defaults(func=cmd_eval)
 

@@ -11,6 +11,7 @@ import time
 from oasa import files
 from oasa.cli import options as opt
 from oasa.cli.common import Report, require_torch
+from oasa.cli.quantizer import add_data_option
 from oasa.errors import EXIT_INTERRUPTED
 
 __all__ = ["register"]
@@ -23,21 +24,28 @@ def _items(text: str) -> list[str]:
 def cmd_sweep(args: argparse.Namespace) -> Report | int:
     from tqdm import tqdm
 
-    from oasa.quant import model, sweep
-    from oasa.quant.data import digits_split
+    from oasa.quant import sweep
+    from oasa.quant.workload import load_workload
 
     try:
         widths = sweep.parse_acc_bits(args.acc_bits)
     except ValueError as e:
         raise opt.UsageError(str(e)) from None
     methods, modes = _items(args.methods), _items(args.overflow)
-    points = sweep.plan(methods, widths, modes, qat_epochs=args.qat_epochs, scales=args.scales)
     if args.qat_epochs:
         require_torch("--qat-epochs")
+        if args.model:
+            raise opt.UsageError(
+                "--qat-epochs: QAT of an imported model is not available yet; sweep it with "
+                "PTQ (--qat-epochs 0)"
+            )
     out = files.check_output_dir(args.output, "-o")
-    params, _, _ = model.load_or_train(model.Recipe(), log=lambda m: print(f"  {m}"))
-    split = digits_split()
-    float_acc = model.accuracy(params, split.x_test, split.y_test)
+    work = load_workload(args.model, args.data, need_train=True, log=lambda m: print(f"  {m}"))
+    points = sweep.plan(
+        methods, widths, modes, qat_epochs=args.qat_epochs, scales=args.scales,
+        model_hash=work.model_hash, data_hash=work.data_hash,
+    )  # fmt: skip
+    float_acc = work.float_accuracy()
     how = f"QAT {args.qat_epochs} epochs" if args.qat_epochs else "PTQ"
     print(
         f"sweep: {len(methods)} methods x {len(widths)} widths x {len(modes)} modes = "
@@ -49,8 +57,9 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
     ) as bar:
         try:
             rows, computed = sweep.run_sweep(
-                points, out, jobs=args.jobs, progress=lambda done, total: bar.update(done - bar.n)
-            )
+                points, out, jobs=args.jobs, model=args.model, data=args.data,
+                progress=lambda done, total: bar.update(done - bar.n),
+            )  # fmt: skip
         except KeyboardInterrupt:
             bar.close()
             saved = len(sweep.load_cache(out))
@@ -62,7 +71,7 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
             return EXIT_INTERRUPTED
     secs = time.perf_counter() - started
     print(f"{computed} points computed in {secs:.1f} s, {len(points) - computed} from the cache")
-    print(f"float accuracy {float_acc:.2f} %\n")
+    print(f"{work.model}: float accuracy {float_acc:.2f} %\n")
     print(sweep.table(rows))
     skipped = [r for r in rows if r.get("status") != "ok"]
     if skipped:
@@ -73,7 +82,10 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
         )
     checks = []
     if args.rtl_check:
-        checks = sweep.rtl_check(sweep.spread_sample(rows, args.rtl_check), args.rtl_images)
+        checks = sweep.rtl_check(
+            sweep.spread_sample(rows, args.rtl_check), args.rtl_images, model=args.model,
+            data=args.data,
+        )  # fmt: skip
     paths = sweep.write_outputs(rows, out, float_accuracy=float_acc, extra={"rtl_checks": checks})
     print("wrote " + ", ".join(str(p) for p in paths))
     return {
@@ -130,6 +142,8 @@ def register(sub) -> None:
         default=16,
         help="test images per RTL check (default 16)",
     )
+    p.add_argument("--model", help="a float ONNX model to sweep (needs --data; default: digits)")
+    add_data_option(p, "calibration (train part) and accuracy (test part)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     opt.add_json_option(p)
     p.set_defaults(func=cmd_sweep)
