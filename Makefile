@@ -66,6 +66,7 @@ bench: $(VENV)/.stamp-dev
 	$(PY) bench/accuracy_sweep.py --jobs $(JOBS)
 	$(PY) bench/quant_figures.py
 	$(PY) bench/residual_figures.py --jobs $(JOBS)
+	$(PY) bench/brevitas_compare.py
 	$(PY) bench/fpga_cost.py
 	$(PY) bench/fpga_pareto.py
 	$(PY) bench/bad_inputs.py

@@ -39,6 +39,7 @@ ORDER = [
     ("quant_ptq", "python bench/quant_figures.py"),
     ("quant_qat", "python bench/quant_figures.py --qat-epochs 10 --skip-ptq"),
     ("residual", "python bench/residual_figures.py"),
+    ("brevitas", "python bench/brevitas_compare.py"),
     ("fpga_cost", "python bench/fpga_cost.py"),
     ("fpga_pareto", "python bench/fpga_pareto.py"),
     ("fpga_builds", "python bench/fpga_builds.py"),
@@ -101,6 +102,19 @@ def oasa_json(*args: str) -> dict:
         print(proc.stdout, file=sys.stderr)
         raise SystemExit(proc.returncode)
     return json.loads(proc.stdout)
+
+
+def digits_data_file(out_dir: Path) -> str:
+    """The digits split written as a user's ``--data`` file (x_train, y_train, x_test,
+    y_test), for benches that run commands on models from outside."""
+    import numpy as np
+
+    from oasa.quant.data import digits_split
+
+    s = digits_split()
+    path = Path(out_dir) / "digits_data.npz"
+    np.savez(path, x_train=s.x_train, y_train=s.y_train, x_test=s.x_test, y_test=s.y_test)
+    return str(path)
 
 
 def md_table(header: list[str], rows: list[list[object]]) -> list[str]:

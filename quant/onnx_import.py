@@ -36,6 +36,15 @@ from numpy.typing import NDArray
 from oasa.errors import InputError
 from oasa.quant.fold import fold_batchnorm
 from oasa.quant.graph import FloatGraph, FloatNode, GraphError, node_shape
+from oasa.quant.onnx_common import (
+    Refused,
+    attrs,
+    ints,
+    node_name,
+    pads,
+    read_model,
+    window,
+)
 
 __all__ = ["SUPPORTED", "load_onnx"]
 
@@ -44,67 +53,29 @@ QONNX_OPS = ("Quant", "BipolarQuant", "Trunc")
 QONNX_DOMAINS = ("qonnx.", "finn.")
 
 
-class _Refused(Exception):
-    """Raised by a handler; :func:`load_onnx` adds the node's name and operator."""
-
-
 def load_onnx(path: str | Path) -> FloatGraph:
     """The float network of the ONNX model at ``path`` (weights may be in an external-data
     file next to it). Raises :class:`InputError` for a file that is missing or not ONNX, and
     :class:`GraphError` (one line, naming the node) for anything oasa cannot represent."""
-    model = _read(Path(path))
+    model = read_model(Path(path), "ONNX")
     graph = model.graph
     for i, node in enumerate(graph.node):
         if node.op_type in QONNX_OPS or node.domain.startswith(QONNX_DOMAINS):
             raise GraphError(
-                f"{path}: node {_node_name(node, i)!r} ({node.op_type}) makes this a quantized "
+                f"{path}: node {node_name(node, i)!r} ({node.op_type}) makes this a quantized "
                 "QONNX model; this importer reads float models, use `oasa import` instead"
             )
     imp = _Importer(graph)
     for i, node in enumerate(graph.node):
-        name = imp.unique_name(_node_name(node, i))
+        name = imp.unique_name(node_name(node, i))
         handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         try:
             if handler is None:
-                raise _Refused(f"unsupported operator; oasa imports {', '.join(SUPPORTED)}")
+                raise Refused(f"unsupported operator; oasa imports {', '.join(SUPPORTED)}")
             handler(imp, node, name)
-        except _Refused as e:
+        except Refused as e:
             raise GraphError(f"node {name!r} ({node.op_type}): {e}") from None
     return imp.finish(model.graph.name or Path(path).stem)
-
-
-def _read(path: Path) -> Any:
-    """Load the protobuf (and its external data); every failure is one :class:`InputError`
-    line, since a wrong path or file is the user's to correct."""
-    try:
-        import onnx
-    except ImportError:
-        raise InputError("reading ONNX models needs the onnx package: pip install onnx") from None
-    if not path.exists():
-        raise InputError(f"{path}: no such ONNX file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a file (an ONNX model is one .onnx file)")
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # protobuf DecodeError, a missing external-data file, ...
-        raise InputError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
-    if not model.ir_version or not model.graph.node or not model.graph.output:
-        raise InputError(f"{path}: not an ONNX model (no graph in it)")
-    return model
-
-
-def _node_name(node: Any, index: int) -> str:
-    return node.name or f"{node.op_type}_{index}"
-
-
-def _attrs(node: Any) -> dict[str, Any]:
-    import onnx
-
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _ints(v: Any) -> tuple[int, ...]:
-    return tuple(int(a) for a in v)
 
 
 class _Importer:
@@ -166,20 +137,20 @@ class _Importer:
         if name in self.shapes:
             return name
         if name in self.consts:
-            raise _Refused(
+            raise Refused(
                 f"input {name!r} is a constant; oasa needs a tensor computed from the graph input"
             )
-        raise _Refused(f"input {name!r} is not computed before this node")
+        raise Refused(f"input {name!r} is not computed before this node")
 
     def const(self, node: Any, index: int, what: str, *, required: bool = True) -> NDArray | None:
         """Input ``index`` of ``node`` as a float64 array (an initializer or Constant)."""
         name = node.input[index] if index < len(node.input) else ""
         if not name:
             if required:
-                raise _Refused(f"has no {what} input")
+                raise Refused(f"has no {what} input")
             return None
         if name not in self.consts:
-            raise _Refused(
+            raise Refused(
                 f"the {what} ({name!r}) must be a constant (initializer or Constant node)"
             )
         return np.asarray(self.consts[name], dtype=np.float64)
@@ -190,11 +161,11 @@ class _Importer:
         tensor = self.data(name)
         node = self.producer.get(tensor)
         if node is None:
-            raise _Refused(
+            raise Refused(
                 f"its input {tensor!r} is the graph input; there is no node to fold the {what} into"
             )
         if self.uses[tensor] != 1:
-            raise _Refused(
+            raise Refused(
                 f"its input {tensor!r} has {self.uses[tensor]} readers; the {what} can only fold "
                 f"into {node.describe()} when it is the sole reader of its output"
             )
@@ -206,7 +177,7 @@ class _Importer:
         try:
             shape = node_shape(node, [self.shapes[t] for t in node.inputs])
         except InputError as e:  # GraphError too: drop its "op node 'name': " prefix
-            raise _Refused(str(e).removeprefix(f"{node.describe()}: ")) from None
+            raise Refused(str(e).removeprefix(f"{node.describe()}: ")) from None
         self.nodes.append(node)
         self.producer[node.output] = node
         self.shapes[node.output] = shape
@@ -241,42 +212,15 @@ class _Importer:
 # -- handlers: one per ONNX operator -----------------------------------------------------
 
 
-def _pads(a: dict[str, Any], n: int = 2) -> tuple[int, int, int, int]:
-    """ONNX ``pads`` (begins, then ends) are oasa's (top, left, bottom, right); auto_pad
-    SAME_* depends on the input size in a way the explicit form states better, so refuse."""
-    auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
-    if auto == "VALID":
-        return (0, 0, 0, 0)
-    if auto != "NOTSET":
-        raise _Refused(f"auto_pad {auto} is not supported (NOTSET or VALID; export explicit pads)")
-    pads = _ints(a.get("pads", [0] * 2 * n))
-    if len(pads) != 4:
-        raise _Refused(f"pads {list(pads)}: oasa runs 2-D windows (4 pads)")
-    return pads  # type: ignore[return-value]
-
-
-def _window(a: dict[str, Any], kernel: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Kernel and strides of a 2-D window; dilation has no counterpart in the array."""
-    if len(kernel) != 2:
-        raise _Refused(f"kernel {list(kernel)}: oasa runs 2-D windows")
-    if any(d != 1 for d in a.get("dilations", [1, 1])):
-        raise _Refused(f"dilations {list(a['dilations'])} are not supported (only 1)")
-    strides = _ints(a.get("strides", [1, 1]))
-    if len(strides) != 2:
-        raise _Refused(f"strides {list(strides)}: oasa runs 2-D windows")
-    return (kernel[0], kernel[1]), (strides[0], strides[1])
-
-
 def _conv(imp: _Importer, node: Any, name: str) -> None:
-    a = _attrs(node)
+    a = attrs(node)
     x = imp.data(node.input[0])
     w = imp.const(node, 1, "weight")
     if w.ndim != 4:
-        raise _Refused(f"weight {w.shape}: oasa runs 2-D convolutions only")
-    kernel, stride = _window(a, _ints(a.get("kernel_shape", w.shape[2:])))
+        raise Refused(f"weight {w.shape}: oasa runs 2-D convolutions only")
+    kernel, stride = window(a, ints(a.get("kernel_shape", w.shape[2:])))
     if kernel != w.shape[2:]:
-        raise _Refused(f"kernel_shape {list(kernel)} differs from the weight {w.shape}")
+        raise Refused(f"kernel_shape {list(kernel)} differs from the weight {w.shape}")
     imp.add(
         FloatNode(
             "conv2d",
@@ -287,7 +231,7 @@ def _conv(imp: _Importer, node: Any, name: str) -> None:
             bias=imp.const(node, 2, "bias", required=False),
             kernel=kernel,
             stride=stride,
-            padding=_pads(a),
+            padding=pads(a),
             groups=int(a.get("group", 1)),
         )
     )
@@ -298,7 +242,7 @@ def _dense_input(imp: _Importer, name: str) -> str:
     mean something else than oasa's flatten-then-multiply."""
     x = imp.data(name)
     if len(imp.shapes[x]) != 1:
-        raise _Refused(
+        raise Refused(
             f"input {x!r} has shape {imp.shapes[x]} per image; a dense layer needs a (batch, "
             "features) tensor (Flatten first)"
         )
@@ -316,20 +260,20 @@ def _per_channel(c: NDArray, o: int, rank: int) -> NDArray | None:
 
 
 def _gemm(imp: _Importer, node: Any, name: str) -> None:
-    a = _attrs(node)
+    a = attrs(node)
     if a.get("transA", 0):
-        raise _Refused("transA=1 is not supported (the data input must be (batch, features))")
+        raise Refused("transA=1 is not supported (the data input must be (batch, features))")
     x = _dense_input(imp, node.input[0])
     b = imp.const(node, 1, "weight (B)")
     if b.ndim != 2:
-        raise _Refused(f"weight (B) has shape {b.shape}, needs 2 axes")
+        raise Refused(f"weight (B) has shape {b.shape}, needs 2 axes")
     w = float(a.get("alpha", 1.0)) * (b if a.get("transB", 0) else b.T)  # (O, K)
     c = imp.const(node, 2, "bias (C)", required=False)
     bias = None
     if c is not None:
         bias = _per_channel(c, w.shape[0], 2)
         if bias is None:
-            raise _Refused(f"bias (C) of shape {c.shape} does not broadcast to ({w.shape[0]},)")
+            raise Refused(f"bias (C) of shape {c.shape} does not broadcast to ({w.shape[0]},)")
         bias = float(a.get("beta", 1.0)) * bias
     imp.add(FloatNode("dense", name, (x,), node.output[0], weight=w, bias=bias))
 
@@ -338,7 +282,7 @@ def _matmul(imp: _Importer, node: Any, name: str) -> None:
     x = _dense_input(imp, node.input[0])
     b = imp.const(node, 1, "weight")
     if b.ndim != 2:
-        raise _Refused(f"weight has shape {b.shape}, needs 2 axes (K, N)")
+        raise Refused(f"weight has shape {b.shape}, needs 2 axes (K, N)")
     imp.add(FloatNode("dense", name, (x,), node.output[0], weight=b.T.copy()))
 
 
@@ -351,11 +295,11 @@ def _add(imp: _Importer, node: Any, name: str) -> None:
         imp.add(FloatNode("add", name, (imp.data(ins[0]), imp.data(ins[1])), node.output[0]))
         return
     if len(const) == 2:
-        raise _Refused("both inputs are constants")
+        raise Refused("both inputs are constants")
     src = next(t for t in ins if t not in imp.consts)
     prev = imp.sole_producer(src, "bias Add")
     if not prev.weighted or prev.relu or prev.clip is not None:
-        raise _Refused(
+        raise Refused(
             f"an Add of a constant folds only into the bias of a Conv, Gemm or MatMul right "
             f"before it, not into {prev.describe()}"
         )
@@ -363,18 +307,18 @@ def _add(imp: _Importer, node: Any, name: str) -> None:
     o = prev.weight.shape[0]
     bias = _per_channel(c, o, 1 + len(imp.shapes[prev.output]))
     if bias is None:
-        raise _Refused(f"constant of shape {c.shape} is not one value per output channel ({o})")
+        raise Refused(f"constant of shape {c.shape} is not one value per output channel ({o})")
     prev.bias = bias if prev.bias is None else prev.bias + bias
     imp.absorb(prev, node.output[0])
 
 
 def _batchnorm(imp: _Importer, node: Any, name: str) -> None:
-    a = _attrs(node)
+    a = attrs(node)
     if a.get("training_mode", 0) or len([o for o in node.output if o]) > 1:
-        raise _Refused("training mode is not supported (export the model in eval mode)")
+        raise Refused("training mode is not supported (export the model in eval mode)")
     prev = imp.sole_producer(node.input[0], "BatchNormalization")
     if not prev.weighted or prev.relu or prev.clip is not None:
-        raise _Refused(
+        raise Refused(
             f"folds only into a Conv or dense layer right before it, not into {prev.describe()}"
             + (" with an activation" if prev.weighted else "")
         )
@@ -401,10 +345,10 @@ def _clip(imp: _Importer, node: Any, name: str) -> None:
         lo = -np.inf if lo is None else float(lo.reshape(-1)[0])
         hi = np.inf if hi is None else float(hi.reshape(-1)[0])
     else:
-        a = _attrs(node)
+        a = attrs(node)
         lo, hi = float(a.get("min", -np.inf)), float(a.get("max", np.inf))
     if lo != 0.0:
-        raise _Refused(f"min {lo} is not supported (only Clip(0, max), a bounded ReLU)")
+        raise Refused(f"min {lo} is not supported (only Clip(0, max), a bounded ReLU)")
     prev = imp.sole_producer(node.input[0], "Clip")
     prev.relu = True
     if np.isfinite(hi):
@@ -413,12 +357,12 @@ def _clip(imp: _Importer, node: Any, name: str) -> None:
 
 
 def _pool(imp: _Importer, node: Any, name: str, op: str) -> FloatNode:
-    a = _attrs(node)
+    a = attrs(node)
     if a.get("ceil_mode", 0):
-        raise _Refused("ceil_mode=1 is not supported (floor mode only)")
+        raise Refused("ceil_mode=1 is not supported (floor mode only)")
     if len([o for o in node.output if o]) > 1:
-        raise _Refused("the Indices output is not supported")
-    kernel, stride = _window(a, _ints(a["kernel_shape"]))
+        raise Refused("the Indices output is not supported")
+    kernel, stride = window(a, ints(a["kernel_shape"]))
     return FloatNode(
         op,
         name,
@@ -426,7 +370,7 @@ def _pool(imp: _Importer, node: Any, name: str, op: str) -> FloatNode:
         node.output[0],
         kernel=kernel,
         stride=stride,
-        padding=_pads(a),
+        padding=pads(a),
     )
 
 
@@ -438,8 +382,8 @@ def _avgpool(imp: _Importer, node: Any, name: str) -> None:
     """ONNX defaults count_include_pad to 0 (PyTorch to True); without padding both are the
     same, with padding only count_include_pad=1 has the fixed divisor oasa uses."""
     fn = _pool(imp, node, name, "avgpool")
-    if any(fn.padding) and not _attrs(node).get("count_include_pad", 0):
-        raise _Refused(
+    if any(fn.padding) and not attrs(node).get("count_include_pad", 0):
+        raise Refused(
             f"pads {list(fn.padding)} with count_include_pad=0 (the ONNX default) divide border "
             "windows by fewer terms; oasa needs count_include_pad=1 or no padding"
         )
@@ -450,18 +394,18 @@ def _global_avgpool(imp: _Importer, node: Any, name: str) -> None:
     x = imp.data(node.input[0])
     shape = imp.shapes[x]
     if len(shape) != 3:
-        raise _Refused(f"input {x!r} has shape {shape}, needs (C, H, W)")
+        raise Refused(f"input {x!r} has shape {shape}, needs (C, H, W)")
     kernel = (shape[1], shape[2])
     imp.add(FloatNode("avgpool", name, (x,), node.output[0], kernel=kernel, stride=kernel))
 
 
 def _flatten(imp: _Importer, node: Any, name: str) -> None:
     x = imp.data(node.input[0])
-    axis = int(_attrs(node).get("axis", 1))
+    axis = int(attrs(node).get("axis", 1))
     if axis < 0:
         axis += 1 + len(imp.shapes[x])
     if axis != 1:
-        raise _Refused(f"axis {axis} is not supported (only 1: keep the batch, flatten the rest)")
+        raise Refused(f"axis {axis} is not supported (only 1: keep the batch, flatten the rest)")
     imp.add(FloatNode("flatten", name, (x,), node.output[0]))
 
 
@@ -470,14 +414,14 @@ def _reshape(imp: _Importer, node: Any, name: str) -> None:
     x = imp.data(node.input[0])
     target = imp.const(node, 1, "shape").astype(np.int64).reshape(-1).tolist()
     k = int(np.prod(imp.shapes[x]))
-    allowzero = int(_attrs(node).get("allowzero", 0))
+    allowzero = int(attrs(node).get("allowzero", 0))
     ok = (
         len(target) == 2
         and (target[0] == -1 or (target[0] == 0 and not allowzero))
         and (target[1] == k or (target[1] == -1 and target[0] == 0))
     )
     if not ok:
-        raise _Refused(
+        raise Refused(
             f"shape {target} of a {imp.shapes[x]} input: oasa imports only a reshape to "
             f"(batch, {k}) (shape [0, -1], [0, {k}] or [-1, {k}])"
         )
@@ -487,14 +431,14 @@ def _reshape(imp: _Importer, node: Any, name: str) -> None:
 def _identity(imp: _Importer, node: Any, name: str) -> None:
     """Identity, and Dropout at inference; a Dropout mask that is read is refused."""
     if any(imp.uses[o] for o in node.output[1:] if o):
-        raise _Refused("its mask output is used; oasa imports inference graphs only")
+        raise Refused("its mask output is used; oasa imports inference graphs only")
     imp.identity(node.input[0], node.output[0])
 
 
 def _constant(imp: _Importer, node: Any, name: str) -> None:
     from onnx import numpy_helper
 
-    a = _attrs(node)
+    a = attrs(node)
     if "value" in a:
         v = numpy_helper.to_array(a["value"])
     elif {"value_float", "value_floats", "value_int", "value_ints"} & a.keys():
@@ -502,7 +446,7 @@ def _constant(imp: _Importer, node: Any, name: str) -> None:
             next(a[k] for k in ("value_float", "value_floats", "value_int", "value_ints") if k in a)
         )
     else:
-        raise _Refused(f"attribute {next(iter(a), 'value')!r} is not supported (a numeric tensor)")
+        raise Refused(f"attribute {next(iter(a), 'value')!r} is not supported (a numeric tensor)")
     imp.consts[node.output[0]] = v
 
 

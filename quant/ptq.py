@@ -71,12 +71,15 @@ class QuantSpec:
     calibration: int = CALIBRATION_IMAGES
     bias_correction: bool = True
     host_bits: int = 8  # tensors only host operators read (a residual branch before its add)
+    input_bits: int | None = None  # the network input's width (default: act_bits)
 
     def __post_init__(self) -> None:
         if self.method not in methods.METHODS:
             raise QuantError(
                 f"unknown method {self.method!r}: choose one of {', '.join(methods.METHODS)}"
             )
+        if self.input_bits is not None and not 2 <= self.input_bits <= 8:
+            raise QuantError(f"input_bits={self.input_bits} is out of range: allowed 2..8")
         if self.scales not in SCALE_STYLES:
             raise QuantError(
                 f"unknown scale style {self.scales!r}: choose one of {', '.join(SCALE_STYLES)}"
@@ -86,8 +89,8 @@ class QuantSpec:
         cfg = self.cfg
         if cfg.act_signed:
             raise QuantError(
-                "the quantizer makes unsigned activations (the digits network's ReLU outputs): "
-                "act_signed must be False"
+                "act_signed is decided per tensor (signed where the data or a layer without "
+                "ReLU makes it so), not asked for: leave act_signed False"
             )
         if self.method in methods.CERTIFIED_METHODS:
             p_min = methods.smallest_usable_acc_bits(cfg)
@@ -345,8 +348,8 @@ def _as_graph(graph: FloatGraph | Params) -> FloatGraph:
 
 
 def _input_format(calib: NDArray, cfg: ArrayConfig, pow2: bool) -> Tensor:
-    """Unsigned N-bit input when the calibration data has no negative value, else signed;
-    the scale maps the largest magnitude to the largest level."""
+    """Unsigned input when the calibration data has no negative value, else signed, of
+    ``cfg.act_bits`` bits; the scale maps the largest magnitude to the largest level."""
     signed = bool((calib < 0).any())
     levels = (1 << (cfg.act_bits - 1)) - 1 if signed else cfg.act_max
     top = float(np.abs(calib).max()) or 1.0
@@ -445,11 +448,18 @@ def quantize(
     graph = _as_graph(graph)
     cfg = spec.cfg
     pow2 = spec.scale_style == "pow2"
+    _check_quantizable(graph)
     if calib is None:
+        if graph.input_shape != digits_split().x_train.shape[1:]:
+            raise QuantError(f"{graph.name or 'the graph'}: give calibration images (calib=)")
         calib = digits_split().x_train[: spec.calibration]
     calib = np.asarray(calib)
     started = time.perf_counter()
-    fmt = {graph.input: _input_format(calib, cfg, pow2)}
+    fmt = {
+        graph.input: _input_format(
+            calib, cfg.replace(act_bits=spec.input_bits or cfg.act_bits), pow2
+        )
+    }
     # float64, exactly as oasa.sim.network.quantize_input does (pixel 8/16 is a tie at 1/15)
     x0 = np.floor(calib.astype(np.float64) / fmt[graph.input].scale + 0.5)
     values = {graph.input: np.clip(x0, *fmt[graph.input].range).astype(np.int64)}
@@ -528,6 +538,22 @@ def quantize(
     )
     net.guarantee = _guarantee(net, spec)
     return net
+
+
+def _check_quantizable(graph: FloatGraph) -> None:
+    """What the integer side cannot express, refused before any work, naming the node."""
+    last = graph.producer(graph.output)
+    if last is None or last.op != "dense" or last.relu or last.clip is not None:
+        raise QuantError(
+            f"the graph's output must be a dense layer without activation (its logits); "
+            f"{last.describe() if last else 'nothing'} writes {graph.output!r}"
+        )
+    for node in graph.nodes:
+        if node.op in ("maxpool", "avgpool", "flatten") and (node.relu or node.clip is not None):
+            raise QuantError(
+                f"{node.describe()}: an activation after a {node.op} is not supported; apply "
+                "it before (ReLU commutes with max pooling)"
+            )
 
 
 def _ratio(ratio: NDArray, cfg: ArrayConfig, pow2: bool):

@@ -52,6 +52,15 @@ from numpy.typing import ArrayLike, NDArray
 from oasa.config import LIMITS, ArrayConfig, ConfigError
 from oasa.errors import InputError
 from oasa.quant.graph import GraphError
+from oasa.quant.onnx_common import (
+    Refused,
+    attrs,
+    ints,
+    node_name,
+    pads,
+    read_model,
+    window,
+)
 from oasa.quant.ptq import QuantError, dyadic
 from oasa.sim import netfile, ops
 from oasa.sim.certificates import (
@@ -97,10 +106,6 @@ _REFUSED = {
     "MultiThreshold": "MultiThreshold (a FINN streamlined graph) is not supported: import the "
     "QONNX model before streamlining",
 }
-
-
-class _Refused(Exception):
-    """Raised by a handler; :func:`import_qonnx` adds the node's name and operator."""
 
 
 # -- the result ---------------------------------------------------------------------------------
@@ -156,42 +161,6 @@ class QonnxImport:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise InputError("reading QONNX models needs the onnx package: pip install onnx") from None
-    if not path.exists():
-        raise InputError(f"{path}: no such QONNX file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a file (a QONNX model is one .onnx file)")
-    try:
-        model = onnx.load(str(path))  # and NAME.onnx.data next to it, if it has one
-    except Exception as e:  # protobuf DecodeError, a missing external-data file, ...
-        raise InputError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
-    if not model.ir_version or not model.graph.node or not model.graph.output:
-        raise InputError(f"{path}: not an ONNX model (no graph in it)")
-    return model
-
-
-def _node_name(node: Any, index: int) -> str:
-    return node.name or f"{node.op_type}_{index}"
-
-
-def _attrs(node: Any) -> dict[str, Any]:
-    import onnx
-
-    out = {}
-    for a in node.attribute:
-        v = onnx.helper.get_attribute_value(a)
-        out[a.name] = v.decode() if isinstance(v, bytes) else v
-    return out
-
-
-def _ints(v: Any) -> tuple[int, ...]:
-    return tuple(int(a) for a in v)
-
-
 def _rounding(mode: str) -> Callable[[NDArray], NDArray]:
     """qonnx's rounding functions (``resolve_rounding_mode``), restated."""
     m = mode.upper()
@@ -206,7 +175,7 @@ def _rounding(mode: str) -> Callable[[NDArray], NDArray]:
         "HALF_DOWN": lambda x: np.sign(x) * np.ceil(np.abs(x) - 0.5),
     }
     if m not in table:
-        raise _Refused(f"unknown rounding_mode {mode!r}")
+        raise Refused(f"unknown rounding_mode {mode!r}")
     return table[m]
 
 
@@ -244,7 +213,7 @@ class _QuantParams:
     def scalar_scale(self, what: str) -> float:
         s = np.asarray(self.scale, dtype=np.float64)
         if s.size != 1 and not np.all(s == s.reshape(-1)[0]):
-            raise _Refused(
+            raise Refused(
                 f"the {what} has a per-channel scale {s.shape}; oasa's tensors have one scale"
             )
         return float(s.reshape(-1)[0])
@@ -341,7 +310,7 @@ class _Importer:
     def const(self, node: Any, index: int, what: str) -> NDArray:
         name = node.input[index] if index < len(node.input) else ""
         if name not in self.consts:
-            raise _Refused(f"the {what} ({name!r}) must be a constant (an initializer)")
+            raise Refused(f"the {what} ({name!r}) must be a constant (an initializer)")
         return np.asarray(self.consts[name])
 
     def tensor(self, name: str, what: str = "input") -> str:
@@ -349,20 +318,20 @@ class _Importer:
         if name in self.alias:
             return self.alias[name]
         if name in self.pending:
-            raise _Refused(
+            raise Refused(
                 f"its {what} {name!r} is a float result that no Quant node quantizes; oasa "
                 "needs a Quant (e.g. a QuantReLU or QuantIdentity) between them"
             )
         if name == self.graph_input:
-            raise _Refused(f"it reads the float graph input {name!r}; put a Quant on the input")
+            raise Refused(f"it reads the float graph input {name!r}; put a Quant on the input")
         if name in self.consts or name in self.qconsts:
-            raise _Refused(f"its {what} {name!r} is a constant, not a tensor of the graph")
-        raise _Refused(f"its {what} {name!r} is not computed before this node")
+            raise Refused(f"its {what} {name!r} is a constant, not a tensor of the graph")
+        raise Refused(f"its {what} {name!r} is not computed before this node")
 
     def sole_pending(self, name: str, what: str) -> _Pending:
         p = self.pending[name]
         if self.uses[name] != 1:
-            raise _Refused(
+            raise Refused(
                 f"its input {name!r} has {self.uses[name]} readers; the {what} can only fold "
                 f"into {p.name} when it is the sole reader"
             )
@@ -370,29 +339,29 @@ class _Importer:
 
     def add_tensor(self, name: str, t: Tensor) -> None:
         if t.bits > MAX_TENSOR_BITS:
-            raise _Refused(f"a {t.bits}-bit tensor (oasa's tensors have at most {MAX_TENSOR_BITS})")
+            raise Refused(f"a {t.bits}-bit tensor (oasa's tensors have at most {MAX_TENSOR_BITS})")
         self.tensors[name] = t
         self.alias[name] = name
 
     def quant_params(self, node: Any) -> _QuantParams:
-        a = _attrs(node)
+        a = attrs(node)
         if len(node.input) < 4:
-            raise _Refused("a Quant node needs 4 inputs (x, scale, zero point, bit width)")
+            raise Refused("a Quant node needs 4 inputs (x, scale, zero point, bit width)")
         scale = self.const(node, 1, "scale")
         zeropt = self.const(node, 2, "zero point")
         bw = self.const(node, 3, "bit width").astype(np.float64)
         if np.any(zeropt != 0):
-            raise _Refused(
+            raise Refused(
                 "its zero point is not 0 (an asymmetric quantizer); oasa's integers are "
                 "symmetric: quantize with a zero point of 0"
             )
         if bw.size != 1 or bw.reshape(-1)[0] != round(float(bw.reshape(-1)[0])):
-            raise _Refused(f"bit width {bw.reshape(-1).tolist()} is not one integer")
+            raise Refused(f"bit width {bw.reshape(-1).tolist()} is not one integer")
         bits = round(float(bw.reshape(-1)[0]))
         if not 1 <= bits <= MAX_TENSOR_BITS:
-            raise _Refused(f"bit width {bits} is outside 1..{MAX_TENSOR_BITS}")
+            raise Refused(f"bit width {bits} is outside 1..{MAX_TENSOR_BITS}")
         if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
-            raise _Refused("its scale must be positive and finite")
+            raise Refused("its scale must be positive and finite")
         return _QuantParams(
             scale=scale,
             zeropt=zeropt,
@@ -404,12 +373,12 @@ class _Importer:
 
     def activation_format(self, p: _QuantParams, shape: tuple[int, ...]) -> Tensor:
         if p.narrow:
-            raise _Refused(
+            raise Refused(
                 "narrow-range activation quantization (the most negative or the top code "
                 "left out) has no counterpart: oasa clamps activations to the full range"
             )
         if p.rounding.upper() not in _NEAREST:
-            raise _Refused(
+            raise Refused(
                 f"rounding_mode {p.rounding} on an activation: oasa's output stage rounds to "
                 "nearest (half up), so only ROUND / HALF_EVEN / HALF_UP can be reproduced"
             )
@@ -426,24 +395,24 @@ class _Importer:
         name = node.input[index]
         if name not in self.qconsts:
             if name in self.consts:
-                raise _Refused(
+                raise Refused(
                     f"its weight {name!r} is a float constant; oasa needs integer weights "
                     "(a Quant node on the weight)"
                 )
-            raise _Refused(f"its weight {name!r} must be a constant through a Quant node")
+            raise Refused(f"its weight {name!r} must be a constant through a Quant node")
         qc = self.qconsts[name]
         q = qc.q
         s = np.broadcast_to(np.asarray(qc.scale, dtype=np.float64), q.shape)
         moved = np.moveaxis(s, out_axis, 0).reshape(q.shape[out_axis], -1)
         if not np.all(moved == moved[:, :1]):
-            raise _Refused(
+            raise Refused(
                 f"the weight scale {np.shape(qc.scale)} varies along an input axis; oasa "
                 "folds only per-tensor or per-output-channel weight scales"
             )
         p = qc.params
         bits = p.bits if p.signed else p.bits + 1  # unsigned b-bit integers are signed b+1
         if not LIMITS["weight_bits"][0] <= bits <= LIMITS["weight_bits"][1]:
-            raise _Refused(f"{p.bits}-bit weights: oasa runs 2..8-bit signed weights")
+            raise Refused(f"{p.bits}-bit weights: oasa runs 2..8-bit signed weights")
         return q, moved[:, 0].copy(), bits
 
     def bias(self, node: Any, index: int, o: int) -> NDArray[np.float64] | None:
@@ -455,7 +424,7 @@ class _Importer:
         elif name in self.consts:
             b = np.asarray(self.consts[name], dtype=np.float64)
         else:
-            raise _Refused(f"its bias {name!r} must be a constant (or a Quant of one)")
+            raise Refused(f"its bias {name!r} must be a constant (or a Quant of one)")
         return _per_channel(b, o, "bias")
 
     # -- layers -----------------------------------------------------------------------------
@@ -485,7 +454,7 @@ class _Importer:
             self.errors.append(_rel_error(layer.mult, layer.shift, ratio))
         elif p.kind == "add":
             if p.relu and fmt.signed:
-                raise _Refused(
+                raise Refused(
                     "a ReLU after an Add into a signed Quant: oasa's add clamps to its output "
                     "format (quantize the sum unsigned)"
                 )
@@ -499,7 +468,7 @@ class _Importer:
             )  # fmt: skip
         else:  # avgpool, or a 1 x 1 rescale
             if p.relu and fmt.signed:
-                raise _Refused("a ReLU after an average pool into a signed Quant")
+                raise Refused("a ReLU after an average pool into a signed Quant")
             kh, kw = p.geometry["kernel"]
             s_in = self.tensors[p.inputs[0]].scale
             mult, shift = self.shared_dyadic(
@@ -526,7 +495,7 @@ class _Importer:
 
     def cfg(self, p: _Pending, x: Tensor) -> ArrayConfig:
         if not LIMITS["act_bits"][0] <= x.bits <= LIMITS["act_bits"][1]:
-            raise _Refused(
+            raise Refused(
                 f"its input is a {x.describe()} tensor; the array takes 2..8-bit activations"
             )
         try:  # P is set once every layer is known; 32 holds any product meanwhile
@@ -535,21 +504,21 @@ class _Importer:
                 acc_bits=LIMITS["acc_bits"][1], overflow=self.overflow,
             )  # fmt: skip
         except ConfigError as e:
-            raise _Refused(str(e)) from None
+            raise Refused(str(e)) from None
 
     def bias_int(self, p: _Pending, acc_scale: NDArray, cfg: ArrayConfig) -> NDArray[np.int64]:
         if p.bias is None:
             return np.zeros(len(acc_scale), dtype=np.int64)
         b = np.round(p.bias / acc_scale)
         if b.min() < cfg.bias_min or b.max() > cfg.bias_max:
-            raise _Refused(f"its bias in accumulator units does not fit {cfg.bias_bits} bits")
+            raise Refused(f"its bias in accumulator units does not fit {cfg.bias_bits} bits")
         return b.astype(np.int64)
 
     def dyadic(self, ratio: NDArray, cfg: ArrayConfig) -> tuple[NDArray, NDArray]:
         try:
             return dyadic(ratio, cfg)
         except QuantError as e:
-            raise _Refused(str(e)) from None
+            raise Refused(str(e)) from None
 
     def shared_dyadic(self, ratio: NDArray, mult_bits: int) -> tuple[NDArray[np.int64], int]:
         """Multipliers below 2**mult_bits and one shift, as large as both allow."""
@@ -558,10 +527,10 @@ class _Importer:
         while shift >= 0 and round(top * 2.0**shift) >= (1 << mult_bits):
             shift -= 1
         if shift < 0:
-            raise _Refused(f"rescale ratio {top:.6g} does not fit a {mult_bits}-bit multiplier")
+            raise Refused(f"rescale ratio {top:.6g} does not fit a {mult_bits}-bit multiplier")
         mult = np.array([round(r * 2.0**shift) for r in ratio], dtype=np.int64)
         if mult.min() < 1:
-            raise _Refused(
+            raise Refused(
                 f"rescale ratios {ratio.tolist()} are too far apart for one shift and "
                 f"{mult_bits}-bit multipliers"
             )
@@ -600,7 +569,7 @@ class _Importer:
             self.errors.append(_rel_error(mult, shift, acc_scale / logit_scale))
             self.dyadic_errors.append(self.errors[-1])
             bias = self.bias_int(p, acc_scale, cfg)
-        except _Refused as e:
+        except Refused as e:
             raise GraphError(f"node {p.name!r} (output layer): {e}") from None
         self.layers.append(
             Layer(
@@ -776,7 +745,7 @@ def _per_channel(c: NDArray, o: int, what: str) -> NDArray[np.float64]:
     if c.size == 1:
         return np.full(o, float(c.reshape(-1)[0]))
     if c.size != o:
-        raise _Refused(f"{what} of shape {c.shape} is not one value per output channel ({o})")
+        raise Refused(f"{what} of shape {c.shape} is not one value per output channel ({o})")
     return c.reshape(o).copy()
 
 
@@ -797,15 +766,15 @@ def _quant(imp: _Importer, node: Any, name: str) -> None:
         return
     if src == imp.graph_input:
         if imp.input is not None:
-            raise _Refused("the graph input has more than one Quant")
+            raise Refused("the graph input has more than one Quant")
         if imp.uses[src] != 1:
-            raise _Refused(
+            raise Refused(
                 f"the graph input {src!r} has {imp.uses[src]} readers; oasa quantizes the input "
                 "once, so the Quant must be its only reader"
             )
         fmt = imp.activation_format(p, imp.input_shape)
         if fmt.bits > 8:
-            raise _Refused(f"a {fmt.bits}-bit input: oasa's input tensor has at most 8 bits")
+            raise Refused(f"a {fmt.bits}-bit input: oasa's input tensor has at most 8 bits")
         imp.add_tensor(out, fmt)
         imp.input, imp.input_scale = out, fmt.scale
         return
@@ -823,7 +792,7 @@ def _quant(imp: _Importer, node: Any, name: str) -> None:
         imp.alias[out] = t  # the same format: Quant changes nothing
         return
     if len(x.shape) != 3:
-        raise _Refused(
+        raise Refused(
             f"a Quant that changes the format of {t!r} ({x.describe()}, scale {x.scale:.6g}) "
             "needs a (C, H, W) tensor (oasa rescales with a 1 x 1 average pool)"
         )
@@ -838,45 +807,22 @@ def _geometry_shape(imp: _Importer, kind: str, inputs: tuple[str, ...], **kw: An
     try:
         return ops.node_output_shape(kind, [imp.tensors[t].shape for t in inputs], **kw)
     except InputError as e:
-        raise _Refused(str(e)) from None
-
-
-def _pads(a: dict[str, Any]) -> tuple[int, int, int, int]:
-    auto = a.get("auto_pad", "NOTSET")
-    if auto == "VALID":
-        return (0, 0, 0, 0)
-    if auto != "NOTSET":
-        raise _Refused(f"auto_pad {auto} is not supported (NOTSET or VALID; export explicit pads)")
-    pads = _ints(a.get("pads", [0, 0, 0, 0]))
-    if len(pads) != 4:
-        raise _Refused(f"pads {list(pads)}: oasa runs 2-D windows (4 pads)")
-    return pads  # type: ignore[return-value]
-
-
-def _window(a: dict[str, Any], kernel: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
-    if len(kernel) != 2:
-        raise _Refused(f"kernel {list(kernel)}: oasa runs 2-D windows")
-    if any(d != 1 for d in a.get("dilations", [1, 1])):
-        raise _Refused(f"dilations {list(a['dilations'])} are not supported (only 1)")
-    strides = _ints(a.get("strides", [1, 1]))
-    if len(strides) != 2:
-        raise _Refused(f"strides {list(strides)}: oasa runs 2-D windows")
-    return (kernel[0], kernel[1]), (strides[0], strides[1])
+        raise Refused(str(e)) from None
 
 
 def _conv(imp: _Importer, node: Any, name: str) -> None:
-    a = _attrs(node)
+    a = attrs(node)
     x = imp.tensor(node.input[0])
     q, s_w, bits = imp.weight(node, 1, 0)
     if q.ndim != 4:
-        raise _Refused(f"weight {q.shape}: oasa runs 2-D convolutions only")
-    kernel, stride = _window(a, _ints(a.get("kernel_shape", q.shape[2:])))
+        raise Refused(f"weight {q.shape}: oasa runs 2-D convolutions only")
+    kernel, stride = window(a, ints(a.get("kernel_shape", q.shape[2:])))
     if kernel != q.shape[2:]:
-        raise _Refused(f"kernel_shape {list(kernel)} differs from the weight {q.shape}")
+        raise Refused(f"kernel_shape {list(kernel)} differs from the weight {q.shape}")
     geometry = {
         "kernel": kernel,
         "stride": stride,
-        "padding": _pads(a),
+        "padding": pads(a),
         "groups": int(a.get("group", 1)),
     }
     shape = _geometry_shape(imp, "conv2d", (x,), weight_shape=q.shape, **geometry)
@@ -889,7 +835,7 @@ def _conv(imp: _Importer, node: Any, name: str) -> None:
 def _dense_input(imp: _Importer, name: str) -> str:
     x = imp.tensor(name)
     if len(imp.tensors[x].shape) != 1:
-        raise _Refused(
+        raise Refused(
             f"input {x!r} has shape {imp.tensors[x].shape} per image; a dense layer needs a "
             "(batch, features) tensor (Flatten first)"
         )
@@ -897,18 +843,18 @@ def _dense_input(imp: _Importer, name: str) -> str:
 
 
 def _gemm(imp: _Importer, node: Any, name: str) -> None:
-    a = _attrs(node)
+    a = attrs(node)
     if a.get("transA", 0):
-        raise _Refused("transA=1 is not supported (the data input must be (batch, features))")
+        raise Refused("transA=1 is not supported (the data input must be (batch, features))")
     x = _dense_input(imp, node.input[0])
     trans = bool(a.get("transB", 0))
     q, s_w, bits = imp.weight(node, 1, 0 if trans else 1)
     if q.ndim != 2:
-        raise _Refused(f"weight (B) has shape {q.shape}, needs 2 axes")
+        raise Refused(f"weight (B) has shape {q.shape}, needs 2 axes")
     w = q if trans else q.T
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
     if alpha <= 0:
-        raise _Refused(f"alpha {alpha} must be positive (it scales the weight scale)")
+        raise Refused(f"alpha {alpha} must be positive (it scales the weight scale)")
     shape = _geometry_shape(imp, "dense", (x,), weight_shape=w.shape)
     bias = imp.bias(node, 2, w.shape[0])
     imp.pending[node.output[0]] = _Pending(
@@ -921,7 +867,7 @@ def _matmul(imp: _Importer, node: Any, name: str) -> None:
     x = _dense_input(imp, node.input[0])
     q, s_w, bits = imp.weight(node, 1, 1)
     if q.ndim != 2:
-        raise _Refused(f"weight has shape {q.shape}, needs 2 axes (K, N)")
+        raise Refused(f"weight has shape {q.shape}, needs 2 axes (K, N)")
     w = np.ascontiguousarray(q.T)
     shape = _geometry_shape(imp, "dense", (x,), weight_shape=w.shape)
     imp.pending[node.output[0]] = _Pending(
@@ -937,7 +883,7 @@ def _add(imp: _Importer, node: Any, name: str) -> None:
     out = node.output[0]
     if not consts:
         if any(t in imp.pending for t in ins):
-            raise _Refused(
+            raise Refused(
                 "an Add of an unquantized float result: oasa adds two quantized tensors (put a "
                 "Quant on each input)"
             )
@@ -946,16 +892,16 @@ def _add(imp: _Importer, node: Any, name: str) -> None:
         imp.pending[out] = _Pending("add", name, (a, b), shape)
         return
     if len(consts) == 2:
-        raise _Refused("both inputs are constants")
+        raise Refused("both inputs are constants")
     src = next(t for t in ins if t not in consts)
     if src not in imp.pending or imp.pending[src].kind not in ("conv2d", "dense"):
-        raise _Refused(
+        raise Refused(
             "an Add of a constant folds only into the bias of a Conv, Gemm or MatMul right "
             "before it"
         )
     p = imp.sole_pending(src, "bias Add")
     if p.relu:
-        raise _Refused(f"an Add of a constant after the ReLU of {p.name} is not a bias")
+        raise Refused(f"an Add of a constant after the ReLU of {p.name} is not a bias")
     c = consts[0]
     value = imp.qconsts[c].value if c in imp.qconsts else np.asarray(imp.consts[c], np.float64)
     bias = _per_channel(value, p.shape[0], "bias")
@@ -972,7 +918,7 @@ def _relu(imp: _Importer, node: Any, name: str) -> None:
         return
     t = imp.tensor(src)
     if imp.tensors[t].signed:
-        raise _Refused(
+        raise Refused(
             f"a ReLU on the quantized signed tensor {t!r}: oasa folds a ReLU into the layer, "
             "add or pool before a Quant"
         )
@@ -980,14 +926,14 @@ def _relu(imp: _Importer, node: Any, name: str) -> None:
 
 
 def _maxpool(imp: _Importer, node: Any, name: str) -> None:
-    a = _attrs(node)
+    a = attrs(node)
     if a.get("ceil_mode", 0):
-        raise _Refused("ceil_mode=1 is not supported (floor mode only)")
+        raise Refused("ceil_mode=1 is not supported (floor mode only)")
     if len([o for o in node.output if o]) > 1:
-        raise _Refused("the Indices output is not supported")
+        raise Refused("the Indices output is not supported")
     x = imp.tensor(node.input[0])
-    kernel, stride = _window(a, _ints(a["kernel_shape"]))
-    geometry = {"kernel": kernel, "stride": stride, "padding": _pads(a)}
+    kernel, stride = window(a, ints(a["kernel_shape"]))
+    geometry = {"kernel": kernel, "stride": stride, "padding": pads(a)}
     shape = _geometry_shape(imp, "maxpool", (x,), **geometry)
     out = node.output[0]
     imp.add_tensor(out, replace(imp.tensors[x], shape=shape))
@@ -995,18 +941,18 @@ def _maxpool(imp: _Importer, node: Any, name: str) -> None:
 
 
 def _avgpool(imp: _Importer, node: Any, name: str) -> None:
-    a = _attrs(node)
+    a = attrs(node)
     if a.get("ceil_mode", 0):
-        raise _Refused("ceil_mode=1 is not supported (floor mode only)")
+        raise Refused("ceil_mode=1 is not supported (floor mode only)")
     x = imp.tensor(node.input[0])
-    kernel, stride = _window(a, _ints(a["kernel_shape"]))
-    pads = _pads(a)
-    if any(pads) and not a.get("count_include_pad", 0):
-        raise _Refused(
-            f"pads {list(pads)} with count_include_pad=0 (the ONNX default) divide border "
+    kernel, stride = window(a, ints(a["kernel_shape"]))
+    padding = pads(a)
+    if any(padding) and not a.get("count_include_pad", 0):
+        raise Refused(
+            f"pads {list(padding)} with count_include_pad=0 (the ONNX default) divide border "
             "windows by fewer terms; oasa needs count_include_pad=1 or no padding"
         )
-    geometry = {"kernel": kernel, "stride": stride, "padding": pads}
+    geometry = {"kernel": kernel, "stride": stride, "padding": padding}
     shape = _geometry_shape(imp, "avgpool", (x,), **geometry)
     imp.pending[node.output[0]] = _Pending("avgpool", name, (x,), shape, geometry=geometry)
 
@@ -1015,7 +961,7 @@ def _global_avgpool(imp: _Importer, node: Any, name: str) -> None:
     x = imp.tensor(node.input[0])
     shape = imp.tensors[x].shape
     if len(shape) != 3:
-        raise _Refused(f"input {x!r} has shape {shape}, needs (C, H, W)")
+        raise Refused(f"input {x!r} has shape {shape}, needs (C, H, W)")
     kernel = (shape[1], shape[2])
     geometry = {"kernel": kernel, "stride": kernel, "padding": (0, 0, 0, 0)}
     imp.pending[node.output[0]] = _Pending(
@@ -1025,7 +971,7 @@ def _global_avgpool(imp: _Importer, node: Any, name: str) -> None:
 
 def _reduce_mean(imp: _Importer, node: Any, name: str) -> None:
     """The mean over H and W (how a global or adaptive-to-1 average pool is exported)."""
-    a = _attrs(node)
+    a = attrs(node)
     x = imp.tensor(node.input[0])
     shape = imp.tensors[x].shape
     if len(node.input) > 1 and node.input[1]:
@@ -1035,7 +981,7 @@ def _reduce_mean(imp: _Importer, node: Any, name: str) -> None:
     rank = 1 + len(shape)
     axes = sorted(int(v) % rank for v in axes) if axes is not None else None
     if len(shape) != 3 or axes != [2, 3]:
-        raise _Refused(
+        raise Refused(
             f"axes {axes} of a {shape} input: oasa imports only the mean over H and W (a "
             "global average pool)"
         )
@@ -1059,11 +1005,11 @@ def _flatten_node(imp: _Importer, x: str, name: str, out: str) -> None:
 
 def _flatten(imp: _Importer, node: Any, name: str) -> None:
     x = imp.tensor(node.input[0])
-    axis = int(_attrs(node).get("axis", 1))
+    axis = int(attrs(node).get("axis", 1))
     if axis < 0:
         axis += 1 + len(imp.tensors[x].shape)
     if axis != 1:
-        raise _Refused(f"axis {axis} is not supported (only 1: keep the batch, flatten the rest)")
+        raise Refused(f"axis {axis} is not supported (only 1: keep the batch, flatten the rest)")
     _flatten_node(imp, x, name, node.output[0])
 
 
@@ -1073,12 +1019,12 @@ def _reshape(imp: _Importer, node: Any, name: str) -> None:
     x = imp.tensor(node.input[0])
     target = imp.const(node, 1, "shape").astype(np.int64).reshape(-1).tolist()
     k = int(np.prod(imp.tensors[x].shape))
-    allowzero = int(_attrs(node).get("allowzero", 0))
+    allowzero = int(attrs(node).get("allowzero", 0))
     first = target[0] if target else None
     batch_ok = first == -1 or (first == 0 and not allowzero) or (imp.batch and first == imp.batch)
     ok = len(target) == 2 and batch_ok and (target[1] == k or (target[1] == -1 and first != -1))
     if not ok:
-        raise _Refused(
+        raise Refused(
             f"shape {target} of a {imp.tensors[x].shape} input: oasa imports only a reshape to "
             f"(batch, {k}) (shape [0, -1], [0, {k}] or [-1, {k}])"
         )
@@ -1087,7 +1033,7 @@ def _reshape(imp: _Importer, node: Any, name: str) -> None:
 
 def _identity(imp: _Importer, node: Any, name: str) -> None:
     if any(imp.uses[o] for o in node.output[1:] if o):
-        raise _Refused("its mask output is used; oasa imports inference graphs only")
+        raise Refused("its mask output is used; oasa imports inference graphs only")
     src, out = node.input[0], node.output[0]
     if src in imp.pending:
         imp.sole_pending(src, "Identity")
@@ -1103,14 +1049,14 @@ def _identity(imp: _Importer, node: Any, name: str) -> None:
 def _constant(imp: _Importer, node: Any, name: str) -> None:
     from onnx import numpy_helper
 
-    a = _attrs(node)
+    a = attrs(node)
     if "value" in a:
         v = numpy_helper.to_array(a["value"])
     elif {"value_float", "value_floats", "value_int", "value_ints"} & a.keys():
         key = next(k for k in ("value_float", "value_floats", "value_int", "value_ints") if k in a)
         v = np.asarray(a[key])
     else:
-        raise _Refused(f"attribute {next(iter(a), 'value')!r} is not supported (a numeric tensor)")
+        raise Refused(f"attribute {next(iter(a), 'value')!r} is not supported (a numeric tensor)")
     imp.consts[node.output[0]] = v
 
 
@@ -1154,7 +1100,7 @@ def import_qonnx(
     path = Path(path)
     if overflow not in ("wrap", "saturate"):
         raise InputError(f"overflow={overflow!r} is not a mode: allowed wrap, saturate")
-    model = _read(path)
+    model = read_model(path, "QONNX")
     graph = model.graph
     quantizers = (*QUANT_OPS, "BipolarQuant", "Trunc", "FloatQuant", "MultiThreshold")
     if not any(n.op_type in quantizers for n in graph.node):
@@ -1164,16 +1110,16 @@ def import_qonnx(
         )
     imp = _Importer(graph, path, overflow)
     for i, node in enumerate(graph.node):
-        name = imp.unique(_node_name(node, i))
+        name = imp.unique(node_name(node, i))
         try:
             if node.op_type in _REFUSED:
-                raise _Refused(_REFUSED[node.op_type])
+                raise Refused(_REFUSED[node.op_type])
             known = node.domain in ("", "ai.onnx") or node.op_type in QUANT_OPS
             handler = HANDLERS.get(node.op_type) if known else None
             if handler is None:
-                raise _Refused(f"unsupported operator; oasa imports {', '.join(SUPPORTED)}")
+                raise Refused(f"unsupported operator; oasa imports {', '.join(SUPPORTED)}")
             handler(imp, node, name)
-        except _Refused as e:
+        except Refused as e:
             raise GraphError(f"{path}: node {name!r} ({node.op_type}): {e}") from None
     if imp.input is None:
         raise GraphError(
@@ -1269,5 +1215,5 @@ def qonnx_reference(path: str | Path, images: ArrayLike, *, batch: int = 32) -> 
 
 
 def _checked(path: Path) -> Path:
-    _read(path)  # the same one-line errors as the importer
+    read_model(path, "QONNX")  # the same one-line errors as the importer
     return path

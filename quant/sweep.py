@@ -171,7 +171,9 @@ def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
         if task.qat_epochs:
             from oasa.quant import qat
 
-            net = qat.train_and_export(work.params, spec, epochs=task.qat_epochs, seed=task.seed)
+            net = qat.train_and_export(
+                work.graph, spec, epochs=task.qat_epochs, seed=task.seed, split=work.split
+            )
         else:
             net = ptq.quantize(
                 work.graph, spec, calib=_STATE["calib"], reference=_STATE["reference"]

@@ -354,11 +354,6 @@ CASES: list[Case] = [
     ),
     _case("model", "a float model given to import", f"import {RESIDUAL} -o {{root}}/q.npz"),
     _case(
-        "model",
-        "QAT of an imported model",
-        f"quantize --method exact --model {RESIDUAL} --data {{data}} --qat-epochs 1 -o {{root}}/q.npz",
-    ),
-    _case(
         "data",
         "missing",
         f"quantize --method exact --model {RESIDUAL} --data {{root}}/none.npz -o {{root}}/q.npz",

@@ -23,12 +23,12 @@ def params():
 def test_constrained_parametrisations_keep_their_bound(params):
     """Random parameter values, far from the initial ones, still give certified weights."""
     torch.manual_seed(0)
-    spec_l = model.ARCH[1]
-    w = params["conv2.weight"]
+    node = model.digits_graph(params).nodes[1]
+    w = node.weight
     for method in ("a2q", "a2q+", "exact"):
         cfg = ptq.QuantSpec(method, ArrayConfig(acc_bits=10)).cfg
         s0 = np.abs(w).reshape(64, -1).max(axis=1) / 7
-        layer = qat.QLayer(spec_l, w, params["conv2.bias"], s0, method, cfg)
+        layer = qat.QLayer(node, s0, method, cfg)
         with torch.no_grad():
             for _ in range(3):
                 for p in layer.parameters():

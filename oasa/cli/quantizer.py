@@ -89,24 +89,23 @@ def cmd_quantize(args: argparse.Namespace) -> Report:
     from oasa.quant import ptq
     from oasa.sim import certificates, netfile, network
 
-    spec = ptq.QuantSpec(args.method, opt.config_from_args(args), args.scales)
+    spec = ptq.QuantSpec(
+        args.method, opt.config_from_args(args), args.scales, input_bits=args.input_bits
+    )
     out = files.check_output_path(args.output, "-o")
     if args.qat_epochs:
         require_torch("--qat-epochs")
         from oasa.quant import qat
 
-        if args.model:
-            raise opt.UsageError(
-                "--qat-epochs: QAT of an imported model is not available yet; quantize it "
-                "with PTQ (--qat-epochs 0)"
-            )
     work = _workload(args, need_train=True)
     split = work.split
     float_accuracy = work.float_accuracy()
     print(f"{work.model}: float test accuracy {float_accuracy:.2f} %")
     started = time.perf_counter()
     if args.qat_epochs:
-        net = qat.train_and_export(work.params, spec, epochs=args.qat_epochs, seed=args.seed)
+        net = qat.train_and_export(
+            work.graph, spec, epochs=args.qat_epochs, seed=args.seed, split=work.split
+        )
         how = f"QAT, {args.qat_epochs} epochs"
     else:
         net = ptq.quantize(work.graph, spec, calib=work.calibration(spec.calibration))
@@ -225,6 +224,10 @@ def register(sub) -> None:
         p, ("arithmetic",), only=("act_bits", "weight_bits", "acc_bits", "overflow")
     )
     p.add_argument("--scales", choices=SCALE_STYLES, default="dyadic", help="requantization style")
+    p.add_argument(
+        "--input-bits", type=opt.int_range(2, 8), metavar="B",
+        help="bits of the network's input, read by the first layer (default: --act-bits)",
+    )  # fmt: skip
     p.add_argument(
         "--qat-epochs", type=opt.int_range(0, 10_000), default=0, help="QAT epochs (needs torch)"
     )

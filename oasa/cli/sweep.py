@@ -34,11 +34,6 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
     methods, modes = _items(args.methods), _items(args.overflow)
     if args.qat_epochs:
         require_torch("--qat-epochs")
-        if args.model:
-            raise opt.UsageError(
-                "--qat-epochs: QAT of an imported model is not available yet; sweep it with "
-                "PTQ (--qat-epochs 0)"
-            )
     out = files.check_output_dir(args.output, "-o")
     work = load_workload(args.model, args.data, need_train=True, log=lambda m: print(f"  {m}"))
     points = sweep.plan(
