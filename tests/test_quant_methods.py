@@ -169,7 +169,7 @@ def test_requantization_constants():
 def test_spec_rejects_bad_requests():
     with pytest.raises(QuantError, match="unknown method"):
         QuantSpec(method="nope")
-    with pytest.raises(QuantError, match="unsigned activations"):
+    with pytest.raises(QuantError, match="act_signed is decided per tensor"):
         QuantSpec(cfg=ArrayConfig(act_signed=True))
     with pytest.raises(QuantError, match="must be an ArrayConfig"):
         QuantSpec(cfg={"acc_bits": 12})
