@@ -467,7 +467,8 @@ def quantize(
         reference = float_reference(graph, calib)
     layers: list[Layer] = []
     logit_scale = 1.0
-    for node in graph.nodes:
+    last_read = {t: i for i, n in enumerate(graph.nodes) for t in n.inputs}
+    for i, node in enumerate(graph.nodes):
         ins = [fmt[t] for t in node.inputs]
         shape = graph.shapes[node.output]
         if node.op in ("maxpool", "flatten"):
@@ -516,7 +517,7 @@ def quantize(
                 layer, *(values[t] for t in node.inputs), out_range=fmt[node.output].range
             )
         for t in node.inputs:  # drop what no later node reads
-            if all(t not in n.inputs for n in graph.nodes[graph.nodes.index(node) + 1 :]):
+            if last_read[t] == i:
                 values.pop(t, None)
     net = Network(
         layers=layers,
