@@ -333,7 +333,13 @@ def _batchnorm(imp: _Importer, node: Any, name: str) -> None:
 
 def _relu(imp: _Importer, node: Any, name: str) -> None:
     prev = imp.sole_producer(node.input[0], "Relu")
-    prev.relu = True
+    inner = imp.producer.get(prev.inputs[0]) if prev.op in ("maxpool", "flatten") else None
+    if inner is not None and imp.uses[prev.inputs[0]] == 1 and inner.clip is None:
+        # ReLU commutes with a maximum and a reshape: fold it into the layer before the
+        # pool, whose output stage can apply it (integer pools take no activation).
+        inner.relu = True
+    else:
+        prev.relu = True
     imp.absorb(prev, node.output[0])
 
 

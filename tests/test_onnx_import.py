@@ -160,6 +160,29 @@ def test_maxpool_with_pads_and_strides(ort, tmp_path):
     assert g.nodes[0].padding == (1, 0, 2, 1)
 
 
+def test_relu_after_a_max_pool_moves_into_the_conv_before_it(ort, tmp_path):
+    """Conv -> MaxPool -> Relu (a common torch order): ReLU commutes with the maximum, so
+    the conv's output stage applies it and the integer pool needs none."""
+    nodes = [
+        helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Relu", ["p"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"]),
+        helper.make_node("Gemm", ["f", "B"], ["y"], transB=1),
+    ]
+    inits = [
+        const("W", RNG.standard_normal((3, 1, 3, 3))),
+        const("B", RNG.standard_normal((4, 12))),
+    ]
+    g = check(ort, model(nodes, [1, 4, 4], [4], inits), tmp_path, [1, 4, 4])
+    assert [(n.op, n.relu) for n in g.nodes] == [
+        ("conv2d", True),
+        ("maxpool", False),
+        ("flatten", False),
+        ("dense", False),
+    ]
+
+
 def test_averagepool_counting_the_padding(ort, tmp_path):
     node = helper.make_node(
         "AveragePool",
