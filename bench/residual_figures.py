@@ -97,10 +97,16 @@ def sweep_table(section: Section, data: str, jobs: int, float_acc: float, qat: i
     )
     section.table(["method", "training", *[f"P={p}" for p in widths]], rows)
     wide = next(x for x in ptq["points"] if x["method"] == "a2q+" and x["acc_bits"] == widths[-1])
+    after = ""
+    if qat:
+        trained = next(
+            x for x in r["points"] if x["method"] == "a2q+" and x["acc_bits"] == widths[-1]
+        )
+        after = f"; {qat} epochs of QAT bring it to {trained['accuracy']:.1f} %"
     section.para(
         "A2Q+ zero-centres every channel's weights (its bound needs it): post-training that is "
         "an error the bias correction removes only on average, so a2q+ PTQ stays at "
-        f"{wide['accuracy']:.1f} % even at P = {widths[-1]}; training recovers it."
+        f"{wide['accuracy']:.1f} % even at P = {widths[-1]}{after}."
     )
 
 

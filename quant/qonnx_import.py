@@ -15,7 +15,7 @@ importer reads them as formats, never as float arithmetic:
   accumulator units round(b / (s_in * s_w)), mult / 2**shift = dyadic(s_in * s_w / s_out),
   the ReLU folded in. Where rounding the bias to a whole accumulator unit moves a rounding
   step of the output, a nearby (bias, mult, shift) that puts the steps back where QONNX
-  rounds is chosen (:func:`_match_thresholds`);
+  rounds is chosen (:func:`oasa.quant.requant_match.match_thresholds`);
 - an Add of two quantized tensors followed by a Quant becomes an ``add`` node with
   m_a / 2**s ~ s_a / s_out and m_b / 2**s ~ s_b / s_out (one shared shift, multipliers below
   2**12); AveragePool / GlobalAveragePool (or a ReduceMean over H and W) followed by a Quant
@@ -62,12 +62,12 @@ from oasa.quant.onnx_common import (
     window,
 )
 from oasa.quant.ptq import QuantError, dyadic
+from oasa.quant.requant_match import match_thresholds
 from oasa.sim import netfile, ops
 from oasa.sim.certificates import (
     Certification,
     certificate,
     certify,
-    worst_case_partial_sums,
 )
 from oasa.sim.netfile import (
     HOST_SHIFT_MAX,
@@ -75,7 +75,6 @@ from oasa.sim.netfile import (
     Layer,
     Network,
     Tensor,
-    gemm_weight,
 )
 
 __all__ = ["ADD_MULT_BITS", "SUPPORTED", "QonnxImport", "import_qonnx", "qonnx_reference"]
@@ -119,7 +118,7 @@ class QonnxImport:
     ``max_requant_error`` the largest relative error ``|m / 2**s - r| / r`` of the dyadic
     multipliers over every channel of every rescale (layers, adds, pools, the logits);
     ``dyadic_error`` the same for plain ``dyadic(r)``, before the multipliers were moved to
-    keep QONNX's rounding steps in place (see :func:`_match_thresholds`);
+    keep QONNX's rounding steps in place (see :func:`oasa.quant.requant_match.match_thresholds`);
     ``min_safe_acc_bits`` per weighted layer the smallest P no input can overflow.
     """
 
@@ -447,7 +446,7 @@ class _Importer:
             self.dyadic_errors.append(_rel_error(mult, shift, ratio))
             beta = np.zeros(len(ratio)) if p.bias is None else p.bias / acc_scale
             lo, hi = fmt.range
-            found = _match_thresholds(layer, ratio, beta, (max(lo, 0) if p.relu else lo, hi))
+            found = match_thresholds(layer, ratio, beta, (max(lo, 0) if p.relu else lo, hi))
             if found is not None:
                 done = (*found, len(ratio))
                 self.matched = [a + b for a, b in zip(self.matched, done, strict=True)]
@@ -624,114 +623,6 @@ class _Importer:
             output=out,
         )
         return net, need, acc_bits
-
-
-# -- requantization that rounds where QONNX rounds ---------------------------------------------
-
-#: Output levels up to which the rounding thresholds are matched one by one.
-MATCH_LEVELS = 4096
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _match_thresholds(
-    layer: Layer, ratio: NDArray, beta: NDArray, out: tuple[int, int]
-) -> tuple[int, int, int] | None:
-    """Make the layer's integer output stage round where the real-valued QONNX graph
-    rounds, for the accumulator values its weights can produce. Returns (channels that
-    match at every step, steps that do not match, steps in all).
-
-    QONNX computes y = round((acc * s_in * s_w + b) / s_out) = round((acc + beta) * r);
-    the output stage computes floor((acc + B) * m / 2**s + 1/2) with an integer bias B. As
-    functions of the integer acc both are staircases, equal iff every step (the smallest
-    acc reaching output level k + 1, for k in [lo, hi)) is at the same place inside the
-    reachable range [wc_lo, wc_hi] (None: an output of more than MATCH_LEVELS levels,
-    left as round(beta) and dyadic(r)). round(beta) and dyadic(r) move a step by one
-    accumulator value whenever rounding beta crosses it; then the (B, m, s) nearby that
-    keeps the most steps in place is searched: for a given B each step bounds u = 2**s / m
-    to an interval, and the point covered by the most intervals is the best u. A step out of
-    place changes the output for one accumulator value only.
-    """
-    lo, hi = out
-    cfg = layer.cfg
-    if hi - lo > MATCH_LEVELS:
-        return None
-    wc_lo, wc_hi = worst_case_partial_sums(gemm_weight(layer), cfg=cfg)
-    ks = range(lo, hi)
-    exact = missed = 0
-    for c in range(len(ratio)):
-        (m, s, b), bad = _match_channel(
-            float(ratio[c]), float(beta[c]), ks, int(wc_lo[c]), int(wc_hi[c]), cfg,
-            (int(layer.mult[c]), int(layer.shift[c]), int(layer.bias[c])),
-        )  # fmt: skip
-        layer.mult[c], layer.shift[c], layer.bias[c] = m, s, b
-        exact += bad == 0
-        missed += bad
-    return exact, missed, len(ratio) * len(ks)
-
-
-def _match_channel(
-    r: float, beta: float, ks: range, a_lo: int, a_hi: int, cfg: ArrayConfig,
-    start: tuple[int, int, int],
-) -> tuple[tuple[int, int, int], int]:  # fmt: skip
-    """The (m, s, B) whose steps differ from the real ones at the fewest places over
-    [a_lo, a_hi] (``start`` unless another does better), and that number."""
-
-    def clamp(t: int) -> int:
-        return min(max(t, a_lo), a_hi + 1)
-
-    want = [clamp(math.ceil((k + 0.5) / r - beta)) for k in ks]
-
-    def misses(m: int, s: int, b: int) -> int:
-        if not (1 <= m <= cfg.mult_max and 0 <= s <= cfg.shift_max):
-            return len(ks) + 1
-        if not cfg.bias_min <= b <= cfg.bias_max:
-            return len(ks) + 1
-        return sum(
-            clamp(_ceil_div((2 * k + 1) << s, 2 * m) - b) != t
-            for k, t in zip(ks, want, strict=True)
-        )
-
-    best, best_misses = start, misses(*start)
-    if best_misses == 0:
-        return best, 0
-    base = math.floor(beta)
-    for b in sorted(range(base - 3, base + 5), key=lambda v: abs(v - beta)):
-        events = []  # (u, +1 opens / -1 closes) of each step's interval of u = 2**s / m
-        for k, t in zip(ks, want, strict=True):
-            c = k + 0.5  # the step of level k + 1 stays at t iff t - 1 < c * u - b <= t
-            v_lo = t - 1 + b if t > a_lo else -math.inf
-            v_hi = t + b if t <= a_hi else math.inf
-            u_lo, u_hi = (v_lo / c, v_hi / c) if c > 0 else (v_hi / c, v_lo / c)
-            u_lo = max(u_lo, 0.0)
-            if u_lo < u_hi:
-                events += [(u_lo, 1), (u_hi, -1)]
-        events.sort(key=lambda e: (e[0], e[1]))
-        cover, top, seg = 0, -1, (0.0, 0.0)
-        for i, (u, d) in enumerate(events):
-            cover += d
-            if d > 0 and cover > top and i + 1 < len(events):
-                top, seg = cover, (u, events[i + 1][0])
-        u_lo, u_hi = seg
-        if not u_lo < u_hi:
-            continue
-        tries = [min(max(1 / r, u_lo), u_hi)]
-        if math.isfinite(u_hi):
-            tries.append((u_lo + u_hi) / 2)
-        for u in tries:
-            try:
-                (m,), (s,) = dyadic(np.array([1 / u]), cfg)
-            except QuantError:
-                continue
-            for mm in (int(m), int(m) - 1, int(m) + 1):
-                n = misses(mm, int(s), b)
-                if n < best_misses:
-                    best, best_misses = (mm, int(s), b), n
-                    if n == 0:
-                        return best, 0
-    return best, best_misses
 
 
 def _rel_error(mult: NDArray, shift: NDArray, ratio: NDArray) -> float:
