@@ -1,7 +1,7 @@
 """The ``oasa`` command: parses arguments, calls the library, prints.
 
 One module per command family (:mod:`.hardware`: verilog, sim; :mod:`.quantizer`: train,
-quantize, eval, check; :mod:`.interchange`: import, export; :mod:`.network`: run; :mod:`.sweep`; :mod:`.fpga`; :mod:`.formal`:
+quantize, eval, check; :mod:`.interchange`: import, export; :mod:`.network`: run; :mod:`.explore`; :mod:`.sweep`; :mod:`.fpga`; :mod:`.formal`:
 prove; :mod:`.demo`), each registering its subcommands. A command returns its result as a
 dict, printed as JSON with ``--json`` (the human report then goes to stderr).
 
@@ -27,7 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from oasa.cli import demo, formal, fpga, hardware, interchange, network, quantizer, sweep
+from oasa.cli import (
+    demo,
+    explore,
+    formal,
+    fpga,
+    hardware,
+    interchange,
+    network,
+    quantizer,
+    sweep,
+)
 from oasa.cli.options import Parser
 from oasa.errors import (
     EXIT_BROKEN_PIPE,
@@ -43,7 +53,7 @@ from oasa.errors import (
 __all__ = ["build_parser", "main"]
 
 #: The command families, in the order ``oasa --help`` lists their commands.
-FAMILIES = (hardware, demo, quantizer, interchange, network, sweep, formal, fpga)
+FAMILIES = (hardware, demo, quantizer, interchange, network, sweep, explore, formal, fpga)
 
 
 def build_parser() -> argparse.ArgumentParser:

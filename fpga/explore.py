@@ -1,0 +1,271 @@
+"""Which array for this network: cycles, utilization and logic cost of every layer of a
+network on every candidate array, from the exact cycle model and Yosys synthesis.
+
+A network comes as an oasa network file, a float ONNX model or a SCALE-Sim topology CSV;
+each weighted layer becomes its GEMM shapes per image (a grouped convolution: one GEMM per
+group). The accelerator runs a GEMM as the calls :func:`oasa.sim.netrun.plan_calls` cuts
+it into, each taking :func:`oasa.sim.cycles.accelerator_cycles` (the cycle model the RTL is
+checked against), so a layer's cycles are what ``oasa run`` would count on the RTL. The
+array's LUTs and flip-flops come from :func:`oasa.fpga.cost.synth_cost`, cached on disk
+(keyed by the synthesized design), so a second exploration is instant.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from oasa.config import ArrayConfig
+from oasa.errors import InputError
+
+__all__ = [
+    "DATAFLOWS",
+    "Candidate",
+    "LayerShape",
+    "Row",
+    "explore",
+    "layer_shapes",
+    "write_outputs",
+]
+
+DATAFLOWS = ("os",)  # weight-stationary joins when its array does
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """One weighted layer per image: ``groups`` GEMMs of M x K x N."""
+
+    name: str
+    m: int
+    k: int
+    n: int
+    groups: int = 1
+
+    @property
+    def macs(self) -> int:
+        return self.groups * self.m * self.k * self.n
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rows: int
+    cols: int
+    dataflow: str
+    acc_bits: int
+
+    @property
+    def cfg(self) -> ArrayConfig:
+        return ArrayConfig(rows=self.rows, cols=self.cols, acc_bits=self.acc_bits)
+
+    @property
+    def label(self) -> str:
+        return f"{self.rows}x{self.cols} {self.dataflow} P={self.acc_bits}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One layer on one candidate."""
+
+    layer: str
+    m: int
+    k: int
+    n: int
+    groups: int
+    rows: int
+    cols: int
+    dataflow: str
+    acc_bits: int
+    calls: int
+    cycles: int
+    macs: int
+    utilization: float
+    luts: int | None
+    ffs: int | None
+
+
+def layer_shapes(path: str | Path) -> tuple[str, list[LayerShape]]:
+    """(kind of file, the weighted layers' GEMM shapes per image) of a network file
+    (.npz), a float ONNX model (.onnx) or a SCALE-Sim topology (.csv)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        from oasa.sim.topology import read_topology
+
+        return "SCALE-Sim topology", [LayerShape(t.name, *t.gemm) for t in read_topology(p)]
+    if suffix == ".onnx":
+        from oasa.quant.onnx_import import load_onnx
+
+        graph = load_onnx(p)
+        shapes = []
+        for node in graph.weighted:
+            out = graph.shapes[node.output]
+            k = int(node.weight[0].size)  # C / groups * kh * kw, or K of a dense layer
+            if node.op == "conv2d":
+                shapes.append(LayerShape(node.name, out[1] * out[2], k,
+                                         out[0] // node.groups, node.groups))  # fmt: skip
+            else:
+                shapes.append(LayerShape(node.name, 1, k, out[0]))
+        return "ONNX model", shapes
+    if suffix == ".npz":
+        from oasa.sim import netfile
+
+        net = netfile.load(p)
+        shapes = []
+        for _, layer in net.weighted:
+            k = int(layer.weight[0].size)
+            if layer.kind == "conv2d":
+                _, ho, wo = layer.out_shape
+                shapes.append(LayerShape(layer.label, ho * wo, k,
+                                         layer.out_shape[0] // layer.groups, layer.groups))  # fmt: skip
+            else:
+                shapes.append(LayerShape(layer.label, 1, k, layer.out_shape[0]))
+        return "oasa network", shapes
+    raise InputError(
+        f"{path}: give a network file (.npz), a float ONNX model (.onnx) or a SCALE-Sim "
+        "topology (.csv)"
+    )
+
+
+def layer_cycles(cfg: ArrayConfig, shape: LayerShape) -> tuple[int, int]:
+    """(calls, cycles) of one layer: every group's GEMM cut into calls as the runner cuts
+    it, each call's cycles from the cycle model."""
+    from oasa.sim.cycles import accelerator_cycles
+    from oasa.sim.netrun import plan_calls
+
+    calls = cycles = 0
+    for rows, chans in plan_calls(cfg, shape.m, shape.k, shape.n):
+        calls += 1
+        cycles += accelerator_cycles(cfg, rows.stop - rows.start, shape.k, chans.stop - chans.start)
+    return calls * shape.groups, cycles * shape.groups
+
+
+def cached_cost(cfg: ArrayConfig, family: str, cache: Path | None) -> tuple[int, int]:
+    """(LUTs, flip-flops) of the bare array, synthesized once per design and family."""
+    from amaranth.back import rtlil
+
+    from oasa.fpga.cost import synth_cost
+    from oasa.fpga.multipliers import pe_factory
+    from oasa.hw.array import SystolicArray
+    from oasa.hw.verilog import component_ports
+
+    block = SystolicArray(cfg, pe=pe_factory("lut"))
+    design = rtlil.convert(block, name="top", ports=component_ports(block))
+    key = hashlib.sha256(f"{family}\n{design}".encode()).hexdigest()[:20]
+    path = cache / f"{key}.json" if cache else None
+    if path is not None and path.is_file():
+        d = json.loads(path.read_text())
+        return d["luts"], d["ffs"]
+    cost = synth_cost(cfg, family, what="array")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"luts": cost.luts, "ffs": cost.ffs, "cells": cost.cells}))
+    return cost.luts, cost.ffs
+
+
+def explore(
+    shapes: list[LayerShape],
+    candidates: Iterable[Candidate],
+    *,
+    family: str | None = "ecp5",
+    cache: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Row]:
+    """Every layer on every candidate; ``family=None`` skips synthesis (no LUTs)."""
+    rows = []
+    for cand in candidates:
+        cfg = cand.cfg
+        luts = ffs = None
+        if family is not None:
+            if progress:
+                progress(f"cost of {cand.rows}x{cand.cols} P={cand.acc_bits} ({family})")
+            luts, ffs = cached_cost(cfg, family, cache)
+        for s in shapes:
+            calls, cycles = layer_cycles(cfg, s)
+            rows.append(
+                Row(
+                    s.name,
+                    s.m,
+                    s.k,
+                    s.n,
+                    s.groups,
+                    cand.rows,
+                    cand.cols,
+                    cand.dataflow,
+                    cand.acc_bits,
+                    calls,
+                    cycles,
+                    s.macs,
+                    s.macs / (cand.rows * cand.cols * cycles),
+                    luts,
+                    ffs,
+                )
+            )
+    return rows
+
+
+def totals(rows: list[Row]) -> list[dict]:
+    """One line per candidate: whole-network cycles, utilization, cost."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r.rows, r.cols, r.dataflow, r.acc_bits)
+        t = out.setdefault(key, {"rows": r.rows, "cols": r.cols, "dataflow": r.dataflow,
+                                 "acc_bits": r.acc_bits, "layers": 0, "calls": 0, "cycles": 0,
+                                 "macs": 0, "luts": r.luts, "ffs": r.ffs})  # fmt: skip
+        t["layers"] += 1
+        t["calls"] += r.calls
+        t["cycles"] += r.cycles
+        t["macs"] += r.macs
+    for t in out.values():
+        t["utilization"] = t["macs"] / (t["rows"] * t["cols"] * t["cycles"])
+    return list(out.values())
+
+
+def write_outputs(rows: list[Row], out_dir: Path, *, meta: dict) -> list[Path]:
+    """layers.csv, totals.csv, explore.json, cycles.png and pareto.png in ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tot = totals(rows)
+    with open(out_dir / "layers.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+        w.writeheader()
+        w.writerows(asdict(r) for r in rows)
+    with open(out_dir / "totals.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(tot[0]))
+        w.writeheader()
+        w.writerows(tot)
+    (out_dir / "explore.json").write_text(
+        json.dumps({**meta, "totals": tot, "layers": [asdict(r) for r in rows]}, indent=1)
+    )
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for df in sorted({t["dataflow"] for t in tot}):
+        pts = sorted({(t["rows"] * t["cols"], t["cycles"]) for t in tot if t["dataflow"] == df})
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=df)
+    ax.set(xscale="log", yscale="log", xlabel="PEs (rows x cols)", ylabel="cycles per image",
+           title=meta.get("network", ""))  # fmt: skip
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "cycles.png", dpi=120)
+    plt.close(fig)
+    paths = [out_dir / n for n in ("layers.csv", "totals.csv", "explore.json", "cycles.png")]
+    costed = [t for t in tot if t["luts"] is not None]
+    if costed:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for t in costed:
+            ax.scatter(t["luts"], t["cycles"])
+            ax.annotate(f"{t['rows']}x{t['cols']} {t['dataflow']} P{t['acc_bits']}",
+                        (t["luts"], t["cycles"]), fontsize=7)  # fmt: skip
+        ax.set(xscale="log", yscale="log", xlabel="array LUTs", ylabel="cycles per image",
+               title=meta.get("network", ""))  # fmt: skip
+        fig.tight_layout()
+        fig.savefig(out_dir / "pareto.png", dpi=120)
+        plt.close(fig)
+        paths.append(out_dir / "pareto.png")
+    return paths

@@ -1,0 +1,419 @@
+"""The weight-stationary systolic array: weights stay in the PEs, partial sums flow down.
+
+Each PE holds one weight of a tile (K tile of R terms by N tile of C outputs); activations
+move right, partial sums and their sticky overflow flags move down, so column c adds the
+terms of one dot product in order k0, k0 + 1, ..., k0 + R - 1 and a longer dot product is
+continued by feeding a K tile's results back into the top of the next K tile (K tiles
+innermost, in increasing k). That keeps the arithmetic contract (DESIGN.md section 2): the
+same order, the same wrap or clamp at every step, the same flags as the output-stationary
+array and the golden model. Adding K tiles up at the bottom instead would clamp and flag
+different partial sums.
+
+The cycle functions at the end give the exact cycles of a pass and of a whole GEMM driven
+as :class:`WSArray` describes; tests/hw/test_ws_array.py checks them against simulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from amaranth.hdl import Module, Mux, Signal, Value, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from oasa.config import ArrayConfig
+from oasa.hw.layouts import (
+    acc_shape,
+    act_shape,
+    result_word_layout,
+    weight_beat_layout,
+    weight_shape,
+)
+from oasa.hw.replicas import replica
+
+__all__ = [
+    "WSPE",
+    "WSArray",
+    "ws_act_layout",
+    "ws_gemm_cycles",
+    "ws_pass_interval",
+    "ws_result_layout",
+    "ws_tile_cycles",
+]
+
+
+def ws_act_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """One activation beat: x[m, k0 .. k0 + R - 1] (row r of the array gets element r),
+    and ``last``, set on the last row m of a pass."""
+    return data.StructLayout({"data": data.ArrayLayout(act_shape(cfg), cfg.rows), "last": 1})
+
+
+def ws_result_layout(cfg: ArrayConfig) -> data.StructLayout:
+    """One result beat: the C partial sums of a row m and their flags, and ``last`` (the
+    pass's last row). ``value``/``ovf`` match :func:`~oasa.hw.layouts.result_word_layout`,
+    the layout of the partial sums fed back into the top of the array."""
+    return data.StructLayout(
+        {
+            "value": data.ArrayLayout(acc_shape(cfg), cfg.cols),
+            "ovf": data.ArrayLayout(1, cfg.cols),
+            "last": 1,
+        }
+    )
+
+
+def _delay_line(m: Module, value, cycles: int, name: str):
+    """``value`` delayed by ``cycles`` registers (``cycles`` >= 0)."""
+    for n in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{n}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+class WSPE(wiring.Component):
+    """Weight-stationary multiply-add cell with overflow detection.
+
+    The weight register loads ``wgt_in`` in every cycle ``load`` is high and otherwise
+    holds. The activation is forwarded to the right through a register. The product of
+    each cycle's ``act`` and the held weight is registered; one cycle later, the partial
+    sum and flag that belong to that activation arrive from above, and the cell registers
+    ``psum_out`` = wrap_P(t) or clamp_P(t) (``cfg.overflow``), t = ``psum`` + product, and
+    ``flag_out`` = ``flag`` | (t outside the P-bit range). Same product and overflow logic
+    as :class:`~oasa.hw.pe.ProcessingElement`: the product register splits multiply and
+    add, each a short carry chain.
+
+    Latency: ``act_out`` shows ``act`` one cycle later; ``psum_out``/``flag_out`` show the
+    sum of ``psum`` and the previous cycle's product one cycle later (two after ``act``).
+    Throughput: one term per cycle. No valid bit: the cell computes every cycle, and the
+    array knows which cycles carry data.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+        Supplies N (``act_bits``, ``act_signed``), M, P and the overflow mode.
+
+    Members
+    -------
+    act : In(act_shape(cfg))         activation from the left
+    act_out : Out(act_shape(cfg))    ``act`` delayed one cycle, to the right
+    wgt_in : In(signed(M))           weight from the neighbour on the load path
+    load : In(1)                     load ``wgt_in`` into the weight register
+    wgt : Out(signed(M))             the stationary weight, to the next cell on the load path
+    psum : In(signed(P))             partial sum from above, one cycle after its ``act``
+    flag : In(1)                     its sticky overflow flag
+    psum_out : Out(signed(P))        psum + act * wgt, wrapped or clamped, downwards
+    flag_out : Out(1)                ``flag`` or an overflow of this addition, downwards
+    """
+
+    def __init__(self, cfg: ArrayConfig):
+        self.cfg = cfg
+        super().__init__(
+            {
+                "act": In(act_shape(cfg)),
+                "act_out": Out(act_shape(cfg)),
+                "wgt_in": In(weight_shape(cfg)),
+                "load": In(1),
+                "wgt": Out(weight_shape(cfg)),
+                "psum": In(acc_shape(cfg)),
+                "flag": In(1),
+                "psum_out": Out(acc_shape(cfg)),
+                "flag_out": Out(1),
+            }
+        )
+
+    def multiply(self, act: Value, wgt: Value) -> Value:
+        """The product act * wgt: a hook for FPGA builds, as
+        :meth:`ProcessingElement.multiply <oasa.hw.pe.ProcessingElement.multiply>`."""
+        return act * wgt
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+
+        m.d.sync += self.act_out.eq(self.act)
+        with m.If(self.load):
+            m.d.sync += self.wgt.eq(self.wgt_in)
+
+        # Every product fits product_bits <= P, so t = psum + product is exact in P + 1
+        # bits, and t is outside the P-bit range exactly when its top two bits differ:
+        # one XOR instead of two comparators; the top bit tells which end to clamp to.
+        product = Signal(signed(cfg.product_bits))
+        total = Signal(signed(cfg.acc_bits + 1))
+        m.d.sync += product.eq(self.multiply(self.act, self.wgt))
+        m.d.comb += total.eq(self.psum + product)
+        negative = total[cfg.acc_bits]
+        out_of_range = negative ^ total[cfg.acc_bits - 1]
+
+        if cfg.overflow == "wrap":
+            m.d.sync += self.psum_out.eq(total)  # .eq truncates: two's-complement wrap
+        else:
+            clamped = Mux(negative, cfg.acc_min, cfg.acc_max)
+            m.d.sync += self.psum_out.eq(Mux(out_of_range, clamped, total))
+        m.d.sync += self.flag_out.eq(self.flag | out_of_range)
+        return m
+
+
+class WSArray(wiring.Component):
+    """R x C weight-stationary systolic array of :class:`WSPE`, skew and de-skew inside.
+
+    A pass computes one (M x R-tile x C-tile) block: C partial dot products of length R
+    for each of M rows, continued from the partial sums fed in at the top.
+
+    1. **Weight load**: R beats on ``i_wgt``; beat i carries w[k0 + i, n0 .. n0 + C - 1].
+       Weights enter at the bottom row and shift up one row per beat, so after R beats
+       row r holds beat r, PE (r, c) holds w[k0 + r, n0 + c]. A K tile shorter than R
+       (beats i >= K - k0) must be all zeros: an unused row then adds 0, which never
+       overflows. Columns past N may hold anything; their results are ignored.
+    2. **Stream**: M beats on ``i_act`` together with ``i_psum`` (the two transfer in the
+       same cycle), the last with ``last`` set. Beat m carries x[m, k0 .. k0 + R - 1] and
+       the partial sums and flags of row m the dot products continue from: zeros / False
+       for the first K tile, the previous K tile's results for the next ones. Both are
+       plain, unskewed rows; inside, activation r is delayed by r cycles and the partial
+       sum of column c by c + 1, so the partial sum of row m meets x[m, k0 + r] at
+       PE (r, c), one cycle after the activation (when its product is ready).
+    3. **Results**: row m leaves on ``o_res`` ``latency`` = R + C + 1 cycles after its
+       ``i_act`` beat was accepted, columns de-skewed, in order, with ``last`` on the
+       pass's last row. Gaps in the input are gaps in the output.
+
+    The array enforces the order: ``i_act``/``i_psum`` are ready only after a complete
+    load and until a ``last`` beat; ``i_wgt`` is ready only in between, and only from
+    :meth:`drain_of` = max(1, R + C - 2) cycles after the ``last`` beat was accepted, when
+    the last activation has passed PE (R - 1, C - 1) (a load beat changes every weight of
+    the grid one cycle after it is accepted). So both producers may offer beats at any
+    time: the next pass's weights load while the previous pass drains.
+
+    Latency: R + C + 1 cycles from an ``i_act`` beat to its ``o_res`` beat
+    (:meth:`latency_of`). Throughput: one row per cycle while streaming; a pass takes
+    :func:`ws_tile_cycles` alone, and back-to-back passes start :func:`ws_pass_interval`
+    apart.
+
+    Parameters
+    ----------
+    cfg : ArrayConfig
+    pe : callable, keyword-only
+        Builds each cell: ``pe(cfg)`` returns a :class:`WSPE` (or a component with its
+        members). Called R x C times in ``__init__``, row by row; the cells are in
+        :attr:`pes`. Tests pass deliberately broken cells.
+
+    Members
+    -------
+    i_wgt : In(stream.Signature(weight_beat_layout(cfg)))
+        One row of C weights per beat, R beats per load.
+    i_act : In(stream.Signature(ws_act_layout(cfg)))
+        One row m of R activations per beat, ``last`` on the pass's last row.
+    i_psum : In(stream.Signature(result_word_layout(cfg)))
+        The C partial sums (``value``) and flags (``ovf``) that row m continues from.
+        Transfers together with ``i_act``.
+    o_res : Out(stream.Signature(ws_result_layout(cfg), always_ready=True))
+        The C partial sums and flags of row m after this K tile, and ``last``. Cannot be
+        back-pressured: the consumer takes every beat.
+    """
+
+    #: Registers on a row's way beyond its R + C skew and drain hops: the input register
+    #: and the PE's product register (the PE's sum register is one of the R hops).
+    EXTRA_LATENCY = 1
+
+    def __init__(
+        self,
+        cfg: ArrayConfig,
+        *,
+        pe: Callable[[ArrayConfig], WSPE] = WSPE,
+    ):
+        self.cfg = cfg
+        #: The cells, ``pes[r][c]`` at row r, column c.
+        self.pes = [[pe(cfg) for _ in range(cfg.cols)] for _ in range(cfg.rows)]
+        super().__init__(
+            {
+                "i_wgt": In(stream.Signature(weight_beat_layout(cfg))),
+                "i_act": In(stream.Signature(ws_act_layout(cfg))),
+                "i_psum": In(stream.Signature(result_word_layout(cfg))),
+                "o_res": Out(stream.Signature(ws_result_layout(cfg), always_ready=True)),
+            }
+        )
+
+    @staticmethod
+    def latency_of(cfg: ArrayConfig) -> int:
+        """Cycles from accepting an ``i_act`` beat to its ``o_res`` beat: the input
+        register, r + c skew and activation hops, the product register, R sum registers
+        (r above and one of its own at PE (r, c)) and C - 1 - c de-skew registers, R + C + 1
+        in all."""
+        return cfg.rows + cfg.cols + WSArray.EXTRA_LATENCY
+
+    @staticmethod
+    def drain_of(cfg: ArrayConfig) -> int:
+        """Cycles from accepting a pass's ``last`` activation beat to the earliest cycle a
+        weight beat is accepted: max(1, R + C - 2). The last activation is multiplied at
+        PE (R - 1, C - 1) R + C - 1 cycles after it was accepted, and a weight beat changes
+        the weights one cycle after it is accepted."""
+        return max(1, cfg.rows + cfg.cols - 2)
+
+    @property
+    def latency(self) -> int:
+        """This array's :meth:`latency_of`."""
+        return self.latency_of(self.cfg)
+
+    @property
+    def drain_wait(self) -> int:
+        """This array's :meth:`drain_of`."""
+        return self.drain_of(self.cfg)
+
+    @property
+    def load_beats(self) -> int:
+        """Weight beats per load: R."""
+        return self.cfg.rows
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        rows, cols = cfg.rows, cfg.cols
+        m = Module()
+
+        # -- control: load R weight beats, then stream rows until ``last``, then wait for
+        # the drain before the next load. Every ready comes from flip-flops and the other
+        # stream's valid, as in SystolicArray.
+        streaming = Signal()  # a complete load is in the grid; activations may enter
+        loaded = Signal(range(rows))  # weight beats of the load in progress
+        drain = Signal(range(self.drain_wait))  # cycles left until weights may change
+        wgt_free = Signal(init=1)  # drain == 0, kept in a register
+        accept_wgt = Signal()
+        accept_act = Signal()
+        m.d.comb += [
+            self.i_wgt.ready.eq(~streaming & wgt_free),
+            self.i_act.ready.eq(streaming & self.i_psum.valid),
+            self.i_psum.ready.eq(streaming & self.i_act.valid),
+            accept_wgt.eq(self.i_wgt.valid & self.i_wgt.ready),
+            accept_act.eq(self.i_act.valid & self.i_act.ready),
+        ]
+        with m.If(accept_wgt):
+            with m.If(loaded == rows - 1):
+                m.d.sync += [loaded.eq(0), streaming.eq(1)]
+            with m.Else():
+                m.d.sync += loaded.eq(loaded + 1)
+        with m.If(accept_act & self.i_act.payload.last):
+            m.d.sync += [
+                streaming.eq(0),
+                drain.eq(self.drain_wait - 1),
+                wgt_free.eq(self.drain_wait == 1),
+            ]
+        with m.Elif(~wgt_free):
+            m.d.sync += [drain.eq(drain - 1), wgt_free.eq(drain == 1)]
+
+        # -- input registers ----------------------------------------------------------------
+        in_wgt = Signal.like(self.i_wgt.payload)
+        in_act = Signal.like(self.i_act.payload.data)
+        in_psum = Signal.like(self.i_psum.payload)
+        in_valid = Signal()
+        in_last = Signal()
+        m.d.sync += [
+            in_wgt.eq(self.i_wgt.payload),
+            in_act.eq(self.i_act.payload.data),
+            in_psum.eq(self.i_psum.payload),
+            in_valid.eq(accept_act),
+            in_last.eq(self.i_act.payload.last),
+        ]
+        # One load-enable register per row, so none drives the whole grid (replicas: an
+        # FPGA build keeps them apart, see oasa.hw.replicas).
+        load = [replica(accept_wgt, f"load_{r}") for r in range(rows)]
+        m.d.sync += [reg.eq(accept_wgt) for reg in load]
+
+        pes = self.pes
+        for r in range(rows):
+            for c in range(cols):
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+
+        # -- the grid: weights shift up from the bottom edge, activations right from the
+        # left edge (row r skewed by r), partial sums down from the top edge (column c
+        # skewed by c + 1: one more than the activations, for the product register).
+        for r in range(rows):
+            for c in range(cols):
+                pe = pes[r][c]
+                m.d.comb += [
+                    pe.load.eq(load[r]),
+                    pe.wgt_in.eq(in_wgt[c] if r == rows - 1 else pes[r + 1][c].wgt),
+                    pe.act.eq(
+                        _delay_line(m, in_act[r], r, f"skew_act_{r}")
+                        if c == 0
+                        else pes[r][c - 1].act_out
+                    ),
+                ]
+                if r == 0:
+                    m.d.comb += [
+                        pe.psum.eq(_delay_line(m, in_psum.value[c], c + 1, f"skew_psum_{c}")),
+                        pe.flag.eq(_delay_line(m, in_psum.ovf[c], c + 1, f"skew_flag_{c}")),
+                    ]
+                else:
+                    above = pes[r - 1][c]
+                    m.d.comb += [pe.psum.eq(above.psum_out), pe.flag.eq(above.flag_out)]
+
+        # -- bottom edge: column c runs c cycles behind column 0; delay it to match C - 1.
+        # The row markers take the same time on a side line, outside the grid.
+        out = self.o_res
+        for c in range(cols):
+            bottom = pes[rows - 1][c]
+            m.d.comb += [
+                out.payload.value[c].eq(
+                    _delay_line(m, bottom.psum_out, cols - 1 - c, f"deskew_psum_{c}")
+                ),
+                out.payload.ovf[c].eq(
+                    _delay_line(m, bottom.flag_out, cols - 1 - c, f"deskew_flag_{c}")
+                ),
+            ]
+        marks = self.latency - 1  # after the input register
+        m.d.comb += [
+            out.valid.eq(_delay_line(m, in_valid, marks, "out_valid")),
+            out.payload.last.eq(_delay_line(m, in_last, marks, "out_last")),
+        ]
+        return m
+
+
+# -- cycles ---------------------------------------------------------------------------------
+
+
+def ws_tile_cycles(cfg: ArrayConfig, m: int) -> int:
+    """Cycles of one pass (M x R-tile x C-tile) on an idle :class:`WSArray`, from the
+    cycle its first weight beat is accepted to the cycle its last result leaves,
+    inclusive, when every beat is offered as soon as the array takes it: R load beats,
+    M activation beats, then the latency, 2R + C + M + 1.
+
+    >>> ws_tile_cycles(ArrayConfig(rows=4, cols=4), 5)
+    18
+    """
+    if m < 1:
+        raise ValueError(f"a pass needs at least one row, got m={m}")
+    return cfg.rows + m + WSArray.latency_of(cfg)
+
+
+def ws_pass_interval(cfg: ArrayConfig, m: int, *, dependent: bool, feedback: int = 1) -> int:
+    """Cycles between the first activation beats of two back-to-back passes of M rows.
+
+    The next pass's weights are taken :meth:`WSArray.drain_of` cycles after the last
+    activation, then R load beats: R + M - 1 + max(1, R + C - 2). A ``dependent`` pass
+    (the next K tile of the same outputs) also waits for its partial sums: row m's result
+    leaves the array ``latency`` cycles after row m went in, and is accepted as the next
+    pass's ``i_psum`` ``feedback`` (>= 1) cycles later, so rows start at least
+    R + C + 1 + feedback cycles apart.
+    """
+    if feedback < 1:
+        raise ValueError(f"feedback must be at least 1 cycle, got {feedback}")
+    issue = cfg.rows + m - 1 + WSArray.drain_of(cfg)
+    return max(issue, WSArray.latency_of(cfg) + feedback) if dependent else issue
+
+
+def ws_gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int, *, feedback: int = 1) -> int:
+    """Cycles of an M x K x N GEMM on :class:`WSArray`: one pass per (N tile, K tile), K
+    tiles innermost in increasing k, each K tile after the first continuing from the
+    previous one's results, fed back ``feedback`` cycles after they leave. Counted from the
+    first weight beat accepted to the last result, inclusive, with every beat offered as
+    soon as the array (or the feedback) allows.
+
+    >>> cfg = ArrayConfig(rows=2, cols=3)
+    >>> ws_gemm_cycles(cfg, 1, 2, 3) == ws_tile_cycles(cfg, 1)
+    True
+    """
+    if min(m, k, n) < 1:
+        raise ValueError(f"GEMM sizes must be positive, got {m} x {k} x {n}")
+    k_tiles = -(-k // cfg.rows)
+    n_tiles = -(-n // cfg.cols)
+    total = ws_tile_cycles(cfg, m)
+    for p in range(1, k_tiles * n_tiles):
+        total += ws_pass_interval(cfg, m, dependent=p % k_tiles != 0, feedback=feedback)
+    return total

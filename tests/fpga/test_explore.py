@@ -1,0 +1,89 @@
+"""``oasa explore``: GEMM shapes of every kind of network input, cycles as the runner
+counts them, cached synthesis, and the command's outputs and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_netfile import small_network
+
+from oasa.cli import main
+from oasa.config import ArrayConfig
+from oasa.fpga import explore
+from oasa.sim import netfile
+from oasa.sim.netrun import run_network_rtl
+
+ROOT = Path(__file__).parents[2]
+RESNET = ROOT / "bench" / "topologies" / "Resnet50.csv"
+
+
+def test_shapes_of_each_kind_of_input(tmp_path):
+    kind, shapes = explore.layer_shapes(RESNET)
+    assert kind == "SCALE-Sim topology" and len(shapes) == 54
+    assert (shapes[0].m, shapes[0].k, shapes[0].n) == (110 * 110, 147, 64)
+    kind, shapes = explore.layer_shapes(ROOT / "tests" / "data" / "residual_digits.onnx")
+    dw = next(s for s in shapes if s.groups > 1)
+    assert kind == "ONNX model" and (dw.k, dw.n, dw.groups) == (9, 1, 32)
+    netfile.save(small_network(), tmp_path / "n.npz")
+    kind, shapes = explore.layer_shapes(tmp_path / "n.npz")
+    assert [(s.m, s.k, s.n) for s in shapes] == [(16, 9, 3), (1, 12, 5), (1, 5, 3)]
+
+
+def test_layer_cycles_are_what_the_runner_counts(tmp_path):
+    """Per image, explore's cycles equal the model backend's run of the same network, whose
+    per-call cycles tests/test_netrun.py checks against the Verilator RTL."""
+    net = small_network()
+    array = {"rows": 2, "cols": 3, "act_depth": 64, "wgt_depth": 64, "res_depth": 64,
+             "param_depth": 8}  # fmt: skip
+    run = run_network_rtl(net, np.zeros((1, 1, 4, 4), np.int64), backend="model",
+                          overrides=array, batch=1)  # fmt: skip
+    netfile.save(net, tmp_path / "n.npz")
+    _, shapes = explore.layer_shapes(tmp_path / "n.npz")
+    cfg = net.layers[0].cfg.replace(**array)
+    got = [explore.layer_cycles(cfg, s) for s in shapes]
+    want = [(s.calls, s.cycles) for s in run.stats if s.kind in ("conv2d", "dense")]
+    assert got == want
+
+
+def test_synthesis_is_cached(tmp_path, monkeypatch):
+    cfg = ArrayConfig(rows=2, cols=2, acc_bits=12)
+    first = explore.cached_cost(cfg, "ecp5", tmp_path)
+    assert first[0] > 0 and first[1] > 0
+
+    def no_synthesis(*a, **k):
+        raise AssertionError("synthesized again")
+
+    monkeypatch.setattr("oasa.fpga.cost.synth_cost", no_synthesis)
+    assert explore.cached_cost(cfg, "ecp5", tmp_path) == first
+
+
+def test_explore_command(tmp_path, capsys):
+    out = tmp_path / "ex"
+    argv = ["explore", str(RESNET), "--arrays", "8x8,16x16", "--acc-bits", "12",
+            "--no-cost", "-o", str(out), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["layers"] == 54 and len(r["totals"]) == 2
+    small, big = r["totals"]
+    assert big["cycles"] < small["cycles"] and 0 < big["utilization"] <= 1
+    assert small["macs"] == sum(s.macs for s in explore.layer_shapes(RESNET)[1])
+    for name in ("layers.csv", "totals.csv", "explore.json", "cycles.png"):
+        assert (out / name).stat().st_size > 0
+    assert len((out / "layers.csv").read_text().splitlines()) == 1 + 2 * 54
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arrays", "8by8"], "is not ROWSxCOLS"),
+        (["--dataflows", "ws"], "weight-stationary is not built yet"),
+        (["--acc-bits", "40"], "acc_bits=40 is out of range"),
+    ],
+)
+def test_explore_refuses_bad_options(tmp_path, capsys, args, message):
+    assert main(["explore", str(RESNET), "--no-cost", "-o", str(tmp_path / "e"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
