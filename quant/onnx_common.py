@@ -9,7 +9,16 @@ from typing import Any
 
 from oasa.errors import InputError
 
-__all__ = ["Refused", "attrs", "ints", "node_name", "pads", "read_model", "window"]
+__all__ = [
+    "Refused",
+    "attrs",
+    "constant_value",
+    "ints",
+    "node_name",
+    "pads",
+    "read_model",
+    "window",
+]
 
 
 class Refused(Exception):
@@ -81,3 +90,17 @@ def window(a: dict[str, Any], kernel: tuple[int, ...]) -> tuple[tuple[int, int],
     if len(strides) != 2:
         raise Refused(f"strides {list(strides)}: oasa runs 2-D windows")
     return (kernel[0], kernel[1]), (strides[0], strides[1])
+
+
+def constant_value(node: Any) -> Any:
+    """The numeric tensor of a Constant node (``value`` or one of the scalar/list forms)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    a = attrs(node)
+    if "value" in a:
+        return numpy_helper.to_array(a["value"])
+    for key in ("value_float", "value_floats", "value_int", "value_ints"):
+        if key in a:
+            return np.asarray(a[key])
+    raise Refused(f"attribute {next(iter(a), 'value')!r} is not supported (a numeric tensor)")

@@ -55,6 +55,7 @@ from oasa.quant.graph import GraphError
 from oasa.quant.onnx_common import (
     Refused,
     attrs,
+    constant_value,
     ints,
     node_name,
     pads,
@@ -938,17 +939,7 @@ def _identity(imp: _Importer, node: Any, name: str) -> None:
 
 
 def _constant(imp: _Importer, node: Any, name: str) -> None:
-    from onnx import numpy_helper
-
-    a = attrs(node)
-    if "value" in a:
-        v = numpy_helper.to_array(a["value"])
-    elif {"value_float", "value_floats", "value_int", "value_ints"} & a.keys():
-        key = next(k for k in ("value_float", "value_floats", "value_int", "value_ints") if k in a)
-        v = np.asarray(a[key])
-    else:
-        raise Refused(f"attribute {next(iter(a), 'value')!r} is not supported (a numeric tensor)")
-    imp.consts[node.output[0]] = v
+    imp.consts[node.output[0]] = constant_value(node)
 
 
 HANDLERS: dict[str, Callable[[_Importer, Any, str], None]] = {
