@@ -10,7 +10,25 @@ from oasa.config import ArrayConfig
 from oasa.hw.layouts import acc_shape, act_shape, weight_shape
 from oasa.hw.replicas import replica
 
-__all__ = ["ProcessingElement"]
+__all__ = ["ProcessingElement", "p_bit_add"]
+
+
+def p_bit_add(m: Module, cfg: ArrayConfig, base: Value, product: Value) -> tuple[Value, Value]:
+    """(the next P-bit partial sum, its overflow) of base + product, as every PE adds.
+
+    Every product fits product_bits <= P, so t = base + product is exact in P + 1 bits, and
+    t is outside the P-bit range exactly when its top two bits differ: one XOR instead of
+    two comparators; the top bit tells which end a saturating accumulator clamps to. In
+    wrap mode the value is t itself: assigning it to a P-bit register truncates, which is
+    the two's-complement wrap.
+    """
+    total = Signal(signed(cfg.acc_bits + 1))
+    m.d.comb += total.eq(base + product)
+    negative = total[cfg.acc_bits]
+    out_of_range = negative ^ total[cfg.acc_bits - 1]
+    if cfg.overflow == "wrap":
+        return total, out_of_range
+    return Mux(out_of_range, Mux(negative, cfg.acc_min, cfg.acc_max), total), out_of_range
 
 
 class ProcessingElement(wiring.Component):
@@ -92,24 +110,10 @@ class ProcessingElement(wiring.Component):
             m.d.sync += reg.eq(value)
             m.d.comb += port.eq(reg)
 
-        # Every product fits product_bits <= P, so t = base + product is exact in P + 1
-        # bits, and t is outside the P-bit range exactly when its top two bits differ:
-        # one XOR instead of two comparators; the top bit tells which end to clamp to.
         product = Signal(signed(cfg.product_bits))  # of the beat whose markers are here
-        total = Signal(signed(cfg.acc_bits + 1))
-        base = Mux(self.first, 0, self.acc)
         m.d.sync += product.eq(self.multiply(self.act, self.wgt))
-        m.d.comb += total.eq(base + product)
-        negative = total[cfg.acc_bits]
-        out_of_range = negative ^ total[cfg.acc_bits - 1]
-
+        value, out_of_range = p_bit_add(m, cfg, Mux(self.first, 0, self.acc), product)
         with m.If(self.valid):
-            if cfg.overflow == "wrap":
-                m.d.sync += self.acc.eq(total)  # .eq truncates: two's-complement wrap
-            else:
-                with m.If(out_of_range):
-                    m.d.sync += self.acc.eq(Mux(negative, cfg.acc_min, cfg.acc_max))
-                with m.Else():
-                    m.d.sync += self.acc.eq(total)
+            m.d.sync += self.acc.eq(value)
             m.d.sync += self.ovf.eq((self.ovf & ~self.first) | out_of_range)
         return m

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed
+from amaranth.hdl import Module, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,6 +29,7 @@ from oasa.hw.layouts import (
     weight_beat_layout,
     weight_shape,
 )
+from oasa.hw.pe import p_bit_add
 from oasa.hw.replicas import replica
 
 __all__ = [
@@ -134,21 +135,10 @@ class WSPE(wiring.Component):
         with m.If(self.load):
             m.d.sync += self.wgt.eq(self.wgt_in)
 
-        # Every product fits product_bits <= P, so t = psum + product is exact in P + 1
-        # bits, and t is outside the P-bit range exactly when its top two bits differ:
-        # one XOR instead of two comparators; the top bit tells which end to clamp to.
         product = Signal(signed(cfg.product_bits))
-        total = Signal(signed(cfg.acc_bits + 1))
         m.d.sync += product.eq(self.multiply(self.act, self.wgt))
-        m.d.comb += total.eq(self.psum + product)
-        negative = total[cfg.acc_bits]
-        out_of_range = negative ^ total[cfg.acc_bits - 1]
-
-        if cfg.overflow == "wrap":
-            m.d.sync += self.psum_out.eq(total)  # .eq truncates: two's-complement wrap
-        else:
-            clamped = Mux(negative, cfg.acc_min, cfg.acc_max)
-            m.d.sync += self.psum_out.eq(Mux(out_of_range, clamped, total))
+        value, out_of_range = p_bit_add(m, cfg, self.psum, product)  # as the OS PE adds
+        m.d.sync += self.psum_out.eq(value)
         m.d.sync += self.flag_out.eq(self.flag | out_of_range)
         return m
 
