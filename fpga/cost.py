@@ -2,7 +2,7 @@
 
 The accuracy-versus-hardware trade-off is about the array: its LUTs grow with the
 accumulator width P in every PE, while the buffers, sequencer and host link do not. A
-synthesis of the bare :class:`~oasa.hw.array.SystolicArray` (or one PE) for a family gives
+synthesis of the bare array of either dataflow (or one PE) for a family gives
 that cost in seconds, for any P, without a full place and route.
 """
 
@@ -18,7 +18,6 @@ from amaranth.back import rtlil
 from amaranth.lib import wiring
 
 from oasa.config import ArrayConfig
-from oasa.hw.array import SystolicArray
 from oasa.hw.replicas import KEEP_REPLICAS_SCRIPT
 from oasa.hw.verilog import component_ports
 
@@ -78,12 +77,17 @@ def synth_cost(
     the plain ``*`` that Yosys maps to DSP blocks (the ECP5 has fewer DSP blocks than a
     16 x 16 array has PEs).
     """
-    from oasa.fpga.multipliers import pe_factory
+    from oasa.fpga.multipliers import array_factory, pe_factory
 
     # dsp: the plain PE, whose product Yosys maps to a DSP block; otherwise the FPGA
-    # builds' PE, with the product in LUTs (oasa.fpga.multipliers).
-    pe = pe_factory("dsp" if dsp else "lut")
-    block = SystolicArray(cfg, pe=pe) if what == "array" else pe(cfg)
+    # builds' PE, with the product in LUTs (oasa.fpga.multipliers). The configuration's
+    # dataflow picks the array and its PE.
+    multiplier = "dsp" if dsp else "lut"
+    block = (
+        array_factory(multiplier, cfg.dataflow)(cfg)
+        if what == "array"
+        else pe_factory(multiplier, cfg.dataflow)(cfg)
+    )
     return synth_block(block, family, what=what, dsp=dsp)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from oasa.config import ArrayConfig
+from oasa.config import DATAFLOWS, ArrayConfig
 from oasa.errors import InputError
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
     "layer_shapes",
     "write_outputs",
 ]
-
-DATAFLOWS = ("os",)  # weight-stationary joins when its array does
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,9 @@ class Candidate:
 
     @property
     def cfg(self) -> ArrayConfig:
-        return ArrayConfig(rows=self.rows, cols=self.cols, acc_bits=self.acc_bits)
+        return ArrayConfig(
+            rows=self.rows, cols=self.cols, acc_bits=self.acc_bits, dataflow=self.dataflow
+        )
 
     @property
     def label(self) -> str:

@@ -6,8 +6,8 @@ LFE5U-85F has. Written as shifted partial products instead, the product stays in
 (about 20 per product), and the DSP blocks are left to the output stage's wide multiplies.
 
 The choice reaches the design as constructor arguments: :func:`accelerator_factory` gives
-an ``Accelerator`` factory whose array is built with ``pe=`` :func:`pe_factory` and whose
-output stage is :func:`stage_factory`.
+an ``Accelerator`` factory whose array (:func:`array_factory`, either dataflow) is built
+with ``pe=`` :func:`pe_factory` and whose output stage is :func:`stage_factory`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ from oasa.hw.accelerator import Accelerator
 from oasa.hw.array import SystolicArray
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.pe import ProcessingElement
+from oasa.hw.ws_array import WSPE, WSArray
 
 __all__ = [
     "MULTIPLIERS",
     "STAGE_MULTIPLIERS",
     "ShiftAddPE",
     "ShiftAddStage",
+    "ShiftAddWSPE",
     "accelerator_factory",
+    "array_factory",
     "balanced_sum",
     "pe_factory",
     "shift_add_product",
@@ -94,14 +97,34 @@ class ShiftAddPE(ProcessingElement):
         return shift_add_product(act, wgt)
 
 
-def pe_factory(multiplier: str) -> Callable[[ArrayConfig], ProcessingElement]:
-    """The PE whose product is built as ``multiplier`` says: "lut" :class:`ShiftAddPE`,
-    "dsp" the plain :class:`~oasa.hw.pe.ProcessingElement`."""
+class ShiftAddWSPE(WSPE):
+    """A weight-stationary PE whose product is built in LUTs."""
+
+    def multiply(self, act: Value, wgt: Value) -> Value:
+        return shift_add_product(act, wgt)
+
+
+def pe_factory(
+    multiplier: str, dataflow: str = "os"
+) -> Callable[[ArrayConfig], ProcessingElement | WSPE]:
+    """The PE of ``dataflow`` whose product is built as ``multiplier`` says: "lut"
+    :class:`ShiftAddPE` (:class:`ShiftAddWSPE`), "dsp" the plain
+    :class:`~oasa.hw.pe.ProcessingElement` (:class:`~oasa.hw.ws_array.WSPE`)."""
     if multiplier not in MULTIPLIERS:
         raise ValueError(
             f"unknown multiplier {multiplier!r}: choose one of {', '.join(MULTIPLIERS)}"
         )
+    if dataflow == "ws":
+        return ShiftAddWSPE if multiplier == "lut" else WSPE
     return ShiftAddPE if multiplier == "lut" else ProcessingElement
+
+
+def array_factory(
+    multiplier: str, dataflow: str = "os"
+) -> Callable[[ArrayConfig], SystolicArray | WSArray]:
+    """``cfg -> array`` of ``dataflow`` with the PEs of :func:`pe_factory`."""
+    array = WSArray if dataflow == "ws" else SystolicArray
+    return partial(array, pe=pe_factory(multiplier, dataflow))
 
 
 def stage_factory(stage_multiplier: str) -> Callable[[ArrayConfig], OutputStage]:
@@ -120,8 +143,13 @@ def stage_factory(stage_multiplier: str) -> Callable[[ArrayConfig], OutputStage]
 def accelerator_factory(
     multiplier: str, stage_multiplier: str = "dsp"
 ) -> Callable[[ArrayConfig], Accelerator]:
-    """``cfg -> Accelerator`` whose PEs build their products as ``multiplier`` says and
-    whose output stage builds its requantization product as ``stage_multiplier`` says."""
-    pe = pe_factory(multiplier)
+    """``cfg -> Accelerator`` whose PEs build their products as ``multiplier`` says (in the
+    configuration's dataflow) and whose output stage builds its requantization product as
+    ``stage_multiplier`` says."""
+    pe_factory(multiplier)  # refuse an unknown multiplier now, not at the first build
     stage = stage_factory(stage_multiplier)
-    return partial(Accelerator, array=partial(SystolicArray, pe=pe), stage=stage)
+
+    def build(cfg: ArrayConfig) -> Accelerator:
+        return Accelerator(cfg, array=array_factory(multiplier, cfg.dataflow), stage=stage)
+
+    return build

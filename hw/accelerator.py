@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from amaranth.hdl import MemoryData, Module, Signal
+from amaranth.hdl import MemoryData, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
 
@@ -14,6 +14,8 @@ from oasa.hw.layouts import act_beat_layout, params_layout, result_word_layout, 
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.registers import REG, RegisterBus, config_word
 from oasa.hw.sequencer import Sequencer
+from oasa.hw.ws_array import WSArray
+from oasa.hw.ws_sequencer import WSSequencer
 
 __all__ = ["Accelerator", "host_interface"]
 
@@ -51,10 +53,14 @@ class Accelerator(wiring.Component):
     Parameters
     ----------
     cfg : ArrayConfig
+        ``cfg.dataflow`` chooses the array and sequencer: output-stationary
+        (:class:`SystolicArray`, :class:`Sequencer`) or weight-stationary
+        (:class:`~oasa.hw.ws_array.WSArray`, :class:`~oasa.hw.ws_sequencer.WSSequencer`,
+        which also reads the result buffer, through the host's read port while busy).
     array, stage, sequencer : callable, keyword-only
-        Build the blocks: ``array(cfg)`` a :class:`SystolicArray`, ``stage(cfg)`` an
-        :class:`OutputStage`, ``sequencer(cfg)`` a :class:`Sequencer` (by default those
-        classes). FPGA builds choose how the PEs and the output stage multiply this way
+        Build the blocks: ``array(cfg)`` the array, ``stage(cfg)`` an
+        :class:`OutputStage`, ``sequencer(cfg)`` the sequencer (by default the classes of
+        the dataflow). FPGA builds choose how the PEs and the output stage multiply this way
         (:mod:`oasa.fpga.multipliers`); tests pass broken or instrumented variants. The
         blocks are :attr:`array`, :attr:`stage` and :attr:`sequencer`.
 
@@ -70,14 +76,15 @@ class Accelerator(wiring.Component):
         self,
         cfg: ArrayConfig,
         *,
-        array: Callable[[ArrayConfig], SystolicArray] = SystolicArray,
+        array: Callable[[ArrayConfig], SystolicArray | WSArray] | None = None,
         stage: Callable[[ArrayConfig], OutputStage] = OutputStage,
-        sequencer: Callable[[ArrayConfig], Sequencer] = Sequencer,
+        sequencer: Callable[[ArrayConfig], Sequencer | WSSequencer] | None = None,
     ):
         self.cfg = cfg
-        self.array = array(cfg)
+        ws = cfg.dataflow == "ws"
+        self.array = (array or (WSArray if ws else SystolicArray))(cfg)
         self.stage = stage(cfg)
-        self.sequencer = sequencer(cfg)
+        self.sequencer = (sequencer or (WSSequencer if ws else Sequencer))(cfg)
         act_word = act_beat_layout(cfg).members["data"]
         #: Buffer contents by name ("act", "wgt", "param", "res"). Simulators may read and
         #: write rows directly (``ctx.set(acc.buffers["act"][i], ...)``) to skip the
@@ -107,15 +114,32 @@ class Accelerator(wiring.Component):
             )
             wiring.connect(m, getattr(seq, f"{name}_rd"), mems[name].read_port())
         wiring.connect(m, seq.res_wr, mems["res"].write_port())
-        wiring.connect(m, wiring.flipped(self.host_res), mems["res"].read_port())
+        res_rd = mems["res"].read_port()
+        host_res = self.host_res
+        if self.cfg.dataflow == "ws":
+            # One read port for both: the sequencer's partial sums while busy, the host's
+            # results otherwise (a second port would double the buffer's block RAM).
+            m.d.comb += [
+                res_rd.addr.eq(Mux(seq.busy, seq.res_rd.addr, host_res.addr)),
+                res_rd.en.eq(seq.busy | host_res.en),
+                seq.res_rd.data.eq(res_rd.data),
+                host_res.data.eq(res_rd.data),
+            ]
+        else:
+            wiring.connect(m, wiring.flipped(host_res), res_rd)
 
         # -- datapath ----------------------------------------------------------------------
         wiring.connect(m, seq.o_act, array.i_act)
         wiring.connect(m, seq.o_wgt, array.i_wgt)
-        wiring.connect(m, array.o_res, stage.i_res)
+        if self.cfg.dataflow == "ws":
+            wiring.connect(m, seq.o_psum, array.i_psum)
+            wiring.connect(m, array.o_res, seq.i_array)
+            wiring.connect(m, seq.o_stage, stage.i_res)
+        else:
+            wiring.connect(m, array.o_res, stage.i_res)
+            m.d.comb += seq.row0_next.eq(array.row0_next)
         wiring.connect(m, stage.o_res, seq.i_res)
         m.d.comb += [
-            seq.row0_next.eq(array.row0_next),
             stage.params.eq(seq.params),
             stage.relu.eq(seq.relu),
             stage.requant.eq(seq.requant),

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from oasa.config import ArrayConfig
+from oasa.config import DATAFLOWS, ArrayConfig, ConfigError
 
 __all__ = [
     "CONFIG_LAYOUT",
-    "DATAFLOWS",
     "DIM_BITS",
     "REG",
     "REGISTERS",
@@ -30,10 +29,6 @@ __all__ = [
 
 #: Width of the M, K, N registers: layers up to 65535 in each dimension.
 DIM_BITS = 16
-
-#: The dataflow codes of the CONFIG register. The array is output-stationary; the field
-#: has room for a weight-stationary build, so a host can tell them apart.
-DATAFLOWS = ("output-stationary", "weight-stationary")
 
 #: The CONFIG register: what a build is, in one 32-bit word that the RTL drives, the
 #: UART protocol carries and the host decodes (first field at bit 0).
@@ -56,7 +51,9 @@ def _config_doc() -> str:
     for name, f in CONFIG_LAYOUT:
         hi = f.offset + f.width - 1
         fields.append(f"{name} [{hi}:{f.offset}]" if f.width > 1 else f"{name} [{f.offset}]")
-    return "the build: " + ", ".join(fields) + " (dataflow 0: output-stationary)"
+    return (
+        "the build: " + ", ".join(fields) + " (dataflow 0: output-stationary, 1: weight-stationary)"
+    )
 
 
 @dataclass(frozen=True)
@@ -107,7 +104,7 @@ def config_word(cfg: ArrayConfig) -> int:
             "weight_bits": cfg.weight_bits,
             "act_signed": cfg.act_signed,
             "saturate": cfg.overflow == "saturate",
-            "dataflow": DATAFLOWS.index("output-stationary"),
+            "dataflow": DATAFLOWS.index(cfg.dataflow),
         }
     )
     return value.as_value().value
@@ -117,6 +114,8 @@ def config_from_word(word: int, base: ArrayConfig | None = None) -> ArrayConfig:
     """The configuration a CONFIG word describes; the fields the word does not hold
     (buffers, output-stage widths) come from ``base``."""
     c = data.Const(CONFIG_LAYOUT, word)
+    if int(c.dataflow) >= len(DATAFLOWS):
+        raise ConfigError(f"CONFIG word 0x{word:08X}: dataflow code {int(c.dataflow)} is unknown")
     return (base or ArrayConfig()).replace(
         rows=int(c.rows),
         cols=int(c.cols),
@@ -125,6 +124,7 @@ def config_from_word(word: int, base: ArrayConfig | None = None) -> ArrayConfig:
         weight_bits=int(c.weight_bits),
         act_signed=bool(c.act_signed),
         overflow="saturate" if c.saturate else "wrap",
+        dataflow=DATAFLOWS[int(c.dataflow)],
     )
 
 

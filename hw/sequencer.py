@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,7 +16,7 @@ from oasa.hw.layouts import (
 )
 from oasa.hw.registers import DIM_BITS
 
-__all__ = ["Sequencer", "command_layout"]
+__all__ = ["Sequencer", "command_layout", "count_flags", "layer_control"]
 
 
 def command_layout(cfg: ArrayConfig) -> data.StructLayout:
@@ -34,6 +34,58 @@ def command_layout(cfg: ArrayConfig) -> data.StructLayout:
             "requant": 1,
         }
     )
+
+
+def layer_control(m: Module, seq: wiring.Component) -> tuple[Value, Value, Value, Signal]:
+    """The part of a sequencer every dataflow shares: start, busy, done and CYCLES.
+
+    Returns ``(launch, cmd, zero_dim, finish)``: ``launch`` is high in the cycle the layer
+    begins (the counters load then), ``cmd`` the command copied at launch, ``zero_dim``
+    whether the programmed command is empty (valid at launch), and ``finish`` a register the
+    caller sets (``m.d.sync += finish.eq(1)``) in the cycle after the layer's last result
+    row is written; the layer ends then.
+
+    ``start`` is registered: the launch resets every counter of both sides, and with the
+    register bus's address decode in front of that fan-out it was the longest path of a
+    16 x 16 array on the ECP5. The layer begins one cycle later; ``busy`` already shows the
+    pending start (and ``done`` hides the last layer's), so the host sees no difference but
+    one more busy cycle. The command is copied at launch, so the host may program the next
+    layer (e.g. in other buffer regions) while this one runs. The bus writes one register
+    per cycle and the start write is one of them, so the copy, one cycle later, holds
+    exactly what was written before the start.
+    """
+    pending = Signal()
+    running = Signal()
+    finished = Signal()
+    finish = Signal()
+    cmd = Signal(seq.command)
+    zero_dim = (seq.cmd.m == 0) | (seq.cmd.k == 0) | (seq.cmd.n == 0)
+    m.d.sync += pending.eq(seq.start & ~seq.busy)
+    m.d.comb += [seq.busy.eq(running | pending), seq.done.eq(finished & ~pending)]
+    launch = pending
+    with m.If(launch):
+        m.d.sync += [cmd.eq(seq.cmd), seq.flagged.eq(0)]
+        m.d.sync += [running.eq(~zero_dim), finished.eq(zero_dim)]
+        # The pending cycle was busy, and counts; an empty layer counts none.
+        m.d.sync += seq.cycles.eq(~zero_dim)
+    with m.Elif(running):
+        m.d.sync += seq.cycles.eq(seq.cycles + 1)
+    m.d.sync += finish.eq(0)
+    with m.If(finish):
+        m.d.sync += [running.eq(0), finished.eq(1)]
+    return launch, cmd, zero_dim, finish
+
+
+def count_flags(m: Module, seq: wiring.Component, keep: Value, ovf: Value, launch: Value) -> None:
+    """Add the set bits of ``ovf`` to FLAGGED for each row with ``keep`` high. A row's flags
+    are counted in one cycle and added in the next (a 16-input count and a 32-bit add in
+    one cycle set Fmax on the ECP5), so a layer finishes one cycle after its last write,
+    with the final count. Launch clears FLAGGED; no row is counted then."""
+    cols = len(ovf)
+    row_flags = Signal(range(cols + 1))
+    m.d.sync += row_flags.eq(Mux(keep, sum(ovf[j] for j in range(cols)), 0))
+    with m.If(~launch):
+        m.d.sync += seq.flagged.eq(seq.flagged + row_flags)
 
 
 class Sequencer(wiring.Component):
@@ -120,30 +172,8 @@ class Sequencer(wiring.Component):
         rows, cols = cfg.rows, cfg.cols
         m = Module()
 
-        # ``start`` is registered: the launch below resets every counter of both sides, and
-        # with the register bus's address decode in front of that fan-out it was the
-        # longest path of a 16 x 16 array on the ECP5. The layer begins one cycle later;
-        # ``busy`` already shows the pending start (and ``done`` hides the last layer's),
-        # so the host sees no difference but one more busy cycle.
-        # The command is copied at launch, so the host may program the next layer (e.g. in
-        # other buffer regions) while this one runs. The bus writes one register per
-        # cycle and the start write is one of them, so the copy, one cycle later, holds
-        # exactly what was written before the start.
-        pending = Signal()
-        running = Signal()
-        finished = Signal()
-        cmd = Signal(self.command)
-        zero_dim = (self.cmd.m == 0) | (self.cmd.k == 0) | (self.cmd.n == 0)
-        m.d.sync += pending.eq(self.start & ~self.busy)
-        m.d.comb += [self.busy.eq(running | pending), self.done.eq(finished & ~pending)]
-        launch = pending
-        with m.If(launch):
-            m.d.sync += [cmd.eq(self.cmd), self.flagged.eq(0)]
-            m.d.sync += [running.eq(~zero_dim), finished.eq(zero_dim)]
-            # The pending cycle was busy, and counts; an empty layer counts none.
-            m.d.sync += self.cycles.eq(~zero_dim)
-        with m.Elif(running):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
+        # Start, busy, done and CYCLES (shared with the weight-stationary sequencer).
+        launch, cmd, zero_dim, finish = layer_control(m, self)
         m.d.comb += [self.relu.eq(cmd.relu), self.requant.eq(cmd.requant)]
 
         # -- issue side: stage A holds addresses and counters, stage B the beat --------------
@@ -310,17 +340,7 @@ class Sequencer(wiring.Component):
             self.res_wr.data.ovf.eq(self.i_res.payload.ovf),
             self.res_wr.en.eq(keep),
         ]
-        # A kept row's flags are counted in one cycle and added to FLAGGED in the next (a
-        # 16-input count and a 32-bit add in one cycle set Fmax on the ECP5); the layer
-        # finishes one cycle after its last write, with the final count.
-        row_flags = Signal(range(cols + 1))
-        m.d.sync += row_flags.eq(Mux(keep, sum(self.i_res.payload.ovf[j] for j in range(cols)), 0))
-        with m.If(~launch):  # launch clears FLAGGED; no row is counted then
-            m.d.sync += self.flagged.eq(self.flagged + row_flags)
-        last_written = Signal()
-        m.d.sync += last_written.eq(0)
-        with m.If(last_written):
-            m.d.sync += [running.eq(0), finished.eq(1)]
+        count_flags(m, self, keep, self.i_res.payload.ovf, launch)
         last_col_tile = n0_w + cols >= cmd.n
         with m.If(launch):
             m.d.sync += [m0_w.eq(0), n0_w.eq(0), col_base.eq(self.cmd.res_base)]
@@ -328,7 +348,7 @@ class Sequencer(wiring.Component):
             with m.If(last_col_tile):
                 m.d.sync += [n0_w.eq(0), col_base.eq(cmd.res_base), m0_w.eq(m0_w + rows)]
                 with m.If(m0_w + rows >= cmd.m):
-                    m.d.sync += last_written.eq(1)
+                    m.d.sync += finish.eq(1)
             with m.Else():
                 m.d.sync += [n0_w.eq(n0_w + cols), col_base.eq(col_base + cmd.m)]
         return m

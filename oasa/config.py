@@ -16,6 +16,8 @@ from oasa.errors import InputError
 
 __all__ = [
     "BUFFERS",
+    "CHOICES",
+    "DATAFLOWS",
     "FIELD_GROUPS",
     "LIMITS",
     "OVERFLOW_MODES",
@@ -25,6 +27,15 @@ __all__ = [
 ]
 
 OVERFLOW_MODES = ("wrap", "saturate")
+
+#: How the array moves data: ``os`` output-stationary (each PE keeps one output's
+#: accumulator while activations and weights stream past), ``ws`` weight-stationary (each
+#: PE keeps one weight while activations stream across and partial sums flow down). Both
+#: compute the same results and flags (DESIGN.md section 2); they differ in cycles and cost.
+DATAFLOWS = ("os", "ws")
+
+#: The fields that take one of a few words, and the words.
+CHOICES = {"overflow": OVERFLOW_MODES, "dataflow": DATAFLOWS}
 
 # Limits chosen so that every intermediate of the output stage, (acc + bias) * mult plus the
 # rounding constant, stays exact in int64 (33 + 25 bits, plus 2**62 for a shift of 63).
@@ -81,6 +92,9 @@ class ArrayConfig:
     ----------
     rows, cols:
         Array size R x C (1..64 each).
+    dataflow:
+        ``"os"`` (output-stationary, the default) or ``"ws"`` (weight-stationary); see
+        :data:`DATAFLOWS`.
     act_bits, act_signed:
         Activation width N (2..8) and whether activations are two's complement.
     weight_bits:
@@ -100,6 +114,9 @@ class ArrayConfig:
 
     rows: int = _field(8, "shape", "array rows R")
     cols: int = _field(8, "shape", "array columns C")
+    dataflow: str = _field(
+        "os", "shape", "dataflow: os (output-stationary) or ws (weight-stationary)"
+    )
     act_bits: int = _field(4, "arithmetic", "activation bits N")
     act_signed: bool = _field(False, "arithmetic", "signed activations (default unsigned)")
     weight_bits: int = _field(4, "arithmetic", "weight bits M (weights are signed)")
@@ -122,10 +139,11 @@ class ArrayConfig:
                 raise ConfigError(f"{name}={value} is out of range: allowed {lo}..{hi}")
         if not isinstance(self.act_signed, bool):
             raise ConfigError(f"act_signed must be True or False, got {self.act_signed!r}")
-        if self.overflow not in OVERFLOW_MODES:
-            raise ConfigError(
-                f"overflow={self.overflow!r} is not a mode: allowed {', '.join(OVERFLOW_MODES)}"
-            )
+        for name, words in CHOICES.items():
+            if getattr(self, name) not in words:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} is not one of: {', '.join(words)}"
+                )
         lo_p, hi_p = self.product_bits, LIMITS["acc_bits"][1]
         if not lo_p <= self.acc_bits <= hi_p:
             raise ConfigError(
@@ -225,7 +243,7 @@ class ArrayConfig:
         sign = "s" if self.act_signed else ""
         return (
             f"r{self.rows}c{self.cols}_a{self.act_bits}{sign}w{self.weight_bits}"
-            f"p{self.acc_bits}_{self.overflow}"
+            f"p{self.acc_bits}_{self.overflow}" + ("_ws" if self.dataflow == "ws" else "")
         )
 
     def replace(self, **changes: Any) -> ArrayConfig:
@@ -263,7 +281,8 @@ class ArrayConfig:
 
     def describe(self) -> str:
         """One human-readable line for CLI output."""
-        return f"{self.rows}x{self.cols} array, {self.describe_arithmetic()}, product {self.product_bits} bits"
+        flow = " weight-stationary" if self.dataflow == "ws" else ""
+        return f"{self.rows}x{self.cols}{flow} array, {self.describe_arithmetic()}, product {self.product_bits} bits"
 
     def describe_arithmetic(self) -> str:
         """The arithmetic alone (what a layer of a network file fixes), in words."""

@@ -1,10 +1,12 @@
 """What a host puts into the accelerator's buffers and registers for one GEMM layer, and
 how it reads the results back. Shared by every accelerator backend and host driver.
 
-Buffer layout (see ``oasa.hw.sequencer.Sequencer``), with T_m = ceil(M/R), T_n = ceil(N/C):
-activation word ``act_base + mt*K + k`` = x[mt*R + i, k] over lanes i; weight word
+Buffer layout (see ``oasa.hw.sequencer.Sequencer``), with T_m = ceil(M/R), T_n = ceil(N/C),
+T_k = ceil(K/R): activation word ``act_base + mt*K + k`` = x[mt*R + i, k] over lanes i on
+the output-stationary array, ``act_base + kt*M + m`` = x[m, kt*R + r] over lanes r on the
+weight-stationary one (``oasa.hw.ws_sequencer.WSSequencer``); weight word
 ``wgt_base + nt*K + k`` = w[k, nt*C + j] over lanes j; parameter word ``param_base + nt``;
-result word ``res_base + nt*M + m``. Lanes past M or N are zero.
+result word ``res_base + nt*M + m``. Lanes past M, K or N are zero.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ class LayerImage:
     Attributes
     ----------
     act_words, wgt_words:
-        (T_m*K, R) and (T_n*K, C) int64 lane values, written from ``act_base`` and
-        ``wgt_base``.
+        (T_m*K, R) (weight-stationary: (T_k*M, R)) and (T_n*K, C) int64 lane values,
+        written from ``act_base`` and ``wgt_base``.
     bias, mult, shift:
         (T_n, C) int64 output-stage parameters, written from ``param_base``.
     registers:
@@ -141,13 +143,24 @@ def build_image(
                 f"{name}={v} exceeds the accelerator's 16-bit size registers (max {MAX_DIM})"
             )
     mts, nts = tile_grid(cfg, m, n)
-    _fit(
-        "activation",
-        "act_depth",
-        act_base + mts * k,
-        cfg.act_depth,
-        f"the largest M that fits with K={k} is {cfg.rows * ((cfg.act_depth - act_base) // k)}; raise --act-depth",
-    )
+    kts = -(-k // cfg.rows)
+    ws = cfg.dataflow == "ws"
+    if ws:
+        _fit(
+            "activation",
+            "act_depth",
+            act_base + kts * m,
+            cfg.act_depth,
+            f"the largest M that fits with K={k} is {(cfg.act_depth - act_base) // kts}; raise --act-depth",
+        )
+    else:
+        _fit(
+            "activation",
+            "act_depth",
+            act_base + mts * k,
+            cfg.act_depth,
+            f"the largest M that fits with K={k} is {cfg.rows * ((cfg.act_depth - act_base) // k)}; raise --act-depth",
+        )
     _fit(
         "weight",
         "wgt_depth",
@@ -175,8 +188,14 @@ def build_image(
         )
 
     xp, wp = pad_operands(xa, wa, cfg)
-    # act word mt*K + k, lane i = x[mt*R + i, k]
-    act_words = xp.reshape(mts, cfg.rows, k).transpose(0, 2, 1).reshape(mts * k, cfg.rows)
+    if ws:
+        # act word kt*M + m, lane r = x[m, kt*R + r]
+        xk = np.zeros((m, kts * cfg.rows), dtype=np.int64)
+        xk[:, :k] = xa
+        act_words = xk.reshape(m, kts, cfg.rows).transpose(1, 0, 2).reshape(kts * m, cfg.rows)
+    else:
+        # act word mt*K + k, lane i = x[mt*R + i, k]
+        act_words = xp.reshape(mts, cfg.rows, k).transpose(0, 2, 1).reshape(mts * k, cfg.rows)
     # wgt word nt*K + k, lane j = w[k, nt*C + j]
     wgt_words = wp.reshape(k, nts, cfg.cols).transpose(1, 0, 2).reshape(nts * k, cfg.cols)
     n_pad = nts * cfg.cols

@@ -10,6 +10,8 @@ from __future__ import annotations
 from oasa.config import ArrayConfig
 from oasa.hw.array import SystolicArray
 from oasa.hw.output_stage import OutputStage
+from oasa.hw.ws_array import WSArray, ws_pass_interval
+from oasa.hw.ws_sequencer import FEEDBACK_LATENCY
 from oasa.sim.tiling import tile_grid
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "core_cycles",
     "cycle_budget",
     "tile_period",
+    "ws_accelerator_cycles",
 ]
 
 #: Registers between a tile's last beat and its first result, beyond R + C: the input
@@ -77,15 +80,55 @@ def accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
 
     >>> accelerator_cycles(ArrayConfig(), 64, 288, 64)
     18467
+
+    A weight-stationary configuration is counted by :func:`ws_accelerator_cycles`.
     """
     if min(m, k, n) < 1:
         return 0
+    if cfg.dataflow == "ws":
+        return ws_accelerator_cycles(cfg, m, k, n)
     mts, nts = tile_grid(cfg, m, n)
     last_beat = SEQUENCER_ISSUE_LATENCY + (k - 1) + (mts * nts - 1) * tile_period(cfg, k)
     return (
         last_beat
         + array_latency(cfg)
         + (cfg.rows - 1)
+        + OUTPUT_STAGE_LATENCY
+        + SEQUENCER_FINISH_LATENCY
+    )
+
+
+def ws_accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
+    """The CYCLES register of the weight-stationary accelerator for an M x K x N layer.
+
+    Derived from :class:`~oasa.hw.ws_sequencer.WSSequencer`: the first weight beat reaches
+    the array in cycle 4, as on the output-stationary accelerator; a pass (N tile, K tile)
+    loads R weight words and then streams its M rows. The next pass's weights follow the
+    last row after the array's drain, and the rows of a pass that continues a K tile wait,
+    in addition, until the previous pass's partial sums are back in the result buffer
+    (:func:`~oasa.hw.ws_array.ws_pass_interval` with the sequencer's feedback). The last
+    row leaves the array ``latency`` cycles after it entered, then takes the output stage
+    and the result write, as on the output-stationary accelerator.
+
+    >>> ws_accelerator_cycles(ArrayConfig(dataflow="ws"), 64, 288, 64)
+    19987
+    """
+    if min(m, k, n) < 1:
+        return 0
+    k_tiles = -(-k // cfg.rows)
+    _, n_tiles = tile_grid(cfg, m, n)
+    dependent = ws_pass_interval(cfg, m, dependent=True, feedback=FEEDBACK_LATENCY)
+    independent = ws_pass_interval(cfg, m, dependent=False)
+    last_rows = (
+        SEQUENCER_ISSUE_LATENCY
+        + cfg.rows
+        + n_tiles * (k_tiles - 1) * dependent
+        + (n_tiles - 1) * independent
+    )
+    return (
+        last_rows
+        + (m - 1)
+        + WSArray.latency_of(cfg)
         + OUTPUT_STAGE_LATENCY
         + SEQUENCER_FINISH_LATENCY
     )

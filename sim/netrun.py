@@ -121,23 +121,29 @@ class Throughput:
 
 def plan_calls(cfg: ArrayConfig, m: int, k: int, n: int) -> list[tuple[slice, slice]]:
     """Cut an M x K x N GEMM into accelerator calls that fit the buffers: column chunks
-    (multiples of C) whose weights fit, then row chunks (multiples of R) whose activations
-    and results fit."""
-    if k > cfg.act_depth or k > cfg.wgt_depth:
+    (multiples of C) whose weights fit, then row chunks whose activations and results fit
+    (multiples of R on the output-stationary array, whose activation words hold R rows; any
+    number on the weight-stationary one, whose words hold R terms of one row)."""
+    ws = cfg.dataflow == "ws"
+    act_words_per_row = -(-k // cfg.rows) if ws else k  # per row (ws) or per row tile (os)
+    if act_words_per_row > cfg.act_depth or k > cfg.wgt_depth:
+        need = "ceil(K/R) activation words and K weight words" if ws else (
+            "K words in the activation and weight buffers")  # fmt: skip
         raise BufferFitError(
-            f"K={k} does not fit: one tile needs K words in the activation and weight buffers "
+            f"K={k} does not fit: one tile needs {need} "
             f"(act_depth={cfg.act_depth}, wgt_depth={cfg.wgt_depth}); raise --act-depth/--wgt-depth"
         )
     n_tiles = max(1, min(cfg.wgt_depth // k, cfg.param_depth))
     n_chunk = min(n, n_tiles * cfg.cols)
     nts = tile_grid(cfg, 1, n_chunk)[1]
-    m_tiles = min(cfg.act_depth // k, cfg.res_depth // (nts * cfg.rows))
-    if m_tiles < 1:
+    row_unit = 1 if ws else cfg.rows
+    m_units = min(cfg.act_depth // act_words_per_row, cfg.res_depth // (nts * row_unit))
+    if m_units < 1:
         raise BufferFitError(
-            f"the result buffer holds {cfg.res_depth} words, less than one row tile of "
-            f"{nts * cfg.rows}; raise --res-depth"
+            f"the result buffer holds {cfg.res_depth} words, less than "
+            f"{'one row' if ws else 'one row tile'} of {nts * row_unit}; raise --res-depth"
         )
-    m_chunk = min(m, m_tiles * cfg.rows)
+    m_chunk = min(m, m_units * row_unit)
     return [
         (slice(m0, min(m, m0 + m_chunk)), slice(n0, min(n, n0 + n_chunk)))
         for n0 in range(0, n, n_chunk)

@@ -1,11 +1,12 @@
 """The CONFIG register word: one layout (``CONFIG_LAYOUT``) for the RTL, the UART
-protocol and the host, with room for a dataflow field."""
+protocol and the host, including the dataflow."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from oasa.config import ArrayConfig
+from oasa.config import ArrayConfig, ConfigError
 from oasa.fpga.protocol import PROTOCOL_VERSION, Identity
 from oasa.hw.registers import CONFIG_LAYOUT, config_from_word, config_word
 
@@ -22,6 +23,7 @@ def _random_configs(n: int = 200):
             act_signed=bool(rng.integers(2)),
             acc_bits=32,
             overflow=str(rng.choice(["wrap", "saturate"])),
+            dataflow=str(rng.choice(["os", "ws"])),
         )
         yield cfg.replace(acc_bits=int(rng.integers(cfg.product_bits, 33)))
 
@@ -42,7 +44,8 @@ def test_the_fields_sit_where_the_register_map_says():
             | cfg.weight_bits << 24
             | int(cfg.act_signed) << 28
             | int(cfg.overflow == "saturate") << 29
-        )  # dataflow [31:30] = 0: output-stationary
+            | int(cfg.dataflow == "ws") << 30
+        )  # dataflow [31:30]: 0 output-stationary, 1 weight-stationary
         assert config_word(cfg) == want
     assert CONFIG_LAYOUT.size == 32
 
@@ -53,3 +56,9 @@ def test_the_identity_carries_the_word_and_the_protocol_version():
         assert ident.version == PROTOCOL_VERSION == 2
         assert ident.config == config_word(cfg) and ident.to_config() == cfg
         assert f"{cfg.rows}x{cfg.cols} array" in ident.describe()
+
+
+def test_an_unknown_dataflow_code_is_refused():
+    word = config_word(ArrayConfig()) | 3 << 30
+    with pytest.raises(ConfigError, match="dataflow code 3 is unknown"):
+        config_from_word(word)

@@ -19,11 +19,13 @@ def images(net, n, seed=0):
     return network.quantize_input(net, rng.random((n, *net.input_shape)))
 
 
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
 @pytest.mark.parametrize("backend", ["model", "amaranth", "verilator"])
-def test_network_on_every_backend_equals_golden_inference(backend):
+def test_network_on_every_backend_equals_golden_inference(backend, dataflow):
     net = small_network(acc_bits=9, overflow="saturate")  # narrow: some dot products overflow
     x = images(net, 5)
-    run = run_network_rtl(net, x, backend=backend, overrides=ARRAY, batch=3)
+    run = run_network_rtl(net, x, backend=backend, overrides={**ARRAY, "dataflow": dataflow},
+                          batch=3)  # fmt: skip
     ref = network.run_network(net, x)
     np.testing.assert_array_equal(run.result.predictions, ref.predictions)
     np.testing.assert_array_equal(run.result.logits, ref.logits)
@@ -37,11 +39,13 @@ def test_network_on_every_backend_equals_golden_inference(backend):
     assert all(s.calls >= 1 and s.cycles > 0 for s in weighted)
 
 
-def test_cycles_are_the_sum_of_predicted_calls():
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_cycles_are_the_sum_of_predicted_calls(dataflow):
     net = small_network(acc_bits=9, overflow="saturate")
     x = images(net, 4)
-    model = run_network_rtl(net, x, backend="model", overrides=ARRAY, batch=4)
-    rtl = run_network_rtl(net, x, backend="verilator", overrides=ARRAY, batch=4)
+    array = {**ARRAY, "dataflow": dataflow}
+    model = run_network_rtl(net, x, backend="model", overrides=array, batch=4)
+    rtl = run_network_rtl(net, x, backend="verilator", overrides=array, batch=4)
     assert [s.cycles for s in model.stats] == [s.cycles for s in rtl.stats]
     assert [s.calls for s in model.stats] == [s.calls for s in rtl.stats]
 
@@ -79,6 +83,23 @@ def test_plan_calls_fit_the_buffers():
         assert -(-m // 2) * 20 <= cfg.act_depth and -(-n // 3) * 20 <= cfg.wgt_depth
         assert -(-n // 3) * m <= cfg.res_depth
     assert (covered == 1).all()
+    with pytest.raises(BufferFitError, match="K=65 does not fit"):
+        plan_calls(cfg, 4, 65, 4)
+
+
+def test_ws_plan_calls_fit_the_buffers():
+    """Weight-stationary: ceil(K/R) activation words per row, any number of rows a call."""
+    cfg = ArrayConfig(**{**ARRAY, "dataflow": "ws"})
+    calls = plan_calls(cfg, 100, 20, 10)
+    covered = np.zeros((100, 10), dtype=int)
+    for rows, chans in calls:
+        covered[rows, chans] += 1
+        m, n = rows.stop - rows.start, chans.stop - chans.start
+        assert 10 * m <= cfg.act_depth and -(-n // 3) * 20 <= cfg.wgt_depth
+        assert -(-n // 3) * m <= cfg.res_depth
+    assert (covered == 1).all()
+    assert {r.stop - r.start for r, _ in calls} == {6, 4}  # 64 // 10 rows, not whole tiles
+    plan_calls(cfg, 4, 64, 4)  # 32 activation words a row: fits where the OS layout does not
     with pytest.raises(BufferFitError, match="K=65 does not fit"):
         plan_calls(cfg, 4, 65, 4)
 

@@ -36,18 +36,18 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def cmd_explore(args: argparse.Namespace) -> Report:
-    from oasa.config import ArrayConfig
+    from oasa.config import DATAFLOWS, ArrayConfig
     from oasa.fpga import explore
     from oasa.quant.model import cache_dir
 
     files.check_input_file(args.net, "NET")
     out = files.check_output_dir(args.output, "-o")
     dataflows = [d.strip() for d in args.dataflows.split(",") if d.strip()]
-    bad = [d for d in dataflows if d not in explore.DATAFLOWS]
+    bad = [d for d in dataflows if d not in DATAFLOWS]
     if bad or not dataflows:
         raise opt.UsageError(
-            f"--dataflows: {','.join(bad) or 'none given'}; this oasa runs "
-            f"{', '.join(explore.DATAFLOWS)} (weight-stationary is not built yet)"
+            f"--dataflows: {','.join(bad) or 'none given'}; choose from {','.join(DATAFLOWS)} "
+            "(os: output-stationary, ws: weight-stationary)"
         )
     candidates = [
         explore.Candidate(r, c, d, p)
@@ -88,7 +88,7 @@ def register(sub) -> None:
     p.add_argument(
         "--arrays", default="8x8,16x16,32x32", help="ROWSxCOLS list (default 8x8,16x16,32x32)"
     )
-    p.add_argument("--dataflows", default="os", help="dataflows (default os)")
+    p.add_argument("--dataflows", default="os,ws", help="dataflows: os, ws or both (default os,ws)")
     p.add_argument("--acc-bits", default="16", help="accumulator widths, e.g. 12,16 (default 16)")
     p.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5",
                    help="FPGA family of the cost model (default ecp5)")  # fmt: skip

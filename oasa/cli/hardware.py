@@ -21,6 +21,12 @@ def cmd_verilog(args: argparse.Namespace) -> Report:
     from oasa.hw.verilog import check_module_name, component_ports, to_verilog
 
     cfg = opt.config_from_args(args)
+    args.top = args.top or ("accelerator" if cfg.dataflow == "ws" else "core")
+    if args.top == "core" and cfg.dataflow == "ws":
+        raise opt.UsageError(
+            "--top core is the output-stationary array and output stage; for the "
+            "weight-stationary array use --top accelerator"
+        )
     name = check_module_name(args.name or f"oasa_{args.top}")
     out = files.check_output_path(args.output, "-o")
     top = ArrayCore(cfg) if args.top == "core" else Accelerator(cfg)
@@ -163,9 +169,9 @@ def register(sub) -> None:
     p.add_argument(
         "--top",
         choices=("core", "accelerator"),
-        default="core",
-        help="core: the array and output stage (streams in, rows out); accelerator: "
-        "buffers, sequencer and registers around it (default core)",
+        help="core: the output-stationary array and output stage (streams in, rows out); "
+        "accelerator: buffers, sequencer and registers around the array (default core, "
+        "accelerator with --dataflow ws)",
     )
     p.add_argument("--name", help="top module name (default oasa_core / oasa_accelerator)")
     p.add_argument("--lint", action="store_true", help="also run verilator --lint-only on it")

@@ -9,7 +9,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
-from oasa.config import FIELD_GROUPS, OVERFLOW_MODES, ArrayConfig
+from oasa.config import CHOICES, FIELD_GROUPS, ArrayConfig
 from oasa.errors import InputError
 
 __all__ = [
@@ -133,8 +133,8 @@ def add_config_options(
                 text = f"{text} (default: {default_note})"
             if f.type in (bool, "bool"):
                 g.add_argument(flag, action="store_true", default=default or None, help=text)
-            elif f.name == "overflow":
-                g.add_argument(flag, choices=OVERFLOW_MODES, default=default, help=text)
+            elif f.name in CHOICES:
+                g.add_argument(flag, choices=CHOICES[f.name], default=default, help=text)
             else:  # ranges are the configuration's to check: its message names them
                 g.add_argument(flag, type=_integer, default=default, help=text)
 

@@ -32,12 +32,13 @@ def test_shapes_of_each_kind_of_input(tmp_path):
     assert [(s.m, s.k, s.n) for s in shapes] == [(16, 9, 3), (1, 12, 5), (1, 5, 3)]
 
 
-def test_layer_cycles_are_what_the_runner_counts(tmp_path):
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_layer_cycles_are_what_the_runner_counts(tmp_path, dataflow):
     """Per image, explore's cycles equal the model backend's run of the same network, whose
     per-call cycles tests/test_netrun.py checks against the Verilator RTL."""
     net = small_network()
     array = {"rows": 2, "cols": 3, "act_depth": 64, "wgt_depth": 64, "res_depth": 64,
-             "param_depth": 8}  # fmt: skip
+             "param_depth": 8, "dataflow": dataflow}  # fmt: skip
     run = run_network_rtl(net, np.zeros((1, 1, 4, 4), np.int64), backend="model",
                           overrides=array, batch=1)  # fmt: skip
     netfile.save(net, tmp_path / "n.npz")
@@ -66,20 +67,22 @@ def test_explore_command(tmp_path, capsys):
             "--no-cost", "-o", str(out), "--json"]  # fmt: skip
     assert main(argv) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["layers"] == 54 and len(r["totals"]) == 2
-    small, big = r["totals"]
-    assert big["cycles"] < small["cycles"] and 0 < big["utilization"] <= 1
-    assert small["macs"] == sum(s.macs for s in explore.layer_shapes(RESNET)[1])
+    assert r["layers"] == 54 and len(r["totals"]) == 4  # 2 arrays x os, ws
+    by = {(t["rows"], t["dataflow"]): t for t in r["totals"]}
+    for flow in ("os", "ws"):
+        small, big = by[8, flow], by[16, flow]
+        assert big["cycles"] < small["cycles"] and 0 < big["utilization"] <= 1
+        assert small["macs"] == sum(s.macs for s in explore.layer_shapes(RESNET)[1])
     for name in ("layers.csv", "totals.csv", "explore.json", "cycles.png"):
         assert (out / name).stat().st_size > 0
-    assert len((out / "layers.csv").read_text().splitlines()) == 1 + 2 * 54
+    assert len((out / "layers.csv").read_text().splitlines()) == 1 + 4 * 54
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--arrays", "8by8"], "is not ROWSxCOLS"),
-        (["--dataflows", "ws"], "weight-stationary is not built yet"),
+        (["--dataflows", "is"], "--dataflows: is; choose from os,ws"),
         (["--acc-bits", "40"], "acc_bits=40 is out of range"),
     ],
 )

@@ -1,5 +1,5 @@
 """The Accelerator (buffers, sequencer, registers) on Amaranth's simulator: whole layers
-against the golden model, cycle counts against the cycle model."""
+against the golden model, cycle counts against the cycle model, in both dataflows."""
 
 from functools import partial
 
@@ -12,6 +12,7 @@ from oasa.config import ArrayConfig
 from oasa.hw.accelerator import Accelerator
 from oasa.hw.registers import REG, config_word
 from oasa.hw.sequencer import Sequencer
+from oasa.hw.ws_sequencer import WSSequencer
 from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
 from oasa.sim.backends import amaranth_accel
@@ -58,6 +59,8 @@ CONFIGS = [
     ),
     ArrayConfig(rows=1, cols=1, acc_bits=8, **SMALL),
 ]
+CONFIGS += [cfg.replace(dataflow="ws") for cfg in CONFIGS]
+DATAFLOWS = pytest.mark.parametrize("dataflow", ["os", "ws"])
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
@@ -74,29 +77,43 @@ def test_layers_back_to_back_every_mode(cfg):
     check(run_accel_images([e[0] for e in expected]), expected)
 
 
-def test_overflow_flags_and_count_in_both_modes():
+@DATAFLOWS
+def test_overflow_flags_and_count_in_both_modes(dataflow):
+    """Flags raised in early K tiles too (K = 15 on 2 rows: eight K tiles on the
+    weight-stationary array, whose flags travel through the result buffer)."""
     for mode in ("wrap", "saturate"):
-        cfg = ArrayConfig(rows=2, cols=3, acc_bits=8, overflow=mode, **SMALL)
+        cfg = ArrayConfig(rows=2, cols=3, acc_bits=8, overflow=mode, dataflow=dataflow, **SMALL)
         rng = np.random.default_rng(4)
         expected = [layer(rng, cfg, 6, 15, 5, mode="raw")]
         assert expected[0][2].any() and not expected[0][2].all()
         check(run_accel_images([e[0] for e in expected]), expected)
 
 
-def test_front_door_ports_load_and_read():
-    """The host write/read ports, word by word (as a real host uses them)."""
-    cfg = ArrayConfig(rows=2, cols=2, acc_bits=10, **SMALL)
+@DATAFLOWS
+def test_front_door_ports_load_and_read(dataflow):
+    """The host write/read ports, word by word (as a real host uses them; the
+    weight-stationary sequencer shares the result read port while busy)."""
+    cfg = ArrayConfig(rows=2, cols=2, acc_bits=10, dataflow=dataflow, **SMALL)
     rng = np.random.default_rng(6)
     expected = [layer(rng, cfg, 3, 5, 3, mode="relu", act_base=2, res_base=9)]
     check(run_accel_images([expected[0][0]], front_door=True), expected)
 
 
-def test_registers_read_back_and_config_word():
+@DATAFLOWS
+def test_registers_read_back_and_config_word(dataflow):
     from amaranth.sim import Simulator
 
     from oasa.hw.accelerator import Accelerator
 
-    cfg = ArrayConfig(rows=2, cols=3, acc_bits=12, overflow="saturate", act_signed=True, **SMALL)
+    cfg = ArrayConfig(
+        rows=2,
+        cols=3,
+        acc_bits=12,
+        overflow="saturate",
+        act_signed=True,
+        dataflow=dataflow,
+        **SMALL,
+    )
     dut = Accelerator(cfg)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -126,7 +143,8 @@ def test_registers_read_back_and_config_word():
     }
     word = config_word(cfg)  # rows [6:0], cols [13:7], acc_bits [19:14], signed [28], sat [29]
     fields = (word & 0x7F, word >> 7 & 0x7F, word >> 14 & 0x3F, word >> 28 & 1, word >> 29 & 1)
-    assert fields == (2, 3, 12, 1, 1) and word >> 30 == 0  # dataflow 0: output-stationary
+    assert fields == (2, 3, 12, 1, 1)
+    assert word >> 30 == {"os": 0, "ws": 1}[dataflow]  # dataflow [31:30]
 
 
 @pytest.mark.parametrize(
@@ -145,6 +163,7 @@ def test_registers_read_back_and_config_word():
     ],
 )
 def test_layer_that_does_not_fit_names_the_buffer(shape, words):
+    """(Output-stationary layout; the weight-stationary activation layout below.)"""
     cfg = ArrayConfig(rows=4, cols=4, act_depth=16, wgt_depth=16, res_depth=16, param_depth=4)
     m, k, n = shape
     with pytest.raises(BufferFitError, match=words.replace("(", r"\(").replace(")", r"\)")):
@@ -160,6 +179,34 @@ def test_cycle_model_formula_cases(rows, cols):
     assert accelerator_cycles(cfg, rows, 10 * rows, cols) == 10 * rows + fixed
     assert accelerator_cycles(cfg, 2 * rows, rows, 3 * cols) == 6 * rows + fixed
     assert accelerator_cycles(cfg, rows, 1, 2 * cols) == 1 + max(1, rows) + fixed
+
+
+def test_ws_activation_layout_that_does_not_fit_names_the_buffer():
+    """Weight-stationary: ceil(K/R) words per row of X."""
+    cfg = ArrayConfig(rows=4, cols=4, act_depth=16, dataflow="ws")
+    x, w = np.zeros((6, 10), dtype=int), np.zeros((10, 3), dtype=int)
+    with pytest.raises(BufferFitError, match=r"activation buffer needs 18 words but holds 16 "
+                       r"\(act_depth=16\); the largest M that fits with K=10 is 5"):  # fmt: skip
+        build_image(x, w, cfg=cfg)
+    build_image(x[:5], w, cfg=cfg)
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (2, 3), (4, 4), (8, 8), (3, 5)])
+def test_ws_cycle_model_formula_cases(rows, cols):
+    """Hand-derived: one pass; K tiles of long rows (the drain paces passes); K tiles of
+    one row (the partial sums' round trip paces them); N tiles (no round trip)."""
+    cfg = ArrayConfig(rows=rows, cols=cols, dataflow="ws")
+    latency = rows + cols + 1
+    tail = latency + 6 + 1 - 1  # array, stage, finish; the last row is counted once
+    drain = max(1, rows + cols - 2)
+    assert accelerator_cycles(cfg, 5, rows, cols) == 4 + rows + 5 + tail
+    m = 4 * (rows + cols) + 12  # long enough that loads and drains set the pace
+    assert (
+        accelerator_cycles(cfg, m, 3 * rows, cols)
+        == 4 + rows + 2 * (rows + m - 1 + drain) + m + tail
+    )
+    assert accelerator_cycles(cfg, 1, 3 * rows, cols) == 4 + rows + 2 * (latency + 9) + 1 + tail
+    assert accelerator_cycles(cfg, 1, rows, 3 * cols) == 4 + rows + 2 * (rows + drain) + 1 + tail
 
 
 class _NeverRefusedSequencer(Sequencer):
@@ -199,3 +246,55 @@ def test_refusal_check_can_fail(monkeypatch):
     expected = [layer(np.random.default_rng(3), cfg, 8, 1, 2, mode="raw")]
     with pytest.raises(AssertionError, match="refused a beat"):
         run_accel_images([e[0] for e in expected])
+
+
+class _NeverRefusedWSSequencer(WSSequencer):
+    """The weight-stationary sequencer, asserting that the array takes every weight, row
+    and partial-sum beat it offers."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        for port in (self.o_wgt, self.o_act, self.o_psum):
+            refused = port.valid & ~port.ready
+            m.d.sync += Assert(~refused, "the array refused a beat the sequencer offered")
+        return m
+
+
+WS = ArrayConfig(rows=3, cols=2, acc_bits=12, dataflow="ws", **SMALL)
+WS_SHAPES = [(9, 1, 5), (1, 7, 3), (2, 8, 4), (12, 3, 2), (5, 7, 3), (1, 1, 1), (4, 10, 5)]
+
+
+def test_ws_array_never_refuses_a_beat(monkeypatch):
+    """One row and many rows per pass, K below, at and above R, several K and N tiles,
+    back to back: the sequencer's drain rule matches the array's cycle for cycle."""
+    monkeypatch.setattr(
+        amaranth_accel, "Accelerator", partial(Accelerator, sequencer=_NeverRefusedWSSequencer)
+    )
+    rng = np.random.default_rng(8)
+    expected = [layer(rng, WS, m, k, n, mode="raw") for m, k, n in WS_SHAPES]
+    check(run_accel_images([e[0] for e in expected]), expected)
+
+
+def test_ws_schedule_checks_can_fail(monkeypatch):
+    """One cycle less of drain makes the array refuse a weight beat; one cycle less of
+    partial-sum round trip makes a K tile continue from a stale partial sum."""
+
+    class EarlyWeights(_NeverRefusedWSSequencer):
+        @property
+        def drain_wait(self) -> int:
+            return super().drain_wait - 1
+
+    class EarlyRows(WSSequencer):
+        @property
+        def feedback_wait(self) -> int:
+            return super().feedback_wait - 1
+
+    cfg = WS.replace(rows=4, cols=3)  # drain 5 cycles, so one less still takes the beat
+    rng = np.random.default_rng(9)
+    monkeypatch.setattr(amaranth_accel, "Accelerator", partial(Accelerator, sequencer=EarlyWeights))
+    with pytest.raises(AssertionError, match="refused a beat"):
+        run_accel_images([layer(rng, cfg, 2, 9, 3, mode="raw")[0]])
+    monkeypatch.setattr(amaranth_accel, "Accelerator", partial(Accelerator, sequencer=EarlyRows))
+    img, out, _ = layer(rng, cfg, 1, 9, 3, mode="raw")
+    (run,) = run_accel_images([img])
+    assert (run.out != out).any()
