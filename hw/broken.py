@@ -28,6 +28,7 @@ from oasa.hw.core import ArrayCore
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.pe import ProcessingElement
 from oasa.hw.sequencer import Sequencer
+from oasa.hw.ws_array import WSPE
 
 __all__ = [
     "CoreDropsLast",
@@ -38,6 +39,7 @@ __all__ = [
     "PEProductOffByOne",
     "SequencerDropsLast",
     "StageRoundsHalfDown",
+    "WSPEFlagPositiveOnly",
     "core_flag_stuck_low",
     "core_one_pe_off_by_one",
     "core_saturates_in_wrap",
@@ -98,6 +100,18 @@ class PEProductOffByOne(ProcessingElement):
 
     def multiply(self, act: Value, wgt: Value) -> Value:
         return super().multiply(act, wgt) + 1
+
+
+class WSPEFlagPositiveOnly(WSPE):
+    """Bug (weight-stationary PE): the flag is raised only when the sum goes above the
+    range, never below it. The partial sum is right."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        product = Signal.like(self.multiply(self.act, self.wgt), name="bad_product")
+        m.d.sync += product.eq(self.multiply(self.act, self.wgt))
+        m.d.sync += self.flag_out.eq(self.flag | (self.psum + product > self.cfg.acc_max))
+        return m
 
 
 def pe_saturates_in_wrap(cfg: ArrayConfig) -> ProcessingElement:

@@ -30,6 +30,14 @@ proves it for all time):
   golden formula to the delayed values; the stage is a pipeline without feedback, so
   k-induction with k = latency closes the proof (its state is a function of the last
   ``latency`` inputs).
+- ``ws_wrap``, ``ws_saturate``, ``ws_flag``: the weight-stationary PE is one step of a
+  column's chain: ``psum_out`` is wrap_P or clamp_P of ``psum`` plus the product of the
+  previous cycle's activation and held weight, and ``flag_out`` is ``flag`` or that sum
+  leaving the P-bit range. The shadow computes the same step from the same ports (the
+  product one cycle late, as the PE's register holds it), so k = 2 closes it. A column is
+  these steps chained by wires (partial sum and flag from above), and the chain's entry is
+  the previous K tile's result (hw/ws_array.py), so the steps compose into DESIGN.md's
+  t_k = op(t_{k-1} + x_k w_k) over k = 0..K-1 with the sticky flag.
 - ``skew``: the shadow delays every accepted beat; PE (i, j) must see activation row i and
   weight column j of the beat accepted i + j + 1 cycles earlier (the input register plus
   i + j skew hops), and that beat's valid, first and last markers one cycle later (when
@@ -48,6 +56,7 @@ from oasa.config import ArrayConfig
 from oasa.hw.array import SystolicArray
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.pe import ProcessingElement
+from oasa.hw.ws_array import WSPE
 
 __all__ = [
     "EUF_SOLVER",
@@ -58,6 +67,10 @@ __all__ = [
     "pe_wrap_harness",
     "skew_harness",
     "stage_harness",
+    "ws_pe_flag_harness",
+    "ws_pe_harness",
+    "ws_pe_saturate_harness",
+    "ws_pe_wrap_harness",
 ]
 
 #: Extra bits of the wrap-mode shadow sum beyond P (any value >= 0 proves the same thing).
@@ -171,6 +184,51 @@ def pe_flag_harness(cfg: ArrayConfig, pe: PEFactory = ProcessingElement) -> Harn
     h.check(m, dut.ovf == left, "ovf == some partial sum since the last first left the range")
     h.check(m, left | (dut.acc == exact), "no overflow yet implies acc == exact prefix sum")
     return h
+
+
+def ws_pe_harness(cfg: ArrayConfig, prop: str, pe: Callable[[ArrayConfig], WSPE] = WSPE) -> Harness:
+    """Properties 6-8 (``prop`` "wrap", "saturate" or "flag"): one step of the
+    weight-stationary PE, psum_out = op_P(psum + x*w) and flag_out = flag | (psum + x*w
+    outside the P-bit range), x*w the product of the previous cycle's activation and held
+    weight."""
+    m = Module()
+    m.submodules.dut = dut = pe(cfg)
+    _free(m, dut.act, dut.wgt_in, dut.load, dut.psum, dut.flag)
+    h = Harness(m, depth=2)
+    prod = Signal(signed(cfg.act_bits + cfg.weight_bits + 1), name="spec_prod")
+    m.d.sync += prod.eq(dut.act * dut.wgt)
+    t = Signal(signed(cfg.acc_bits + cfg.act_bits + cfg.weight_bits + 2), name="spec_t")
+    m.d.comb += t.eq(dut.psum + prod)
+    out_of_range = (t < cfg.acc_min) | (t > cfg.acc_max)
+    spec = Signal(signed(cfg.acc_bits), name="spec_psum")
+    flag = Signal(name="spec_flag")
+    if prop == "wrap":
+        m.d.sync += spec.eq(t[: cfg.acc_bits].as_signed())
+        h.check(m, dut.psum_out == spec, "psum_out == (psum + x*w) mod 2**P")
+    elif prop == "saturate":
+        m.d.sync += spec.eq(Mux(t > cfg.acc_max, cfg.acc_max, Mux(t < cfg.acc_min, cfg.acc_min, t)))
+        h.check(m, dut.psum_out == spec, "psum_out == clamp_P(psum + x*w)")
+    elif prop == "flag":
+        m.d.sync += flag.eq(dut.flag | out_of_range)
+        h.check(m, dut.flag_out == flag, "flag_out == flag | (psum + x*w) left the range")
+    else:
+        raise ValueError(f"unknown weight-stationary PE property {prop!r}")
+    return h
+
+
+def ws_pe_wrap_harness(cfg: ArrayConfig, pe: Callable[[ArrayConfig], WSPE] = WSPE) -> Harness:
+    """Property 6: the weight-stationary PE's step in wrap mode."""
+    return ws_pe_harness(cfg, "wrap", pe)
+
+
+def ws_pe_saturate_harness(cfg: ArrayConfig, pe: Callable[[ArrayConfig], WSPE] = WSPE) -> Harness:
+    """Property 7: the weight-stationary PE's step in saturate mode."""
+    return ws_pe_harness(cfg, "saturate", pe)
+
+
+def ws_pe_flag_harness(cfg: ArrayConfig, pe: Callable[[ArrayConfig], WSPE] = WSPE) -> Harness:
+    """Property 8: the weight-stationary PE's flag step (either mode)."""
+    return ws_pe_harness(cfg, "flag", pe)
 
 
 # -- output stage ------------------------------------------------------------------------

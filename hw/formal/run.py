@@ -78,7 +78,7 @@ PROPERTIES: dict[str, Property] = {
             1,
             "wrap mode: acc == exact running sum mod 2**P",
             hz.pe_wrap_harness,
-            lambda c: c.overflow == "wrap",
+            lambda c: c.dataflow == "os" and c.overflow == "wrap",
             "pe",
         ),
         Property(
@@ -86,7 +86,7 @@ PROPERTIES: dict[str, Property] = {
             2,
             "saturate mode: acc == step-by-step clamped sum",
             hz.pe_saturate_harness,
-            lambda c: c.overflow == "saturate",
+            lambda c: c.dataflow == "os" and c.overflow == "saturate",
             "pe",
         ),
         Property(
@@ -94,7 +94,7 @@ PROPERTIES: dict[str, Property] = {
             3,
             "ovf set iff some partial sum left the P-bit range since first",
             hz.pe_flag_harness,
-            lambda c: True,
+            lambda c: c.dataflow == "os",
             "pe",
         ),
         Property(
@@ -110,15 +110,40 @@ PROPERTIES: dict[str, Property] = {
             5,
             "PE (i,j) sees act row i and wgt col j of the same beat",
             hz.skew_harness,
-            lambda c: True,
+            lambda c: c.dataflow == "os",
             "array",
+        ),
+        Property(
+            "ws_wrap",
+            6,
+            "weight-stationary PE, wrap: psum_out == (psum + x*w) mod 2**P",
+            hz.ws_pe_wrap_harness,
+            lambda c: c.dataflow == "ws" and c.overflow == "wrap",
+            "pe",
+        ),
+        Property(
+            "ws_saturate",
+            7,
+            "weight-stationary PE, saturate: psum_out == clamp_P(psum + x*w)",
+            hz.ws_pe_saturate_harness,
+            lambda c: c.dataflow == "ws" and c.overflow == "saturate",
+            "pe",
+        ),
+        Property(
+            "ws_flag",
+            8,
+            "weight-stationary PE: flag_out == flag | (psum + x*w) left the range",
+            hz.ws_pe_flag_harness,
+            lambda c: c.dataflow == "ws",
+            "pe",
         ),
     )
 }
 
 
 def applicable(cfg: ArrayConfig) -> list[Property]:
-    """The properties that apply to ``cfg`` (wrap or saturate by its overflow mode)."""
+    """The properties that apply to ``cfg`` (by its dataflow, and wrap or saturate by its
+    overflow mode)."""
     return [p for p in PROPERTIES.values() if p.applies(cfg)]
 
 

@@ -44,6 +44,14 @@ PE_CONFIGS = [c.replace(overflow=mode) for c in _PE_BASE for mode in ("wrap", "s
 
 SKEW_CONFIGS = [ArrayConfig(rows=2, cols=2), ArrayConfig(rows=2, cols=3)]
 
+# The weight-stationary PE (its add is the output-stationary PE's, hw.pe.p_bit_add): P at
+# the product width and at 32, signed and unsigned activations, both modes.
+WS_PE_CONFIGS = [
+    c.replace(dataflow="ws", overflow=mode)
+    for c in (_PE_BASE[0], _PE_BASE[2], _PE_BASE[4])
+    for mode in ("wrap", "saturate")
+]
+
 
 def _ids(cfg):
     return cfg.name
@@ -83,6 +91,29 @@ def test_pe_flag(cfg, tmp_path):
     assert r.passed, _explain(r)
 
 
+@pytest.mark.parametrize("cfg", WS_PE_CONFIGS, ids=_ids)
+def test_ws_pe_partial_sum(cfg, tmp_path):
+    """Property 6 (wrap) or 7 (saturate), by the config's overflow mode."""
+    r = run_property(cfg, f"ws_{cfg.overflow}", work_dir=tmp_path)
+    assert r.passed, _explain(r)
+
+
+@pytest.mark.parametrize("cfg", WS_PE_CONFIGS, ids=_ids)
+def test_ws_pe_flag(cfg, tmp_path):
+    r = run_property(cfg, "ws_flag", work_dir=tmp_path)
+    assert r.passed, _explain(r)
+
+
+def test_properties_follow_the_dataflow():
+    from oasa.hw.formal import applicable
+
+    names = {
+        flow: {p.name for p in applicable(ArrayConfig(dataflow=flow))} for flow in ("os", "ws")
+    }
+    assert names == {"os": {"wrap", "flag", "output_stage", "skew"},
+                     "ws": {"ws_wrap", "ws_flag", "output_stage"}}  # fmt: skip
+
+
 @pytest.mark.parametrize("cfg", SKEW_CONFIGS, ids=_ids)
 def test_array_skew(cfg, tmp_path):
     r = run_property(cfg, "skew", work_dir=tmp_path)
@@ -106,6 +137,16 @@ def test_flag_only_on_positive_overflow_fails(tmp_path):
     cfg = ArrayConfig(act_bits=4, weight_bits=4, acc_bits=8)
     r = run_property(cfg, "flag", work_dir=tmp_path, block=bad.PEFlagPositiveOnly, depth=6)
     _must_fail(r, "ovf == some partial sum since the last first left the range")
+
+
+def test_ws_flag_only_on_positive_overflow_fails(tmp_path):
+    """The weight loads, then the activation, then the product: a counterexample from reset
+    takes five steps."""
+    cfg = ArrayConfig(act_bits=4, weight_bits=4, acc_bits=8, dataflow="ws")
+    r = run_property(cfg, "ws_flag", work_dir=tmp_path, block=bad.WSPEFlagPositiveOnly, depth=6)
+    _must_fail(r, "flag_out == flag | (psum + x*w) left the range")
+    r = run_property(cfg, "ws_wrap", work_dir=tmp_path / "wrap", block=bad.WSPEFlagPositiveOnly)
+    assert r.passed, _explain(r)  # the partial sum is right: each harness names its property
 
 
 def test_clamp_off_by_one_fails(tmp_path):
