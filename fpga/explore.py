@@ -3,7 +3,7 @@ network on every candidate array, from the exact cycle model and Yosys synthesis
 
 A network comes as an oasa network file, a float ONNX model or a SCALE-Sim topology CSV;
 each weighted layer becomes its GEMM shapes per image (a grouped convolution: one GEMM per
-group). The accelerator runs a GEMM as the calls :func:`oasa.sim.netrun.plan_calls` cuts
+group). The accelerator runs a GEMM as the calls :func:`oasa.sim.calls.plan_calls` cuts
 it into, each taking :func:`oasa.sim.cycles.accelerator_cycles` (the cycle model the RTL is
 checked against), so a layer's cycles are what ``oasa run`` would count on the RTL. The
 array's LUTs and flip-flops come from :func:`oasa.fpga.cost.synth_cost`, cached on disk
@@ -135,14 +135,10 @@ def layer_shapes(path: str | Path) -> tuple[str, list[LayerShape]]:
 def layer_cycles(cfg: ArrayConfig, shape: LayerShape) -> tuple[int, int]:
     """(calls, cycles) of one layer: every group's GEMM cut into calls as the runner cuts
     it, each call's cycles from the cycle model."""
-    from oasa.sim.cycles import accelerator_cycles
-    from oasa.sim.netrun import plan_calls
+    from oasa.sim.calls import plan_calls, plan_cycles
 
-    calls = cycles = 0
-    for rows, chans in plan_calls(cfg, shape.m, shape.k, shape.n):
-        calls += 1
-        cycles += accelerator_cycles(cfg, rows.stop - rows.start, shape.k, chans.stop - chans.start)
-    return calls * shape.groups, cycles * shape.groups
+    plan = plan_calls(cfg, shape.m, shape.k, shape.n)
+    return len(plan) * shape.groups, plan_cycles(cfg, plan) * shape.groups
 
 
 def _design_key(cfg: ArrayConfig, family: str) -> str:

@@ -147,7 +147,7 @@ class Accelerator(wiring.Component):
 
         # -- registers ---------------------------------------------------------------------
         cmd = Signal(seq.command)
-        mode = Signal(2)
+        mode = Signal(3)
         writable = {
             REG["M"]: cmd.m,
             REG["K"]: cmd.k,
@@ -167,6 +167,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             cmd.relu.eq(mode[0]),
             cmd.requant.eq(mode[1]),
+            cmd.cont.eq(mode[2] if self.cfg.dataflow == "ws" else 0),
             seq.cmd.eq(cmd),
             seq.start.eq(bus.w_en & (bus.addr == REG["CTRL"]) & bus.w_data[0]),
             self.busy.eq(seq.busy),

@@ -83,7 +83,14 @@ REGISTERS: tuple[Register, ...] = (
     Register("WGT_BASE", 0x6, "rw", "weight buffer word of W's first column tile"),
     Register("PARAM_BASE", 0x7, "rw", "parameter buffer word of the first column tile"),
     Register("RES_BASE", 0x8, "rw", "result buffer word of result row 0, column tile 0"),
-    Register("MODE", 0x9, "rw", "bit 0: ReLU; bit 1: requantize (0: raw P-bit results)"),
+    Register(
+        "MODE",
+        0x9,
+        "rw",
+        "bit 0: ReLU; bit 1: requantize (0: raw P-bit results); bit 2: continue "
+        "(weight-stationary builds): the dot products start from the result words and flags "
+        "at RES_BASE, the previous call's raw results, instead of zero",
+    ),
     Register("FLAGGED", 0xA, "r", "outputs of the last layer whose overflow flag is set"),
     Register("CYCLES", 0xB, "r", "cycles the last layer was busy, start to done"),
     Register("CONFIG", 0xC, "r", _config_doc()),

@@ -32,6 +32,7 @@ def command_layout(cfg: ArrayConfig) -> data.StructLayout:
             "res_base": unsigned(cfg.address_bits("res")),
             "relu": 1,
             "requant": 1,
+            "cont": 1,  # start from the result buffer's partial sums (weight-stationary)
         }
     )
 

@@ -38,7 +38,10 @@ class WSSequencer(wiring.Component):
     so every dot product adds its terms in order k = 0..K-1 (the arithmetic contract,
     DESIGN.md section 2). A K tile's results are written to the result buffer and read back
     as the next K tile's partial sums; only the last K tile's rows are requantized and
-    counted in FLAGGED.
+    counted in FLAGGED. With ``cmd.cont`` (MODE bit 2) the first K tile, too, continues
+    from the result buffer: the words and flags a previous call left at the same place, so
+    a host cuts a K too long for the buffers into calls, in increasing k, and only the last
+    requantizes.
 
     Buffer layout (R = rows, C = cols, K tiles kt = 0..ceil(K/R)-1, N tiles nt):
 
@@ -167,7 +170,7 @@ class WSSequencer(wiring.Component):
             c_last.eq(b_last),
             c_wgt.eq(Mux(b_zero, 0, self.wgt_rd.data)),
             c_act.eq(self.act_rd.data),
-            c_psum.eq(Mux(b_first_k, 0, self.res_rd.data)),
+            c_psum.eq(Mux(b_first_k & ~cmd.cont, 0, self.res_rd.data)),
         ]
         m.d.comb += [
             self.act_rd.addr.eq(act_addr),

@@ -78,6 +78,11 @@ class LayerImage:
         return bool(self.registers.get("MODE", 0) & 2)
 
     @property
+    def cont(self) -> bool:
+        """The dot products continue from the result buffer (MODE bit 2)."""
+        return bool(self.registers.get("MODE", 0) & 4)
+
+    @property
     def res_words(self) -> int:
         """Result words the layer writes: T_n * M."""
         return tile_grid(self.cfg, self.m, self.n)[1] * self.m
@@ -123,13 +128,23 @@ def build_image(
     shift: ArrayLike = 0,
     relu: bool = False,
     requant: bool = False,
+    cont: bool = False,
     act_base: int = 0,
     wgt_base: int = 0,
     param_base: int = 0,
     res_base: int = 0,
     label: str = "the layer",
 ) -> LayerImage:
-    """Check operands and buffer space, and lay the layer out for the accelerator."""
+    """Check operands and buffer space, and lay the layer out for the accelerator.
+
+    ``cont``: the dot products continue from the partial sums and flags the previous call
+    left in the result buffer at ``res_base`` (weight-stationary builds; a layer's K cut
+    into calls, see :func:`oasa.sim.calls.plan_calls`)."""
+    if cont and cfg.dataflow != "ws":
+        raise InputError(
+            f"{label}: continuing partial sums from the result buffer needs the "
+            "weight-stationary array (--dataflow ws)"
+        )
     xa = golden.check_activations(x, cfg)
     wa = golden.check_weights(w, cfg)
     golden._check_gemm_shapes(xa, wa)
@@ -207,7 +222,7 @@ def build_image(
         "WGT_BASE": wgt_base,
         "PARAM_BASE": param_base,
         "RES_BASE": res_base,
-        "MODE": int(relu) | int(requant) << 1,
+        "MODE": int(relu) | int(requant) << 1 | int(cont) << 2,
     }
     return LayerImage(
         cfg=cfg,

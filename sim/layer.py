@@ -19,9 +19,8 @@ from oasa.config import ArrayConfig
 from oasa.errors import VerificationError
 from oasa.files import require_memory
 from oasa.sim import golden
-from oasa.sim.accel_image import build_image
-from oasa.sim.backends import GemmCall, open_session, usable_backend
-from oasa.sim.cycles import accelerator_cycles
+from oasa.sim.backends import open_session, usable_backend
+from oasa.sim.calls import run_calls
 
 __all__ = [
     "BACKENDS",
@@ -60,6 +59,9 @@ class LayerResult:
         Useful multiply-accumulates.
     flagged:
         Outputs with the flag set, as the accelerator's FLAGGED register counts them.
+    calls:
+        Accelerator calls the layer took (:func:`oasa.sim.calls.plan_calls`: the buffers
+        hold a part of the GEMM at a time).
     """
 
     backend: str
@@ -70,6 +72,7 @@ class LayerResult:
     cycles: int
     macs: int
     flagged: int
+    calls: int = 1
 
     @property
     def utilization(self) -> float:
@@ -94,10 +97,12 @@ def run_gemm(
 ) -> LayerResult:
     """X (M x K) times W (K x N) on ``backend``, optionally requantized.
 
-    RTL results are not checked here (see :func:`compare`), so a caller can report a
-    mismatch rather than have it raised. Raises ``BufferFitError`` when an RTL backend
-    cannot hold the layer. ``port`` and ``baud`` are the board backend's serial port (a
-    path, or an open serial-like object such as ``oasa.fpga.simserial.SimulatedSerial``).
+    The GEMM runs as the accelerator calls :func:`oasa.sim.calls.plan_calls` cuts it into
+    (on every backend: the model's cycles are those of the same calls). RTL results are
+    not checked here (see :func:`compare`), so a caller can report a mismatch rather than
+    have it raised. Raises ``BufferFitError`` when no plan fits the buffers. ``port`` and
+    ``baud`` are the board backend's serial port (a path, or an open serial-like object such
+    as ``oasa.fpga.simserial.SimulatedSerial``).
     """
     usable_backend(backend, port)  # an unknown backend or a missing port fails before any work
     x = golden.check_activations(x, cfg)
@@ -105,27 +110,14 @@ def run_gemm(
     (m, k), n = x.shape, w.shape[1]
     require_memory(golden.gemm_memory_bytes(m, k, n), f"a {m} x {k} x {n} GEMM")
     g = golden.gemm(x, w, cfg=cfg)
-    if backend == "model":
-        out = g.out
-        if requant:
-            out = golden.output_stage(g.out, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu)
-        return LayerResult(
-            backend,
-            cfg,
-            out,
-            g.overflow,
-            g.final_overflow,
-            accelerator_cycles(cfg, m, k, n),
-            m * k * n,
-            int(g.overflow.sum()),
-        )
-    img = build_image(x, w, cfg=cfg, bias=bias, mult=mult, shift=shift, relu=relu, requant=requant)
     stage = {"bias": bias, "mult": mult, "shift": shift, "relu": relu}
+    if requant:  # bad output-stage parameters fail here, before any simulation
+        golden.output_stage(g.out[:1], cfg=cfg, **stage)
     with ExitStack() as stack:
         session = open_session(backend, stack, vcd=vcd, port=port, baud=baud)
-        (run,) = session.run([GemmCall(img, x, w, stage)])
+        r = run_calls(session, x, w, cfg=cfg, stage=stage, requant=requant)
     return LayerResult(
-        backend, cfg, run.out, run.overflow, g.final_overflow, run.cycles, m * k * n, run.flagged
+        backend, cfg, r.out, r.overflow, g.final_overflow, r.cycles, m * k * n, r.flagged, r.calls
     )
 
 
@@ -168,6 +160,7 @@ def run_conv2d(
         r.cycles,
         r.macs,
         r.flagged,
+        r.calls,
     )
 
 

@@ -21,8 +21,8 @@ from numpy.typing import NDArray
 from oasa.config import ArrayConfig
 from oasa.errors import VerificationError
 from oasa.sim import golden
-from oasa.sim.accel_image import BufferFitError, build_image
-from oasa.sim.backends import GemmCall, Session, open_session
+from oasa.sim.backends import Session, open_session
+from oasa.sim.calls import run_calls
 from oasa.sim.netfile import Layer, Network, gemm_weight
 from oasa.sim.network import (
     LayerRun,
@@ -33,14 +33,12 @@ from oasa.sim.network import (
     network_result,
     to_nchw,
 )
-from oasa.sim.tiling import tile_grid
 
 __all__ = [
     "LayerMismatch",
     "LayerStats",
     "NetRun",
     "Throughput",
-    "plan_calls",
     "run_network_rtl",
 ]
 
@@ -119,38 +117,6 @@ class Throughput:
     latency_s: float  # of one pass
 
 
-def plan_calls(cfg: ArrayConfig, m: int, k: int, n: int) -> list[tuple[slice, slice]]:
-    """Cut an M x K x N GEMM into accelerator calls that fit the buffers: column chunks
-    (multiples of C) whose weights fit, then row chunks whose activations and results fit
-    (multiples of R on the output-stationary array, whose activation words hold R rows; any
-    number on the weight-stationary one, whose words hold R terms of one row)."""
-    ws = cfg.dataflow == "ws"
-    act_words_per_row = -(-k // cfg.rows) if ws else k  # per row (ws) or per row tile (os)
-    if act_words_per_row > cfg.act_depth or k > cfg.wgt_depth:
-        need = "ceil(K/R) activation words and K weight words" if ws else (
-            "K words in the activation and weight buffers")  # fmt: skip
-        raise BufferFitError(
-            f"K={k} does not fit: one tile needs {need} "
-            f"(act_depth={cfg.act_depth}, wgt_depth={cfg.wgt_depth}); raise --act-depth/--wgt-depth"
-        )
-    n_tiles = max(1, min(cfg.wgt_depth // k, cfg.param_depth))
-    n_chunk = min(n, n_tiles * cfg.cols)
-    nts = tile_grid(cfg, 1, n_chunk)[1]
-    row_unit = 1 if ws else cfg.rows
-    m_units = min(cfg.act_depth // act_words_per_row, cfg.res_depth // (nts * row_unit))
-    if m_units < 1:
-        raise BufferFitError(
-            f"the result buffer holds {cfg.res_depth} words, less than "
-            f"{'one row' if ws else 'one row tile'} of {nts * row_unit}; raise --res-depth"
-        )
-    m_chunk = min(m, m_units * row_unit)
-    return [
-        (slice(m0, min(m, m0 + m_chunk)), slice(n0, min(n, n0 + n_chunk)))
-        for n0 in range(0, n, n_chunk)
-        for m0 in range(0, m, m_chunk)
-    ]
-
-
 def _first_difference(a: NDArray, b: NDArray) -> str:
     at = tuple(int(i) for i in np.argwhere(a != b)[0])
     return (
@@ -176,28 +142,19 @@ def _rtl_layer(
     og = w.shape[1] // layer.groups
     outs, flags = [], []
     for g, cols in enumerate(gemm_operand(layer, x)):
-        wg = w[:, g * og : (g + 1) * og]
+        at = slice(g * og, (g + 1) * og)
+        stage = {"bias": layer.bias[at], "mult": layer.mult[at], "shift": layer.shift[at],
+                 "relu": layer.relu}  # fmt: skip
+        label = f"layer {stats.index} ({layer.kind} {stats.name!r})"
+        r = run_calls(session, cols, w[:, at], cfg=cfg, stage=stage, requant=on_chip, label=label)
+        stats.calls += r.calls
+        stats.cycles += r.cycles
+        stats.flagged += r.flagged
         m, k = cols.shape
-        out = np.zeros((m, og), dtype=np.int64)
-        ovf = np.zeros((m, og), dtype=bool)
-        calls = []
-        for call, (rows, chans) in enumerate(plan_calls(cfg, m, k, og)):
-            label = f"layer {stats.index} ({layer.kind} {stats.name!r}) call {call}"
-            at = slice(g * og + chans.start, g * og + chans.stop)
-            kw = {"bias": layer.bias[at], "mult": layer.mult[at], "shift": layer.shift[at],
-                  "relu": layer.relu}  # fmt: skip
-            img = build_image(cols[rows], wg[:, chans], cfg=cfg, requant=on_chip, label=label, **kw)
-            calls.append(((rows, chans), GemmCall(img, cols[rows], wg[:, chans], kw)))
-        for ((rows, chans), _), run in zip(calls, session.run([c for _, c in calls]), strict=True):
-            out[rows, chans] = run.out
-            ovf[rows, chans] = run.overflow
-            stats.calls += 1
-            stats.cycles += run.cycles
-            stats.flagged += run.flagged
         stats.macs += m * k * og
         stats.dot_products += m * og
-        outs.append(out)
-        flags.append(ovf)
+        outs.append(r.out)
+        flags.append(r.overflow)
     out, ovf = np.concatenate(outs, axis=1), np.concatenate(flags, axis=1)
     if layer.requant and not on_chip:
         out = golden.output_stage(

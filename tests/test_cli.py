@@ -208,26 +208,11 @@ def test_sim_verilator_backend(tmp_path, capsys):
 
 
 def test_layer_too_big_for_the_buffers_exits_2(capsys):
-    assert (
-        main(
-            [
-                "sim",
-                "--backend",
-                "verilator",
-                "--m",
-                "64",
-                "--k",
-                "200",
-                "--n",
-                "8",
-                "--act-depth",
-                "1000",
-            ]
-        )
-        == 2
-    )
+    """Rows and columns are cut into calls; a K the output-stationary buffers cannot hold
+    is refused, naming the buffers and the dataflow that cuts K."""
+    argv = ["sim", "--backend", "verilator", "--m", "64", "--k", "200", "--n", "8",
+            "--act-depth", "100"]  # fmt: skip
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert (
-        "the activation buffer needs 1600 words but holds 1000 (act_depth=1000)" in err
-        and "--act-depth" in err
-    )
+    assert "K=200 does not fit" in err and "act_depth=100" in err and "--dataflow ws" in err
+    assert main([*argv, "--dataflow", "ws", "--backend", "model"]) == 0

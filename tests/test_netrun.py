@@ -1,15 +1,21 @@
 """A network file run layer by layer on the accelerator backends, checked against the
 golden model's integer inference."""
 
+import itertools
+
 import numpy as np
 import pytest
 from test_netfile import small_network
 
 from oasa.config import ArrayConfig
-from oasa.sim import network
-from oasa.sim.accel_image import BufferFitError
+from oasa.errors import InputError
+from oasa.sim import calls as calls_module
+from oasa.sim import golden, network
+from oasa.sim.accel_image import BufferFitError, build_image
+from oasa.sim.calls import plan_calls, plan_cycles
+from oasa.sim.layer import run_gemm
 from oasa.sim.netfile import Layer, Network
-from oasa.sim.netrun import LayerMismatch, plan_calls, run_network_rtl
+from oasa.sim.netrun import LayerMismatch, run_network_rtl
 
 ARRAY = {"rows": 2, "cols": 3, "act_depth": 64, "wgt_depth": 64, "res_depth": 64, "param_depth": 8}
 
@@ -73,35 +79,78 @@ def test_a_wrong_layer_is_named(monkeypatch):
         run_network_rtl(net, x, backend="model", overrides=ARRAY)
 
 
+def _check_plan(cfg, m, k, n):
+    """Every output and term exactly once; each call fits the buffers (as build_image
+    counts words); an output block's K calls are consecutive and in increasing k."""
+    calls = plan_calls(cfg, m, k, n)
+    covered = np.zeros((m, k, n), dtype=int)
+    for c in calls:
+        covered[c.rows, c.ks, c.chans] += 1
+        rows, kc, chans = (s.stop - s.start for s in (c.rows, c.ks, c.chans))
+        img = build_image(np.zeros((rows, kc), np.int64), np.zeros((kc, chans), np.int64),
+                          cfg=cfg, cont=not c.first_k)  # fmt: skip
+        assert img.act_words.shape[0] <= cfg.act_depth and img.res_words <= cfg.res_depth
+    assert (covered == 1).all()
+    for a, b in itertools.pairwise(calls):
+        if (a.rows, a.chans) == (b.rows, b.chans):
+            assert b.ks.start == a.ks.stop  # the next K chunk of the same outputs
+        else:
+            assert a.ks.stop == k and b.ks.start == 0  # a block ends with its last K chunk
+    return calls
+
+
 def test_plan_calls_fit_the_buffers():
     cfg = ArrayConfig(**ARRAY)
-    calls = plan_calls(cfg, 100, 20, 10)
-    covered = np.zeros((100, 10), dtype=int)
-    for rows, chans in calls:
-        covered[rows, chans] += 1
-        m, n = rows.stop - rows.start, chans.stop - chans.start
-        assert -(-m // 2) * 20 <= cfg.act_depth and -(-n // 3) * 20 <= cfg.wgt_depth
-        assert -(-n // 3) * m <= cfg.res_depth
-    assert (covered == 1).all()
-    with pytest.raises(BufferFitError, match="K=65 does not fit"):
+    calls = _check_plan(cfg, 100, 20, 10)
+    assert all((c.rows.stop - c.rows.start) % 2 == 0 for c in calls)  # whole row tiles
+    with pytest.raises(BufferFitError, match=r"K=65 does not fit.*--dataflow ws, which cuts K"):
         plan_calls(cfg, 4, 65, 4)
 
 
-def test_ws_plan_calls_fit_the_buffers():
-    """Weight-stationary: ceil(K/R) activation words per row, any number of rows a call."""
+def test_ws_plan_calls_cut_k_and_rows_to_fit():
+    """Weight-stationary: ceil(K/R) activation words per row, any number of rows a call, and
+    a K longer than the buffers cut into continuing calls (whole K tiles)."""
     cfg = ArrayConfig(**{**ARRAY, "dataflow": "ws"})
-    calls = plan_calls(cfg, 100, 20, 10)
-    covered = np.zeros((100, 10), dtype=int)
-    for rows, chans in calls:
-        covered[rows, chans] += 1
-        m, n = rows.stop - rows.start, chans.stop - chans.start
-        assert 10 * m <= cfg.act_depth and -(-n // 3) * 20 <= cfg.wgt_depth
-        assert -(-n // 3) * m <= cfg.res_depth
-    assert (covered == 1).all()
-    assert {r.stop - r.start for r, _ in calls} == {6, 4}  # 64 // 10 rows, not whole tiles
-    plan_calls(cfg, 4, 64, 4)  # 32 activation words a row: fits where the OS layout does not
-    with pytest.raises(BufferFitError, match="K=65 does not fit"):
-        plan_calls(cfg, 4, 65, 4)
+    _check_plan(cfg, 100, 20, 10)
+    calls = _check_plan(cfg, 7, 150, 8)  # K = 150 > wgt_depth = 64
+    assert any(c.ks.start > 0 for c in calls)
+    assert all((c.ks.stop - c.ks.start) % 2 == 0 or c.ks.stop == 150 for c in calls)
+    cycles = plan_cycles(cfg, calls)
+    for kc in (64, 32, 16, 2):  # the planner's choice is the fastest of its cuts
+        assert cycles <= plan_cycles(cfg, calls_module._plan(cfg, 7, 150, 8, kc))
+
+
+@pytest.mark.parametrize(
+    ("backend", "overflow"),
+    [("amaranth", "wrap"), ("amaranth", "saturate"), ("verilator", "saturate")],  # one build
+)
+def test_ws_k_cut_into_calls_on_the_rtl(backend, overflow):
+    """K = 40 on buffers of 12 weight words: the dot products continue through the result
+    buffer across calls, with the flags of early chunks (P = 9 overflows), bit for bit the
+    golden model's single pass over K; cycles as the planner predicts."""
+    cfg = ArrayConfig(rows=2, cols=3, acc_bits=9, overflow=overflow, dataflow="ws",
+                      act_depth=16, wgt_depth=12, res_depth=64, param_depth=4)  # fmt: skip
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 16, (7, 40))
+    w = rng.integers(-8, 8, (40, 8))
+    x[:3], w[:12, :4] = 15, 7  # early partial sums far out of range in some outputs
+    stage = {"bias": rng.integers(-20, 20, 8), "mult": rng.integers(1, 200, 8),
+             "shift": rng.integers(0, 8, 8), "relu": True}  # fmt: skip
+    g = golden.gemm(x, w, cfg=cfg)
+    assert g.overflow.any() and not g.overflow.all()
+    for requant in (False, True):
+        r = run_gemm(x, w, cfg=cfg, backend=backend, requant=requant, **stage)
+        want = golden.output_stage(g.out, cfg=cfg, **stage) if requant else g.out
+        np.testing.assert_array_equal(r.out, want)
+        np.testing.assert_array_equal(r.overflow, g.overflow)
+        assert r.flagged == int(g.overflow.sum()) and r.calls > 4
+        assert r.cycles == plan_cycles(cfg, plan_calls(cfg, 7, 40, 8))
+
+
+def test_continuing_needs_the_weight_stationary_array():
+    with pytest.raises(InputError, match="needs the weight-stationary array"):
+        build_image(np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64),
+                    cfg=ArrayConfig(), cont=True)  # fmt: skip
 
 
 def digits_shaped_network(acc_bits=9, overflow="saturate"):

@@ -112,6 +112,18 @@ def test_every_backend_gives_the_same_layer():
     compare(run_conv2d(xc, wc, cfg=cfg, backend="verilator", padding=1), conv)
 
 
+def test_model_plans_the_calls_the_rtl_runs():
+    """64 x 4096 x 64 on 8 x 8: one call's buffers hold two row tiles and two column tiles
+    of K = 4096, so the layer is 16 calls on the RTL, and the model's cycles are theirs."""
+    rng = np.random.default_rng(12)
+    x, w = reference.random_operands(rng, DEFAULT, 64, 4096, 64)
+    model = run_gemm(x, w, cfg=DEFAULT, backend="model")
+    rtl = run_gemm(x, w, cfg=DEFAULT, backend="verilator")
+    compare(rtl, model)
+    assert rtl.calls == model.calls == 16
+    assert rtl.cycles == 16 * accelerator_cycles(DEFAULT, 16, 4096, 16)
+
+
 def test_vcd_trace(tmp_path):
     cfg = SMALL
     vcd = tmp_path / "layer.vcd"

@@ -126,6 +126,7 @@ def cmd_sim(args: argparse.Namespace) -> Report:
     print(
         f"  {r.backend:<9} cycles {r.cycles:>9,}  utilization {100 * r.utilization:5.1f} %  "
         f"flagged {flagged:>6} of {m * n} (transient only {flagged - final}, final {final})"
+        + (f"  in {r.calls} calls" if r.calls > 1 else "")
     )
     if r is not ref:
         compare(r, ref)  # a difference raises MismatchError: exit 1
@@ -149,6 +150,7 @@ def cmd_sim(args: argparse.Namespace) -> Report:
         "backend": r.backend,
         "gemm": {"m": m, "k": int(x.shape[1]), "n": n},
         "cycles": r.cycles,
+        "calls": r.calls,
         "utilization": r.utilization,
         "flagged": flagged,
         "transient_overflow": flagged - final,

@@ -380,10 +380,13 @@ def test_a_missing_port_is_a_clear_error():
 
 def test_a_layer_too_big_for_the_board_buffers_is_refused_before_sending():
     with simserial() as ser:
-        x = np.ones((70, 1), dtype=np.int64)  # 70 result rows, the board holds 64
-        w = np.ones((1, 2), dtype=np.int64)
-        with pytest.raises(BufferFitError, match="result buffer needs 70 words but holds 64"):
+        x = np.ones((2, 70), dtype=np.int64)  # K = 70: the board's buffers hold 64 words
+        w = np.ones((70, 2), dtype=np.int64)
+        with pytest.raises(BufferFitError, match="K=70 does not fit"):
             run_gemm(x, w, cfg=CFG, backend="board", port=ser)
+        x = np.ones((70, 1), dtype=np.int64)  # 70 result rows in one image
+        with pytest.raises(BufferFitError, match="result buffer needs 70 words but holds 64"):
+            build_image(x, w[:1], cfg=CFG)
         assert ser.bytes_written == 0
 
 

@@ -1,0 +1,170 @@
+"""A GEMM as the accelerator calls that run it: planned to fit the buffers, run on any
+backend, and put back together.
+
+One planner serves ``oasa sim``, the network runner and ``oasa explore``, so the cycles
+the model backend predicts are those of the calls the RTL runs. Rows and columns of the
+GEMM are cut into independent calls; a K too long for the buffers is cut into calls that
+continue one another through the result buffer (weight-stationary builds: MODE bit 2), in
+increasing k, so every dot product still adds its terms in order k = 0..K-1 with the same
+wrap or clamp and flag at every step (DESIGN.md section 2). Only the last K call of an
+output block requantizes and counts its flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from oasa.config import ArrayConfig
+from oasa.sim.accel_image import BufferFitError, build_image
+from oasa.sim.backends import GemmCall, Session
+from oasa.sim.cycles import accelerator_cycles
+from oasa.sim.tiling import tile_grid
+
+__all__ = ["Call", "CallsResult", "plan_calls", "plan_cycles", "run_calls"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One accelerator call: rows of X, columns of W (output channels), and the K range."""
+
+    rows: slice
+    chans: slice
+    ks: slice
+
+    @property
+    def first_k(self) -> bool:
+        return self.ks.start == 0
+
+
+def _ws_k_chunks(cfg: ArrayConfig, k: int) -> list[int]:
+    """K chunks a weight-stationary plan may use: all of K if its weights (K words per
+    column tile) and a row's activations (ceil(K/R) words) fit, and whole numbers of K tiles
+    (multiples of R) halving from the longest that fits. A shorter chunk lets more rows
+    share a call's activation buffer, and a pass's fixed cost (weight load and drain) is
+    spread over its rows."""
+    fit = min(cfg.wgt_depth, cfg.rows * cfg.act_depth)
+    chunks = [k] if k <= fit else []
+    tiles = min(fit, k) // cfg.rows
+    while tiles >= 1:
+        chunks.append(tiles * cfg.rows)
+        tiles //= 2
+    return chunks or [fit]
+
+
+def _plan(cfg: ArrayConfig, m: int, k: int, n: int, kc: int) -> list[Call]:
+    """The calls of an M x K x N GEMM with K chunks of ``kc`` (see :func:`plan_calls`)."""
+    ws = cfg.dataflow == "ws"
+    act_words = -(-kc // cfg.rows) if ws else kc  # per row (ws) or per row tile (os)
+    if act_words > cfg.act_depth or kc > cfg.wgt_depth:
+        raise BufferFitError(
+            f"K={k} does not fit: one tile needs K words in the activation and weight buffers "
+            f"(act_depth={cfg.act_depth}, wgt_depth={cfg.wgt_depth}); raise "
+            "--act-depth/--wgt-depth, or use --dataflow ws, which cuts K into calls"
+        )
+    n_tiles = max(1, min(cfg.wgt_depth // kc, cfg.param_depth))
+    n_chunk = min(n, n_tiles * cfg.cols)
+    nts = tile_grid(cfg, 1, n_chunk)[1]
+    row_unit = 1 if ws else cfg.rows
+    m_units = min(cfg.act_depth // act_words, cfg.res_depth // (nts * row_unit))
+    if m_units < 1:
+        raise BufferFitError(
+            f"the result buffer holds {cfg.res_depth} words, less than "
+            f"{'one row' if ws else 'one row tile'} of {nts * row_unit}; raise --res-depth"
+        )
+    m_chunk = min(m, m_units * row_unit)
+    return [
+        Call(
+            slice(m0, min(m, m0 + m_chunk)),
+            slice(n0, min(n, n0 + n_chunk)),
+            slice(k0, min(k, k0 + kc)),
+        )
+        for n0 in range(0, n, n_chunk)
+        for m0 in range(0, m, m_chunk)
+        for k0 in range(0, k, kc)
+    ]
+
+
+def plan_cycles(cfg: ArrayConfig, plan: list[Call]) -> int:
+    """Cycles of a plan: each call's by the exact cycle model."""
+    return sum(
+        accelerator_cycles(cfg, c.rows.stop - c.rows.start, c.ks.stop - c.ks.start,
+                           c.chans.stop - c.chans.start)
+        for c in plan
+    )  # fmt: skip
+
+
+def plan_calls(cfg: ArrayConfig, m: int, k: int, n: int) -> list[Call]:
+    """Cut an M x K x N GEMM into calls that fit the buffers: column chunks (multiples of
+    C) whose weights fit, then row chunks whose activations and results fit: multiples of
+    R on the output-stationary array, whose activation words hold R rows; any number on
+    the weight-stationary one, whose words hold R terms of one row. The weight-stationary
+    array also cuts K (the K chunks of one output block are consecutive calls, in
+    increasing k), choosing among :func:`_ws_k_chunks` the plan with the fewest cycles."""
+    if cfg.dataflow != "ws":
+        return _plan(cfg, m, k, n, k)
+    plans = [_plan(cfg, m, k, n, kc) for kc in _ws_k_chunks(cfg, k)]
+    return min(plans, key=lambda plan: plan_cycles(cfg, plan))
+
+
+@dataclass(frozen=True)
+class CallsResult:
+    """A GEMM run as calls: outputs and flags (M, N), and what the accelerator counted."""
+
+    out: NDArray[np.int64]
+    overflow: NDArray[np.bool_]
+    calls: int
+    cycles: int
+    flagged: int
+
+
+def run_calls(
+    session: Session,
+    x: NDArray[np.int64],
+    w: NDArray[np.int64],
+    *,
+    cfg: ArrayConfig,
+    stage: Mapping[str, Any],
+    requant: bool,
+    label: str = "the layer",
+) -> CallsResult:
+    """Run X (M x K) times W (K x N) on ``session`` as :func:`plan_calls` cuts it.
+
+    ``stage`` holds the output stage's per-channel ``bias``, ``mult``, ``shift`` (arrays of
+    N, or scalars) and ``relu``. Each call's :class:`GemmCall` carries the operands up to
+    the end of its K range, which is what the result buffer holds after it (the model
+    backend computes exactly that)."""
+    m, k = x.shape
+    n = w.shape[1]
+    out = np.zeros((m, n), dtype=np.int64)
+    ovf = np.zeros((m, n), dtype=bool)
+
+    def per_channel(name: str, chans: slice) -> Any:
+        value = np.asarray(stage[name])
+        return value[chans] if value.ndim else value
+
+    plan = plan_calls(cfg, m, k, n)
+    gemm_calls = []
+    for i, call in enumerate(plan):
+        last_k = call.ks.stop == k
+        kw = {name: per_channel(name, call.chans) for name in ("bias", "mult", "shift")}
+        kw["relu"] = bool(stage.get("relu", False))
+        img = build_image(
+            x[call.rows, call.ks], w[call.ks, call.chans], cfg=cfg,
+            requant=requant and last_k, cont=not call.first_k,
+            label=f"{label} call {i}", **kw,
+        )  # fmt: skip
+        prefix = slice(0, call.ks.stop)
+        gemm_calls.append(GemmCall(img, x[call.rows, prefix], w[prefix, call.chans], kw))
+    cycles = flagged = 0
+    for call, run in zip(plan, session.run(gemm_calls), strict=True):
+        cycles += run.cycles
+        if call.ks.stop == k:  # earlier K calls leave partial sums in the result buffer
+            out[call.rows, call.chans] = run.out
+            ovf[call.rows, call.chans] = run.overflow
+            flagged += run.flagged
+    return CallsResult(out, ovf, len(plan), cycles, flagged)
