@@ -372,11 +372,13 @@ def ws_tile_cycles(cfg: ArrayConfig, m: int) -> int:
     return cfg.rows + m + WSArray.latency_of(cfg)
 
 
-def ws_pass_interval(cfg: ArrayConfig, m: int, *, dependent: bool, feedback: int = 1) -> int:
+def ws_pass_interval(
+    cfg: ArrayConfig, m: int, *, dependent: bool, feedback: int = 1, drain: int | None = None
+) -> int:
     """Cycles between the first activation beats of two back-to-back passes of M rows.
 
-    The next pass's weights are taken :meth:`WSArray.drain_of` cycles after the last
-    activation, then R load beats: R + M - 1 + max(1, R + C - 2). A ``dependent`` pass
+    The next pass's weights are taken ``drain`` (by default :meth:`WSArray.drain_of`)
+    cycles after the last activation, then R load beats: R + M - 1 + max(1, R + C - 2). A ``dependent`` pass
     (the next K tile of the same outputs) also waits for its partial sums: row m's result
     leaves the array ``latency`` cycles after row m went in, and is accepted as the next
     pass's ``i_psum`` ``feedback`` (>= 1) cycles later, so rows start at least
@@ -384,7 +386,7 @@ def ws_pass_interval(cfg: ArrayConfig, m: int, *, dependent: bool, feedback: int
     """
     if feedback < 1:
         raise ValueError(f"feedback must be at least 1 cycle, got {feedback}")
-    issue = cfg.rows + m - 1 + WSArray.drain_of(cfg)
+    issue = cfg.rows + m - 1 + (WSArray.drain_of(cfg) if drain is None else drain)
     return max(issue, WSArray.latency_of(cfg) + feedback) if dependent else issue
 
 

@@ -21,13 +21,22 @@ from oasa.hw.registers import DIM_BITS
 from oasa.hw.sequencer import command_layout, count_flags, layer_control
 from oasa.hw.ws_array import WSArray, ws_act_layout, ws_result_layout
 
-__all__ = ["FEEDBACK_LATENCY", "WSSequencer"]
+__all__ = ["FEEDBACK_LATENCY", "WSSequencer", "pass_gap"]
 
 #: Cycles from a row leaving the array to the earliest cycle the same row of the next K
-#: tile may enter it, beyond :meth:`WSArray.latency_of`'s: the output stage (6), the
-#: result write (1), and the buffer read and its register at the issue side (2). The cycle
-#: model (``sim/cycles.py``) reads it from here.
-FEEDBACK_LATENCY = OutputStage.LATENCY + 3
+#: tile may enter it, beyond :meth:`WSArray.latency_of`'s: the partial sums' register (1),
+#: the result write (1), and the buffer read and its register at the issue side (2). The
+#: cycle model (``sim/cycles.py``) reads it from here.
+FEEDBACK_LATENCY = 4
+
+
+def pass_gap(cfg: ArrayConfig) -> int:
+    """Cycles from a pass's last row to the next pass's first weight beat: the array's
+    drain (:meth:`WSArray.drain_of`), and at least enough that a pass's first row leaves
+    the array :attr:`OutputStage.LATENCY` cycles after the previous pass's last row (so a
+    partial-sum write never meets a requantized row's write; only arrays of a few PEs
+    wait longer than the drain)."""
+    return max(WSArray.drain_of(cfg), OutputStage.LATENCY - cfg.rows)
 
 
 class WSSequencer(wiring.Component):
@@ -56,12 +65,12 @@ class WSSequencer(wiring.Component):
 
     Issue side: the three-stage pipeline of :class:`~oasa.hw.sequencer.Sequencer` (address,
     buffer read, registered data), which never stalls: stage A itself waits until the array
-    takes the beat. A pass's first weight beat waits :meth:`WSArray.drain_of` cycles after
-    the previous pass's last row (the array's rule), and the first row of a pass that
+    takes the beat. A pass's first weight beat waits :func:`pass_gap` cycles after the
+    previous pass's last row (the array's drain), and the first row of a pass that
     continues a K tile waits :attr:`feedback_wait` cycles after the previous pass's first
     row, so that its partial sums are in the result buffer when it reads them.
-    Drain side: rows leave the array in order; the output stage requantizes the last K
-    tile's rows (the others pass raw), and every row is written back.
+    Drain side: rows leave the array in order; the last K tile's rows go through the output
+    stage, the others are written back at once; the two never meet at the write port.
 
     Members
     -------
@@ -70,7 +79,7 @@ class WSSequencer(wiring.Component):
     res_wr : In(memory.WritePort.Signature(...))                            result writes
     o_wgt, o_act, o_psum : Out(stream.Signature(...))      weight, row and partial-sum beats
     i_array : In(stream.Signature(ws_result_layout(cfg), always_ready=True))  array rows
-    o_stage : Out(stream.Signature(result_layout(cfg), always_ready=True))    to the stage
+    o_stage : Out(stream.Signature(result_layout(cfg), always_ready=True))    final rows
     params : Out(params_layout(cfg)), relu, requant : Out(1)     to the output stage
     i_res : In(stream.Signature(stage_out_layout(cfg), always_ready=True))  from the stage
     """
@@ -112,8 +121,9 @@ class WSSequencer(wiring.Component):
 
     @property
     def drain_wait(self) -> int:
-        """Cycles from a pass's last row to the next pass's first weight beat."""
-        return WSArray.drain_of(self.cfg)
+        """Cycles from a pass's last row to the next pass's first weight beat
+        (:func:`pass_gap`)."""
+        return pass_gap(self.cfg)
 
     @property
     def feedback_wait(self) -> int:
@@ -241,15 +251,17 @@ class WSSequencer(wiring.Component):
                     with m.If(n_last):
                         m.d.sync += issuing.eq(0)
 
-        # -- array to output stage: the last K tile's rows are requantized ---------------
-        # Counted where rows leave the array (the stage samples its mode and parameters
-        # there); the parameter word is read while the pass before drains.
+        # -- array side: the last K tile's rows go to the output stage, the others back
+        # to the result buffer, through one register. Counted where rows leave the array;
+        # the parameter word is read while the pass before drains.
+        m_in = Signal(DIM_BITS)
         k0_in = Signal(DIM_BITS + 1)
         final_in = Signal()  # rows leaving the array are of the N tile's last K tile
+        col_in = Signal.like(self.res_wr.addr)  # res_base + nt*M
         param_addr = Signal.like(self.param_rd.addr)
         arr = self.i_array
         m.d.comb += [
-            self.o_stage.valid.eq(arr.valid),
+            self.o_stage.valid.eq(arr.valid & final_in),
             self.o_stage.payload.acc.eq(arr.payload.value),
             self.o_stage.payload.ovf.eq(arr.payload.ovf),
             self.o_stage.payload.row.eq(0),
@@ -257,56 +269,65 @@ class WSSequencer(wiring.Component):
             self.param_rd.en.eq(1),
             self.params.eq(self.param_rd.data),
             self.relu.eq(cmd.relu),
-            self.requant.eq(cmd.requant & final_in),
+            self.requant.eq(cmd.requant),
+        ]
+        byp_valid = Signal()
+        byp_addr = Signal.like(self.res_wr.addr)
+        byp_data = Signal.like(self.res_wr.data)
+        m.d.sync += [
+            byp_valid.eq(arr.valid & ~final_in),
+            byp_addr.eq(col_in + m_in),
+            byp_data.value.eq(arr.payload.value),
+            byp_data.ovf.eq(arr.payload.ovf),
         ]
         with m.If(launch):
             m.d.sync += [
+                m_in.eq(0),
                 k0_in.eq(0),
                 final_in.eq(rows >= self.cmd.k),
+                col_in.eq(self.cmd.res_base),
                 param_addr.eq(self.cmd.param_base),
             ]
-        with m.Elif(arr.valid & arr.payload.last):
-            with m.If(final_in):
-                m.d.sync += [k0_in.eq(0), final_in.eq(rows >= cmd.k), param_addr.eq(param_addr + 1)]
+        with m.Elif(arr.valid):
+            with m.If(~arr.payload.last):
+                m.d.sync += m_in.eq(m_in + 1)
+            with m.Elif(final_in):
+                m.d.sync += [
+                    m_in.eq(0),
+                    k0_in.eq(0),
+                    final_in.eq(rows >= cmd.k),
+                    col_in.eq(col_in + cmd.m),
+                    param_addr.eq(param_addr + 1),
+                ]
             with m.Else():
-                m.d.sync += [k0_in.eq(k0_in + rows), final_in.eq(k0_in + 2 * rows >= cmd.k)]
+                m.d.sync += [
+                    m_in.eq(0),
+                    k0_in.eq(k0_in + rows),
+                    final_in.eq(k0_in + 2 * rows >= cmd.k),
+                ]
 
-        # -- drain side: write every row back; count the final rows' flags -----------------
+        # -- write side: requantized rows from the stage, or partial sums; count flags ------
         m_w = Signal(DIM_BITS)
-        k0_w = Signal(DIM_BITS + 1)
-        final_w = Signal()
         n0_w = Signal(DIM_BITS + 1)
-        col_base = Signal.like(self.res_wr.addr)  # res_base + nt*M
+        col_w = Signal.like(self.res_wr.addr)  # res_base + nt*M
         res = self.i_res
-        m.d.comb += [
-            self.res_wr.addr.eq(col_base + m_w),
-            self.res_wr.data.value.eq(res.payload.value),
-            self.res_wr.data.ovf.eq(res.payload.ovf),
-            self.res_wr.en.eq(res.valid),
-        ]
-        count_flags(m, self, res.valid & final_w, res.payload.ovf, launch)
-        with m.If(launch):
-            m.d.sync += [
-                m_w.eq(0),
-                k0_w.eq(0),
-                final_w.eq(rows >= self.cmd.k),
-                n0_w.eq(0),
-                col_base.eq(self.cmd.res_base),
+        with m.If(res.valid):
+            m.d.comb += [
+                self.res_wr.addr.eq(col_w + m_w),
+                self.res_wr.data.value.eq(res.payload.value),
+                self.res_wr.data.ovf.eq(res.payload.ovf),
             ]
+        with m.Else():
+            m.d.comb += [self.res_wr.addr.eq(byp_addr), self.res_wr.data.eq(byp_data)]
+        m.d.comb += self.res_wr.en.eq(res.valid | byp_valid)
+        count_flags(m, self, res.valid, res.payload.ovf, launch)
+        with m.If(launch):
+            m.d.sync += [m_w.eq(0), n0_w.eq(0), col_w.eq(self.cmd.res_base)]
         with m.Elif(res.valid):
             with m.If(m_w + 1 != cmd.m):
                 m.d.sync += m_w.eq(m_w + 1)
-            with m.Else():  # the pass's last row
-                m.d.sync += m_w.eq(0)
-                with m.If(final_w):
-                    m.d.sync += [
-                        k0_w.eq(0),
-                        final_w.eq(rows >= cmd.k),
-                        n0_w.eq(n0_w + cols),
-                        col_base.eq(col_base + cmd.m),
-                    ]
-                    with m.If(n0_w + cols >= cmd.n):
-                        m.d.sync += finish.eq(1)
-                with m.Else():
-                    m.d.sync += [k0_w.eq(k0_w + rows), final_w.eq(k0_w + 2 * rows >= cmd.k)]
+            with m.Else():  # the N tile's last row
+                m.d.sync += [m_w.eq(0), n0_w.eq(n0_w + cols), col_w.eq(col_w + cmd.m)]
+                with m.If(n0_w + cols >= cmd.n):
+                    m.d.sync += finish.eq(1)
         return m

@@ -11,7 +11,7 @@ from oasa.config import ArrayConfig
 from oasa.hw.array import SystolicArray
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.ws_array import WSArray, ws_pass_interval
-from oasa.hw.ws_sequencer import FEEDBACK_LATENCY
+from oasa.hw.ws_sequencer import FEEDBACK_LATENCY, pass_gap
 from oasa.sim.tiling import tile_grid
 
 __all__ = [
@@ -104,11 +104,12 @@ def ws_accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     Derived from :class:`~oasa.hw.ws_sequencer.WSSequencer`: the first weight beat reaches
     the array in cycle 4, as on the output-stationary accelerator; a pass (N tile, K tile)
     loads R weight words and then streams its M rows. The next pass's weights follow the
-    last row after the array's drain, and the rows of a pass that continues a K tile wait,
-    in addition, until the previous pass's partial sums are back in the result buffer
-    (:func:`~oasa.hw.ws_array.ws_pass_interval` with the sequencer's feedback). The last
-    row leaves the array ``latency`` cycles after it entered, then takes the output stage
-    and the result write, as on the output-stationary accelerator.
+    last row after the array's drain (:func:`~oasa.hw.ws_sequencer.pass_gap`), and the rows
+    of a pass that continues a K tile wait, in addition, until the previous pass's partial
+    sums are back in the result buffer (:func:`~oasa.hw.ws_array.ws_pass_interval` with the
+    sequencer's feedback). The last row leaves the array ``latency`` cycles after it
+    entered, then takes the output stage and the result write, as on the
+    output-stationary accelerator.
 
     >>> ws_accelerator_cycles(ArrayConfig(dataflow="ws"), 64, 288, 64)
     19987
@@ -117,8 +118,9 @@ def ws_accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
         return 0
     k_tiles = -(-k // cfg.rows)
     _, n_tiles = tile_grid(cfg, m, n)
-    dependent = ws_pass_interval(cfg, m, dependent=True, feedback=FEEDBACK_LATENCY)
-    independent = ws_pass_interval(cfg, m, dependent=False)
+    gap = pass_gap(cfg)
+    dependent = ws_pass_interval(cfg, m, dependent=True, feedback=FEEDBACK_LATENCY, drain=gap)
+    independent = ws_pass_interval(cfg, m, dependent=False, drain=gap)
     last_rows = (
         SEQUENCER_ISSUE_LATENCY
         + cfg.rows

@@ -12,6 +12,7 @@ from oasa.config import ArrayConfig
 from oasa.hw.accelerator import Accelerator
 from oasa.hw.registers import REG, config_word
 from oasa.hw.sequencer import Sequencer
+from oasa.hw.ws_array import WSArray
 from oasa.hw.ws_sequencer import WSSequencer
 from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
@@ -198,15 +199,17 @@ def test_ws_cycle_model_formula_cases(rows, cols):
     cfg = ArrayConfig(rows=rows, cols=cols, dataflow="ws")
     latency = rows + cols + 1
     tail = latency + 6 + 1 - 1  # array, stage, finish; the last row is counted once
-    drain = max(1, rows + cols - 2)
+    # the array's drain, or long enough that a requantized row's write precedes the next
+    # pass's partial sums'
+    gap = max(1, rows + cols - 2, 6 - rows)
     assert accelerator_cycles(cfg, 5, rows, cols) == 4 + rows + 5 + tail
     m = 4 * (rows + cols) + 12  # long enough that loads and drains set the pace
     assert (
-        accelerator_cycles(cfg, m, 3 * rows, cols)
-        == 4 + rows + 2 * (rows + m - 1 + drain) + m + tail
+        accelerator_cycles(cfg, m, 3 * rows, cols) == 4 + rows + 2 * (rows + m - 1 + gap) + m + tail
     )
-    assert accelerator_cycles(cfg, 1, 3 * rows, cols) == 4 + rows + 2 * (latency + 9) + 1 + tail
-    assert accelerator_cycles(cfg, 1, rows, 3 * cols) == 4 + rows + 2 * (rows + drain) + 1 + tail
+    trip = max(rows + gap, latency + 4)  # the partial sums: register, write, read, register
+    assert accelerator_cycles(cfg, 1, 3 * rows, cols) == 4 + rows + 2 * trip + 1 + tail
+    assert accelerator_cycles(cfg, 1, rows, 3 * cols) == 4 + rows + 2 * (rows + gap) + 1 + tail
 
 
 class _NeverRefusedSequencer(Sequencer):
@@ -277,7 +280,8 @@ def test_ws_array_never_refuses_a_beat(monkeypatch):
 
 def test_ws_schedule_checks_can_fail(monkeypatch):
     """One cycle less of drain makes the array refuse a weight beat; one cycle less of
-    partial-sum round trip makes a K tile continue from a stale partial sum."""
+    partial-sum round trip makes a K tile continue from a stale partial sum; too short a
+    gap after a last K tile makes two rows meet at the result buffer's write port."""
 
     class EarlyWeights(_NeverRefusedWSSequencer):
         @property
@@ -289,6 +293,11 @@ def test_ws_schedule_checks_can_fail(monkeypatch):
         def feedback_wait(self) -> int:
             return super().feedback_wait - 1
 
+    class EarlyAfterFinal(WSSequencer):  # waits for the array's drain only
+        @property
+        def drain_wait(self) -> int:
+            return WSArray.drain_of(self.cfg)
+
     cfg = WS.replace(rows=4, cols=3)  # drain 5 cycles, so one less still takes the beat
     rng = np.random.default_rng(9)
     monkeypatch.setattr(amaranth_accel, "Accelerator", partial(Accelerator, sequencer=EarlyWeights))
@@ -296,5 +305,13 @@ def test_ws_schedule_checks_can_fail(monkeypatch):
         run_accel_images([layer(rng, cfg, 2, 9, 3, mode="raw")[0]])
     monkeypatch.setattr(amaranth_accel, "Accelerator", partial(Accelerator, sequencer=EarlyRows))
     img, out, _ = layer(rng, cfg, 1, 9, 3, mode="raw")
+    (run,) = run_accel_images([img])
+    assert (run.out != out).any()
+    # On one PE a pass's first partial sums would leave the array while the previous
+    # pass's requantized rows are still in the output stage: both would write at once.
+    monkeypatch.setattr(
+        amaranth_accel, "Accelerator", partial(Accelerator, sequencer=EarlyAfterFinal)
+    )
+    img, out, _ = layer(rng, WS.replace(rows=1, cols=1), 3, 4, 3, mode="raw")
     (run,) = run_accel_images([img])
     assert (run.out != out).any()
