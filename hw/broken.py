@@ -23,12 +23,14 @@ from itertools import count
 from amaranth.hdl import Const, Module, Mux, Signal, Value, unsigned
 
 from oasa.config import ArrayConfig
+from oasa.hw.accelerator import Accelerator
 from oasa.hw.array import SystolicArray
 from oasa.hw.core import ArrayCore
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.pe import ProcessingElement
 from oasa.hw.sequencer import Sequencer
-from oasa.hw.ws_array import WSPE
+from oasa.hw.ws_array import WSPE, WSArray
+from oasa.hw.ws_sequencer import WSSequencer
 
 __all__ = [
     "CoreDropsLast",
@@ -40,10 +42,14 @@ __all__ = [
     "SequencerDropsLast",
     "StageRoundsHalfDown",
     "WSPEFlagPositiveOnly",
+    "WSPEFlagStuckLow",
+    "WSSequencerForgetsPartialSums",
     "core_flag_stuck_low",
     "core_one_pe_off_by_one",
     "core_saturates_in_wrap",
     "pe_saturates_in_wrap",
+    "ws_accel_flag_stuck_low",
+    "ws_accel_forgets_partial_sums",
 ]
 
 
@@ -109,7 +115,7 @@ class WSPEFlagPositiveOnly(WSPE):
     def elaborate(self, platform):
         m = super().elaborate(platform)
         product = Signal.like(self.multiply(self.act, self.wgt), name="bad_product")
-        m.d.sync += product.eq(self.multiply(self.act, self.wgt))
+        m.d.sync += product.eq(self.multiply(self.act, self.weight()))
         m.d.sync += self.flag_out.eq(self.flag | (self.psum + product > self.cfg.acc_max))
         return m
 
@@ -237,3 +243,45 @@ class StageRoundsHalfDown(OutputStage):
                 m.d.sync += value.eq(r)
             m.d.comb += self.o_res.payload.value[lane].eq(value)
         return m
+
+
+# -- weight-stationary accelerator -------------------------------------------------------------
+
+
+def _require_ws(cfg: ArrayConfig, what: str) -> None:
+    if cfg.dataflow != "ws":
+        raise ValueError(f"{what} is a weight-stationary variant, got dataflow={cfg.dataflow!r}")
+
+
+class WSPEFlagStuckLow(WSPE):
+    """Bug (weight-stationary PE): the flag passed down is tied to 0, so no flag ever
+    leaves the array. The partial sum is right."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.sync += self.flag_out.eq(0)
+        return m
+
+
+def ws_accel_flag_stuck_low(cfg: ArrayConfig) -> Accelerator:
+    """Bug: a weight-stationary accelerator whose PEs' flags are all tied to 0
+    (:class:`WSPEFlagStuckLow`): results are right, flags and FLAGGED are 0."""
+    _require_ws(cfg, "ws_accel_flag_stuck_low")
+    return Accelerator(cfg, array=partial(WSArray, pe=WSPEFlagStuckLow))
+
+
+class WSSequencerForgetsPartialSums(WSSequencer):
+    """Bug: every pass starts from zero partial sums and clear flags, as if it were the
+    first K tile, so a dot product longer than R keeps only its last K tile's terms
+    (results and flags). Layers with K <= R are right."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.o_psum.payload.eq(0)
+        return m
+
+
+def ws_accel_forgets_partial_sums(cfg: ArrayConfig) -> Accelerator:
+    """Bug: the weight-stationary accelerator with :class:`WSSequencerForgetsPartialSums`."""
+    _require_ws(cfg, "ws_accel_forgets_partial_sums")
+    return Accelerator(cfg, sequencer=WSSequencerForgetsPartialSums)

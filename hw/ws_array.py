@@ -1,7 +1,9 @@
 """The weight-stationary systolic array: weights stay in the PEs, partial sums flow down.
 
-Each PE holds one weight of a tile (K tile of R terms by N tile of C outputs); activations
-move right, partial sums and their sticky overflow flags move down, so column c adds the
+Each PE holds one weight of a tile (K tile of R terms by N tile of C outputs) and the next
+tile's weight beside it (double buffering: the next weights load while the current pass
+streams, and each PE switches to them exactly when the next pass's first row reaches it);
+activations move right, partial sums and their sticky overflow flags move down, so column c adds the
 terms of one dot product in order k0, k0 + 1, ..., k0 + R - 1 and a longer dot product is
 continued by feeding a K tile's results back into the top of the next K tile (K tiles
 innermost, in increasing k). That keeps the arithmetic contract (DESIGN.md section 2): the
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from amaranth.hdl import Module, Signal, Value, signed
+from amaranth.hdl import Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -72,21 +74,24 @@ def _delay_line(m: Module, value, cycles: int, name: str):
 
 
 class WSPE(wiring.Component):
-    """Weight-stationary multiply-add cell with overflow detection.
+    """Weight-stationary multiply-add cell with overflow detection and a second weight.
 
-    The weight register loads ``wgt_in`` in every cycle ``load`` is high and otherwise
-    holds. The activation is forwarded to the right through a register. The product of
-    each cycle's ``act`` and the held weight is registered; one cycle later, the partial
-    sum and flag that belong to that activation arrive from above, and the cell registers
-    ``psum_out`` = wrap_P(t) or clamp_P(t) (``cfg.overflow``), t = ``psum`` + product, and
-    ``flag_out`` = ``flag`` | (t outside the P-bit range). Same product and overflow logic
-    as :class:`~oasa.hw.pe.ProcessingElement`: the product register splits multiply and
-    add, each a short carry chain.
+    Two weight registers: ``wgt``, on the load path, loads ``wgt_in`` in every cycle ``load``
+    is high (and passes it on to the next cell of the path); ``wgt_active`` is the weight in
+    use, and takes ``wgt`` in a cycle whose activation comes with ``swap`` (the first row of
+    a pass), which that activation already multiplies. The activation and ``swap`` are
+    forwarded to the right through registers. The product of each cycle's activation and
+    weight is registered; one cycle later, the partial sum and flag that belong to that
+    activation arrive from above, and the cell registers ``psum_out`` = wrap_P(t) or
+    clamp_P(t) (``cfg.overflow``), t = ``psum`` + product, and ``flag_out`` = ``flag`` |
+    (t outside the P-bit range). Same product and overflow logic as
+    :class:`~oasa.hw.pe.ProcessingElement`: the product register splits multiply and add,
+    each a short carry chain.
 
-    Latency: ``act_out`` shows ``act`` one cycle later; ``psum_out``/``flag_out`` show the
-    sum of ``psum`` and the previous cycle's product one cycle later (two after ``act``).
-    Throughput: one term per cycle. No valid bit: the cell computes every cycle, and the
-    array knows which cycles carry data.
+    Latency: ``act_out``/``swap_out`` show ``act``/``swap`` one cycle later;
+    ``psum_out``/``flag_out`` show the sum of ``psum`` and the previous cycle's product one
+    cycle later (two after ``act``). Throughput: one term per cycle. No valid bit: the cell
+    computes every cycle, and the array knows which cycles carry data.
 
     Parameters
     ----------
@@ -96,13 +101,16 @@ class WSPE(wiring.Component):
     Members
     -------
     act : In(act_shape(cfg))         activation from the left
+    swap : In(1)                     ``act`` is a pass's first row: use the loaded weight
     act_out : Out(act_shape(cfg))    ``act`` delayed one cycle, to the right
+    swap_out : Out(1)                ``swap`` delayed one cycle, to the right
     wgt_in : In(signed(M))           weight from the neighbour on the load path
-    load : In(1)                     load ``wgt_in`` into the weight register
-    wgt : Out(signed(M))             the stationary weight, to the next cell on the load path
+    load : In(1)                     load ``wgt_in`` into ``wgt``
+    wgt : Out(signed(M))             the loaded (next) weight, to the next cell on the path
+    wgt_active : Out(signed(M))      the weight in use
     psum : In(signed(P))             partial sum from above, one cycle after its ``act``
     flag : In(1)                     its sticky overflow flag
-    psum_out : Out(signed(P))        psum + act * wgt, wrapped or clamped, downwards
+    psum_out : Out(signed(P))        psum + act * weight, wrapped or clamped, downwards
     flag_out : Out(1)                ``flag`` or an overflow of this addition, downwards
     """
 
@@ -111,10 +119,13 @@ class WSPE(wiring.Component):
         super().__init__(
             {
                 "act": In(act_shape(cfg)),
+                "swap": In(1),
                 "act_out": Out(act_shape(cfg)),
+                "swap_out": Out(1),
                 "wgt_in": In(weight_shape(cfg)),
                 "load": In(1),
                 "wgt": Out(weight_shape(cfg)),
+                "wgt_active": Out(weight_shape(cfg)),
                 "psum": In(acc_shape(cfg)),
                 "flag": In(1),
                 "psum_out": Out(acc_shape(cfg)),
@@ -127,16 +138,22 @@ class WSPE(wiring.Component):
         :meth:`ProcessingElement.multiply <oasa.hw.pe.ProcessingElement.multiply>`."""
         return act * wgt
 
+    def weight(self) -> Value:
+        """The weight this cycle's activation multiplies: the loaded one on a ``swap``."""
+        return Mux(self.swap, self.wgt, self.wgt_active)
+
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
 
-        m.d.sync += self.act_out.eq(self.act)
+        m.d.sync += [self.act_out.eq(self.act), self.swap_out.eq(self.swap)]
         with m.If(self.load):
             m.d.sync += self.wgt.eq(self.wgt_in)
+        with m.If(self.swap):
+            m.d.sync += self.wgt_active.eq(self.wgt)
 
         product = Signal(signed(cfg.product_bits))
-        m.d.sync += product.eq(self.multiply(self.act, self.wgt))
+        m.d.sync += product.eq(self.multiply(self.act, self.weight()))
         value, out_of_range = p_bit_add(m, cfg, self.psum, product)  # as the OS PE adds
         m.d.sync += self.psum_out.eq(value)
         m.d.sync += self.flag_out.eq(self.flag | out_of_range)
@@ -150,27 +167,31 @@ class WSArray(wiring.Component):
     for each of M rows, continued from the partial sums fed in at the top.
 
     1. **Weight load**: R beats on ``i_wgt``; beat i carries w[k0 + i, n0 .. n0 + C - 1].
-       Weights enter at the bottom row and shift up one row per beat, so after R beats
-       row r holds beat r, PE (r, c) holds w[k0 + r, n0 + c]. A K tile shorter than R
-       (beats i >= K - k0) must be all zeros: an unused row then adds 0, which never
-       overflows. Columns past N may hold anything; their results are ignored.
+       Weights enter the PEs' load registers at the bottom row and shift up one row per
+       beat, so after R beats row r holds beat r, PE (r, c) w[k0 + r, n0 + c]. A K tile
+       shorter than R (beats i >= K - k0) must be all zeros: an unused row then adds 0,
+       which never overflows. Columns past N may hold anything; their results are ignored.
     2. **Stream**: M beats on ``i_act`` together with ``i_psum`` (the two transfer in the
        same cycle), the last with ``last`` set. Beat m carries x[m, k0 .. k0 + R - 1] and
        the partial sums and flags of row m the dot products continue from: zeros / False
        for the first K tile, the previous K tile's results for the next ones. Both are
        plain, unskewed rows; inside, activation r is delayed by r cycles and the partial
        sum of column c by c + 1, so the partial sum of row m meets x[m, k0 + r] at
-       PE (r, c), one cycle after the activation (when its product is ready).
+       PE (r, c), one cycle after the activation (when its product is ready). The pass's
+       first row carries a ``swap`` marker along with it, and each PE switches to its
+       loaded weight as that row reaches it.
     3. **Results**: row m leaves on ``o_res`` ``latency`` = R + C + 1 cycles after its
        ``i_act`` beat was accepted, columns de-skewed, in order, with ``last`` on the
        pass's last row. Gaps in the input are gaps in the output.
 
-    The array enforces the order: ``i_act``/``i_psum`` are ready only after a complete
-    load and until a ``last`` beat; ``i_wgt`` is ready only in between, and only from
-    :meth:`drain_of` = max(1, R + C - 2) cycles after the ``last`` beat was accepted, when
-    the last activation has passed PE (R - 1, C - 1) (a load beat changes every weight of
-    the grid one cycle after it is accepted). So both producers may offer beats at any
-    time: the next pass's weights load while the previous pass drains.
+    Double buffering: the next pass's weights load while a pass streams. The array
+    enforces the order: ``i_act``/``i_psum`` are ready while a pass streams (until its
+    ``last`` beat) and, for a pass's first row, once its R weight beats are loaded;
+    ``i_wgt`` is ready when no complete load waits for its pass, and from :meth:`drain_of`
+    = max(1, R + C - 2) cycles after a pass's first row was accepted, when that row has
+    taken the loaded weights in every PE (a load beat changes every load register of the
+    grid one cycle after it is accepted). So both producers may offer beats at any time,
+    and back-to-back passes start max(M, R + max(1, R + C - 2)) cycles apart.
 
     Latency: R + C + 1 cycles from an ``i_act`` beat to its ``o_res`` beat
     (:meth:`latency_of`). Throughput: one row per cycle while streaming; a pass takes
@@ -231,10 +252,10 @@ class WSArray(wiring.Component):
 
     @staticmethod
     def drain_of(cfg: ArrayConfig) -> int:
-        """Cycles from accepting a pass's ``last`` activation beat to the earliest cycle a
-        weight beat is accepted: max(1, R + C - 2). The last activation is multiplied at
-        PE (R - 1, C - 1) R + C - 1 cycles after it was accepted, and a weight beat changes
-        the weights one cycle after it is accepted."""
+        """Cycles from accepting a pass's first row to the earliest cycle the next pass's
+        first weight beat is accepted: max(1, R + C - 2). The first row takes the loaded
+        weight at PE (R - 1, C - 1) R + C - 1 cycles after it was accepted, and a weight
+        beat changes the load registers one cycle after it is accepted."""
         return max(1, cfg.rows + cfg.cols - 2)
 
     @property
@@ -257,35 +278,42 @@ class WSArray(wiring.Component):
         rows, cols = cfg.rows, cfg.cols
         m = Module()
 
-        # -- control: load R weight beats, then stream rows until ``last``, then wait for
-        # the drain before the next load. Every ready comes from flip-flops and the other
-        # stream's valid, as in SystolicArray.
-        streaming = Signal()  # a complete load is in the grid; activations may enter
+        # -- control: loads and passes overlap. A load of R beats fills the load registers
+        # (``pending`` when complete); a pass's first row takes them (swap) and its rows
+        # stream until ``last``; the next load may begin once that first row has reached
+        # every PE. Every ready comes from flip-flops and the other stream's valid, as in
+        # SystolicArray.
+        pending = Signal()  # a complete load waits for its pass's first row
+        in_pass = Signal()  # a pass has begun and its last row has not come yet
         loaded = Signal(range(rows))  # weight beats of the load in progress
-        drain = Signal(range(self.drain_wait))  # cycles left until weights may change
-        wgt_free = Signal(init=1)  # drain == 0, kept in a register
+        since = Signal(range(self.drain_wait))  # cycles left until the next load may begin
+        wgt_free = Signal(init=1)  # since == 0, kept in a register
         accept_wgt = Signal()
         accept_act = Signal()
+        first_row = Signal()  # the row offered now would begin a pass
         m.d.comb += [
-            self.i_wgt.ready.eq(~streaming & wgt_free),
-            self.i_act.ready.eq(streaming & self.i_psum.valid),
-            self.i_psum.ready.eq(streaming & self.i_act.valid),
+            first_row.eq(~in_pass),
+            self.i_wgt.ready.eq(~pending & wgt_free),
+            self.i_act.ready.eq((in_pass | pending) & self.i_psum.valid),
+            self.i_psum.ready.eq((in_pass | pending) & self.i_act.valid),
             accept_wgt.eq(self.i_wgt.valid & self.i_wgt.ready),
             accept_act.eq(self.i_act.valid & self.i_act.ready),
         ]
         with m.If(accept_wgt):
             with m.If(loaded == rows - 1):
-                m.d.sync += [loaded.eq(0), streaming.eq(1)]
+                m.d.sync += [loaded.eq(0), pending.eq(1)]
             with m.Else():
                 m.d.sync += loaded.eq(loaded + 1)
-        with m.If(accept_act & self.i_act.payload.last):
-            m.d.sync += [
-                streaming.eq(0),
-                drain.eq(self.drain_wait - 1),
-                wgt_free.eq(self.drain_wait == 1),
-            ]
-        with m.Elif(~wgt_free):
-            m.d.sync += [drain.eq(drain - 1), wgt_free.eq(drain == 1)]
+        with m.If(accept_act):
+            m.d.sync += in_pass.eq(~self.i_act.payload.last)
+            with m.If(first_row):
+                m.d.sync += [
+                    pending.eq(0),
+                    since.eq(self.drain_wait - 1),
+                    wgt_free.eq(self.drain_wait == 1),
+                ]
+        with m.If(~(accept_act & first_row) & ~wgt_free):
+            m.d.sync += [since.eq(since - 1), wgt_free.eq(since == 1)]
 
         # -- input registers ----------------------------------------------------------------
         in_wgt = Signal.like(self.i_wgt.payload)
@@ -293,12 +321,14 @@ class WSArray(wiring.Component):
         in_psum = Signal.like(self.i_psum.payload)
         in_valid = Signal()
         in_last = Signal()
+        in_swap = Signal()
         m.d.sync += [
             in_wgt.eq(self.i_wgt.payload),
             in_act.eq(self.i_act.payload.data),
             in_psum.eq(self.i_psum.payload),
             in_valid.eq(accept_act),
             in_last.eq(self.i_act.payload.last),
+            in_swap.eq(accept_act & first_row),
         ]
         # One load-enable register per row, so none drives the whole grid (replicas: an
         # FPGA build keeps them apart, see oasa.hw.replicas).
@@ -310,9 +340,10 @@ class WSArray(wiring.Component):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
-        # -- the grid: weights shift up from the bottom edge, activations right from the
-        # left edge (row r skewed by r), partial sums down from the top edge (column c
-        # skewed by c + 1: one more than the activations, for the product register).
+        # -- the grid: weights shift up from the bottom edge, activations (and the swap
+        # marker) right from the left edge (row r skewed by r), partial sums down from the
+        # top edge (column c skewed by c + 1: one more than the activations, for the product
+        # register).
         for r in range(rows):
             for c in range(cols):
                 pe = pes[r][c]
@@ -323,6 +354,11 @@ class WSArray(wiring.Component):
                         _delay_line(m, in_act[r], r, f"skew_act_{r}")
                         if c == 0
                         else pes[r][c - 1].act_out
+                    ),
+                    pe.swap.eq(
+                        _delay_line(m, in_swap, r, f"skew_swap_{r}")
+                        if c == 0
+                        else pes[r][c - 1].swap_out
                     ),
                 ]
                 if r == 0:
@@ -372,21 +408,20 @@ def ws_tile_cycles(cfg: ArrayConfig, m: int) -> int:
     return cfg.rows + m + WSArray.latency_of(cfg)
 
 
-def ws_pass_interval(
-    cfg: ArrayConfig, m: int, *, dependent: bool, feedback: int = 1, drain: int | None = None
-) -> int:
-    """Cycles between the first activation beats of two back-to-back passes of M rows.
+def ws_pass_interval(cfg: ArrayConfig, m: int, *, dependent: bool, feedback: int = 1) -> int:
+    """Cycles between the first rows of two back-to-back passes of M rows.
 
-    The next pass's weights are taken ``drain`` (by default :meth:`WSArray.drain_of`)
-    cycles after the last activation, then R load beats: R + M - 1 + max(1, R + C - 2). A ``dependent`` pass
-    (the next K tile of the same outputs) also waits for its partial sums: row m's result
-    leaves the array ``latency`` cycles after row m went in, and is accepted as the next
-    pass's ``i_psum`` ``feedback`` (>= 1) cycles later, so rows start at least
-    R + C + 1 + feedback cycles apart.
+    The next pass's weights load while a pass streams: from :meth:`WSArray.drain_of`
+    cycles after its first row, R beats, so the next first row follows
+    max(M, R + max(1, R + C - 2)) cycles later. A ``dependent`` pass (the next K tile of
+    the same outputs) also waits for its partial sums: row m's result leaves the array
+    ``latency`` cycles after row m went in, and is accepted as the next pass's ``i_psum``
+    ``feedback`` (>= 1) cycles later, so rows start at least R + C + 1 + feedback cycles
+    apart.
     """
     if feedback < 1:
         raise ValueError(f"feedback must be at least 1 cycle, got {feedback}")
-    issue = cfg.rows + m - 1 + (WSArray.drain_of(cfg) if drain is None else drain)
+    issue = max(m, cfg.rows + WSArray.drain_of(cfg))
     return max(issue, WSArray.latency_of(cfg) + feedback) if dependent else issue
 
 
@@ -405,7 +440,8 @@ def ws_gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int, *, feedback: int = 
         raise ValueError(f"GEMM sizes must be positive, got {m} x {k} x {n}")
     k_tiles = -(-k // cfg.rows)
     n_tiles = -(-n // cfg.cols)
-    total = ws_tile_cycles(cfg, m)
-    for p in range(1, k_tiles * n_tiles):
-        total += ws_pass_interval(cfg, m, dependent=p % k_tiles != 0, feedback=feedback)
-    return total
+    dependent = ws_pass_interval(cfg, m, dependent=True, feedback=feedback)
+    independent = ws_pass_interval(cfg, m, dependent=False)
+    return (
+        ws_tile_cycles(cfg, m) + n_tiles * (k_tiles - 1) * dependent + (n_tiles - 1) * independent
+    )

@@ -21,22 +21,13 @@ from oasa.hw.registers import DIM_BITS
 from oasa.hw.sequencer import command_layout, count_flags, layer_control
 from oasa.hw.ws_array import WSArray, ws_act_layout, ws_result_layout
 
-__all__ = ["FEEDBACK_LATENCY", "WSSequencer", "pass_gap"]
+__all__ = ["FEEDBACK_LATENCY", "WSSequencer"]
 
 #: Cycles from a row leaving the array to the earliest cycle the same row of the next K
 #: tile may enter it, beyond :meth:`WSArray.latency_of`'s: the partial sums' register (1),
 #: the result write (1), and the buffer read and its register at the issue side (2). The
 #: cycle model (``sim/cycles.py``) reads it from here.
 FEEDBACK_LATENCY = 4
-
-
-def pass_gap(cfg: ArrayConfig) -> int:
-    """Cycles from a pass's last row to the next pass's first weight beat: the array's
-    drain (:meth:`WSArray.drain_of`), and at least enough that a pass's first row leaves
-    the array :attr:`OutputStage.LATENCY` cycles after the previous pass's last row (so a
-    partial-sum write never meets a requantized row's write; only arrays of a few PEs
-    wait longer than the drain)."""
-    return max(WSArray.drain_of(cfg), OutputStage.LATENCY - cfg.rows)
 
 
 class WSSequencer(wiring.Component):
@@ -65,10 +56,13 @@ class WSSequencer(wiring.Component):
 
     Issue side: the three-stage pipeline of :class:`~oasa.hw.sequencer.Sequencer` (address,
     buffer read, registered data), which never stalls: stage A itself waits until the array
-    takes the beat. A pass's first weight beat waits :func:`pass_gap` cycles after the
-    previous pass's last row (the array's drain), and the first row of a pass that
-    continues a K tile waits :attr:`feedback_wait` cycles after the previous pass's first
-    row, so that its partial sums are in the result buffer when it reads them.
+    takes the beat. Weights and rows have an issuer each, so the next pass's weights load
+    while a pass streams (the array double-buffers them): a load begins
+    :attr:`drain_wait` cycles after the previous pass's first row (the array's rule); the
+    first row of a pass that continues a K tile waits :attr:`feedback_wait` cycles after
+    the previous pass's first row, so that its partial sums are in the result buffer when
+    it reads them; and partial sums that follow a last K tile wait until its requantized
+    rows, an output stage behind, have been written (:attr:`write_gap`).
     Drain side: rows leave the array in order; the last K tile's rows go through the output
     stage, the others are written back at once; the two never meet at the write port.
 
@@ -121,9 +115,15 @@ class WSSequencer(wiring.Component):
 
     @property
     def drain_wait(self) -> int:
-        """Cycles from a pass's last row to the next pass's first weight beat
-        (:func:`pass_gap`)."""
-        return pass_gap(self.cfg)
+        """Cycles from a pass's first row to the next pass's first weight beat: the
+        array's :meth:`WSArray.drain_of`."""
+        return WSArray.drain_of(self.cfg)
+
+    @property
+    def write_gap(self) -> int:
+        """Cycles from a last K tile's last row to the first row of partial sums that may
+        follow it: the output stage's latency, so that the two never write at once."""
+        return OutputStage.LATENCY
 
     @property
     def feedback_wait(self) -> int:
@@ -138,30 +138,49 @@ class WSSequencer(wiring.Component):
 
         launch, cmd, zero_dim, finish = layer_control(m, self)
 
-        # -- issue side, stage A: counters and addresses -----------------------------------
-        issuing = Signal()
-        loading = Signal()  # sending the pass's R weight words (else its M rows)
-        idx = Signal(DIM_BITS)  # weight beat i of the load, or row m of the pass
-        a_last = Signal()  # idx is the load's or the pass's last beat
+        # -- issue side, stage A: two issuers side by side, one for weights and one for
+        # rows, each with its own buffer port. A load may begin when the previous pass's
+        # first row has reached every PE (``drain`` cycles after it) and no complete load
+        # waits; a pass's rows begin once its load is complete, and (continuing a K tile)
+        # once their partial sums are back, and (after a last K tile, when partial sums
+        # follow) once the requantized rows are past the write port.
+        drain, feedback, stage_gap = self.drain_wait, self.feedback_wait, self.write_gap
+        load_ready = Signal()  # a complete load waits for its pass's first row
+        since_first = Signal(range(max(drain, feedback) + 1))  # since the last first row
+        since_last = Signal(range(stage_gap + 1))  # since the last pass's last row
+        top = max(drain, feedback)
+        m.d.sync += [
+            since_first.eq(Mux(since_first == top, top, since_first + 1)),
+            since_last.eq(Mux(since_last == stage_gap, stage_gap, since_last + 1)),
+        ]
+
+        # Weights: R words per pass, N tiles outer and K tiles inner.
+        w_active = Signal()  # loads remain
+        w_i = Signal(range(rows))  # beat of the load in progress
         kk = Signal(DIM_BITS + 1)  # k of the weight beat: k0 + i
-        first_k = Signal()  # the pass is the N tile's first K tile (partial sums zero)
-        n_last = Signal()  # the last N tile
-        n0 = Signal(DIM_BITS + 1)
-        act_addr = Signal.like(self.act_rd.addr)
+        w_n_last = Signal()  # loading the last N tile
+        w_n0 = Signal(DIM_BITS + 1)
         wgt_addr = Signal.like(self.wgt_rd.addr)
         wgt_tile = Signal.like(self.wgt_rd.addr)  # wgt_base + nt*K
+        go_w = w_active & ((w_i != 0) | (~load_ready & (since_first >= drain)))
+
+        # Rows: M per pass, with the partial sums they continue from.
+        a_active = Signal()  # passes remain
+        streaming = Signal()  # a pass's rows are going out
+        idx = Signal(DIM_BITS)  # row m of the pass
+        a_last = Signal()  # idx is the pass's last row
+        first_k = Signal()  # the pass is the N tile's first K tile
+        final = Signal()  # the pass is the N tile's last K tile
+        prev_final = Signal()  # the previous pass was
+        k0 = Signal(DIM_BITS + 1)
+        a_n_last = Signal()
+        a_n0 = Signal(DIM_BITS + 1)
+        act_addr = Signal.like(self.act_rd.addr)
         res_addr = Signal.like(self.res_rd.addr)
         res_tile = Signal.like(self.res_rd.addr)  # res_base + nt*M
-        drain, feedback = self.drain_wait, self.feedback_wait
-        since_last = Signal(range(drain + 1))  # cycles since the last row, saturating
-        since_first = Signal(range(feedback + 1))  # cycles since the pass's first row
-        m.d.sync += [
-            since_last.eq(Mux(since_last == drain, drain, since_last + 1)),
-            since_first.eq(Mux(since_first == feedback, feedback, since_first + 1)),
-        ]
-        go_wgt = issuing & loading & (since_last == drain)
-        row_free = first_k | (idx != 0) | (since_first == feedback)
-        go_act = issuing & ~loading & row_free
+        sums_back = first_k | (since_first >= feedback)
+        writes_apart = ~prev_final | final | (since_last >= stage_gap)
+        go_a = a_active & (streaming | (load_ready & sums_back & writes_apart))
 
         b_wgt, b_act, b_last, b_zero, b_first_k = (Signal(name=f"b_{n}") for n in
                                                    ("wgt", "act", "last", "zero", "first_k"))  # fmt: skip
@@ -170,8 +189,8 @@ class WSSequencer(wiring.Component):
         c_act = Signal.like(self.act_rd.data)
         c_psum = Signal.like(self.res_rd.data)
         m.d.sync += [
-            b_wgt.eq(go_wgt),
-            b_act.eq(go_act),
+            b_wgt.eq(go_w),
+            b_act.eq(go_a),
             b_last.eq(a_last),
             b_zero.eq(kk >= cmd.k),
             b_first_k.eq(first_k),
@@ -200,56 +219,78 @@ class WSSequencer(wiring.Component):
 
         with m.If(launch):
             m.d.sync += [
-                issuing.eq(~zero_dim),
-                loading.eq(1),
-                idx.eq(0),
-                a_last.eq(rows == 1),
+                load_ready.eq(0),
+                since_first.eq(top),
+                since_last.eq(stage_gap),
+                w_active.eq(~zero_dim),
+                w_i.eq(0),
                 kk.eq(0),
-                first_k.eq(1),
-                n0.eq(0),
-                n_last.eq(cols >= self.cmd.n),
-                act_addr.eq(self.cmd.act_base),
+                w_n0.eq(0),
+                w_n_last.eq(cols >= self.cmd.n),
                 wgt_addr.eq(self.cmd.wgt_base),
                 wgt_tile.eq(self.cmd.wgt_base),
+                a_active.eq(~zero_dim),
+                streaming.eq(0),
+                idx.eq(0),
+                a_last.eq(self.cmd.m == 1),
+                first_k.eq(1),
+                final.eq(rows >= self.cmd.k),
+                prev_final.eq(0),
+                k0.eq(0),
+                a_n0.eq(0),
+                a_n_last.eq(cols >= self.cmd.n),
+                act_addr.eq(self.cmd.act_base),
                 res_addr.eq(self.cmd.res_base),
                 res_tile.eq(self.cmd.res_base),
-                since_last.eq(drain),
             ]
-        with m.Elif(go_wgt):
-            m.d.sync += [kk.eq(kk + 1), wgt_addr.eq(wgt_addr + 1)]
-            with m.If(a_last):  # the load is complete: the rows follow
-                m.d.sync += [loading.eq(0), idx.eq(0), a_last.eq(cmd.m == 1)]
-            with m.Else():
-                m.d.sync += [idx.eq(idx + 1), a_last.eq(idx + 2 == rows)]
-        with m.Elif(go_act):
-            m.d.sync += [act_addr.eq(act_addr + 1), res_addr.eq(res_addr + 1)]
-            with m.If(idx == 0):
-                m.d.sync += since_first.eq(1)
-            with m.If(~a_last):
-                m.d.sync += [idx.eq(idx + 1), a_last.eq(idx + 2 == cmd.m)]
-            with m.Else():  # the pass's last row: the next pass loads its weights
-                m.d.sync += [
-                    since_last.eq(1),
-                    loading.eq(1),
-                    idx.eq(0),
-                    a_last.eq(rows == 1),
-                    first_k.eq(0),
-                    res_addr.eq(res_tile),
-                ]
-                with m.If(kk >= cmd.k):  # the N tile's last K tile
+        with m.Else():
+            with m.If(go_w):
+                m.d.sync += [kk.eq(kk + 1), wgt_addr.eq(wgt_addr + 1)]
+                with m.If(w_i != rows - 1):
+                    m.d.sync += w_i.eq(w_i + 1)
+                with m.Else():  # the load is complete
+                    m.d.sync += [w_i.eq(0), load_ready.eq(1)]
+                    with m.If(kk + 1 >= cmd.k):  # the N tile's last K tile: the next N tile
+                        m.d.sync += [
+                            kk.eq(0),
+                            wgt_addr.eq(wgt_tile + cmd.k),
+                            wgt_tile.eq(wgt_tile + cmd.k),
+                            w_n0.eq(w_n0 + cols),
+                            w_n_last.eq(w_n0 + 2 * cols >= cmd.n),
+                        ]
+                        with m.If(w_n_last):
+                            m.d.sync += w_active.eq(0)
+            with m.If(go_a):
+                m.d.sync += [act_addr.eq(act_addr + 1), res_addr.eq(res_addr + 1)]
+                with m.If(~streaming):  # the pass's first row takes the load
+                    m.d.sync += [load_ready.eq(0), since_first.eq(1)]
+                with m.If(~a_last):
+                    m.d.sync += [streaming.eq(1), idx.eq(idx + 1), a_last.eq(idx + 2 == cmd.m)]
+                with m.Else():  # the pass's last row
                     m.d.sync += [
-                        kk.eq(0),
-                        first_k.eq(1),
-                        act_addr.eq(cmd.act_base),
-                        wgt_addr.eq(wgt_tile + cmd.k),
-                        wgt_tile.eq(wgt_tile + cmd.k),
-                        res_addr.eq(res_tile + cmd.m),
-                        res_tile.eq(res_tile + cmd.m),
-                        n0.eq(n0 + cols),
-                        n_last.eq(n0 + 2 * cols >= cmd.n),
+                        streaming.eq(0),
+                        idx.eq(0),
+                        a_last.eq(cmd.m == 1),
+                        since_last.eq(1),
+                        prev_final.eq(final),
+                        first_k.eq(0),
+                        k0.eq(k0 + rows),
+                        final.eq(k0 + 2 * rows >= cmd.k),
+                        res_addr.eq(res_tile),
                     ]
-                    with m.If(n_last):
-                        m.d.sync += issuing.eq(0)
+                    with m.If(final):  # the next N tile
+                        m.d.sync += [
+                            first_k.eq(1),
+                            k0.eq(0),
+                            final.eq(rows >= cmd.k),
+                            act_addr.eq(cmd.act_base),
+                            res_addr.eq(res_tile + cmd.m),
+                            res_tile.eq(res_tile + cmd.m),
+                            a_n0.eq(a_n0 + cols),
+                            a_n_last.eq(a_n0 + 2 * cols >= cmd.n),
+                        ]
+                        with m.If(a_n_last):
+                            m.d.sync += a_active.eq(0)
 
         # -- array side: the last K tile's rows go to the output stage, the others back
         # to the result buffer, through one register. Counted where rows leave the array;
@@ -258,14 +299,19 @@ class WSSequencer(wiring.Component):
         k0_in = Signal(DIM_BITS + 1)
         final_in = Signal()  # rows leaving the array are of the N tile's last K tile
         col_in = Signal.like(self.res_wr.addr)  # res_base + nt*M
-        param_addr = Signal.like(self.param_rd.addr)
+        param_addr = Signal.like(self.param_rd.addr)  # this N tile's parameters
+        param_next = Signal.like(self.param_rd.addr)  # the next N tile's
         arr = self.i_array
+        # The next pass's first row may leave the array the cycle after a last K tile's
+        # last row, and the read port answers a cycle after its address: the address moves
+        # to the next N tile's word in the cycle that last row leaves.
+        tile_done = arr.valid & arr.payload.last & final_in
         m.d.comb += [
             self.o_stage.valid.eq(arr.valid & final_in),
             self.o_stage.payload.acc.eq(arr.payload.value),
             self.o_stage.payload.ovf.eq(arr.payload.ovf),
             self.o_stage.payload.row.eq(0),
-            self.param_rd.addr.eq(param_addr),
+            self.param_rd.addr.eq(Mux(tile_done, param_next, param_addr)),
             self.param_rd.en.eq(1),
             self.params.eq(self.param_rd.data),
             self.relu.eq(cmd.relu),
@@ -287,6 +333,7 @@ class WSSequencer(wiring.Component):
                 final_in.eq(rows >= self.cmd.k),
                 col_in.eq(self.cmd.res_base),
                 param_addr.eq(self.cmd.param_base),
+                param_next.eq(self.cmd.param_base + 1),
             ]
         with m.Elif(arr.valid):
             with m.If(~arr.payload.last):
@@ -297,7 +344,8 @@ class WSSequencer(wiring.Component):
                     k0_in.eq(0),
                     final_in.eq(rows >= cmd.k),
                     col_in.eq(col_in + cmd.m),
-                    param_addr.eq(param_addr + 1),
+                    param_addr.eq(param_next),
+                    param_next.eq(param_next + 1),
                 ]
             with m.Else():
                 m.d.sync += [

@@ -11,7 +11,7 @@ from oasa.config import ArrayConfig
 from oasa.hw.array import SystolicArray
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.ws_array import WSArray, ws_pass_interval
-from oasa.hw.ws_sequencer import FEEDBACK_LATENCY, pass_gap
+from oasa.hw.ws_sequencer import FEEDBACK_LATENCY
 from oasa.sim.tiling import tile_grid
 
 __all__ = [
@@ -103,13 +103,13 @@ def ws_accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
 
     Derived from :class:`~oasa.hw.ws_sequencer.WSSequencer`: the first weight beat reaches
     the array in cycle 4, as on the output-stationary accelerator; a pass (N tile, K tile)
-    loads R weight words and then streams its M rows. The next pass's weights follow the
-    last row after the array's drain (:func:`~oasa.hw.ws_sequencer.pass_gap`), and the rows
-    of a pass that continues a K tile wait, in addition, until the previous pass's partial
-    sums are back in the result buffer (:func:`~oasa.hw.ws_array.ws_pass_interval` with the
-    sequencer's feedback). The last row leaves the array ``latency`` cycles after it
-    entered, then takes the output stage and the result write, as on the
-    output-stationary accelerator.
+    loads R weight words and then streams its M rows, and the next pass's weights load
+    while it streams (:func:`~oasa.hw.ws_array.ws_pass_interval`). The rows of a pass
+    that continues a K tile wait, in addition, until the previous pass's partial sums are
+    back in the result buffer (the sequencer's feedback), and the first K tile of the next
+    N tile until the last one's requantized rows have left the output stage. The last row
+    leaves the array ``latency`` cycles after it entered, then takes the output stage and
+    the result write, as on the output-stationary accelerator.
 
     >>> ws_accelerator_cycles(ArrayConfig(dataflow="ws"), 64, 288, 64)
     19987
@@ -118,17 +118,20 @@ def ws_accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
         return 0
     k_tiles = -(-k // cfg.rows)
     _, n_tiles = tile_grid(cfg, m, n)
-    gap = pass_gap(cfg)
-    dependent = ws_pass_interval(cfg, m, dependent=True, feedback=FEEDBACK_LATENCY, drain=gap)
-    independent = ws_pass_interval(cfg, m, dependent=False, drain=gap)
-    last_rows = (
+    dependent = ws_pass_interval(cfg, m, dependent=True, feedback=FEEDBACK_LATENCY)
+    # The next N tile: its first K tile's partial sums wait until the last K tile's
+    # requantized rows (an output stage behind) are written; without K tiles, none follow.
+    next_n = ws_pass_interval(cfg, m, dependent=False)
+    if k_tiles > 1:
+        next_n = max(next_n, m - 1 + OUTPUT_STAGE_LATENCY)
+    last_first_row = (
         SEQUENCER_ISSUE_LATENCY
         + cfg.rows
         + n_tiles * (k_tiles - 1) * dependent
-        + (n_tiles - 1) * independent
+        + (n_tiles - 1) * next_n
     )
     return (
-        last_rows
+        last_first_row
         + (m - 1)
         + WSArray.latency_of(cfg)
         + OUTPUT_STAGE_LATENCY

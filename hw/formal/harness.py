@@ -33,8 +33,9 @@ proves it for all time):
 - ``ws_wrap``, ``ws_saturate``, ``ws_flag``: the weight-stationary PE is one step of a
   column's chain: ``psum_out`` is wrap_P or clamp_P of ``psum`` plus the product of the
   previous cycle's activation and held weight, and ``flag_out`` is ``flag`` or that sum
-  leaving the P-bit range. The shadow computes the same step from the same ports (the
-  product one cycle late, as the PE's register holds it), so k = 2 closes it. A column is
+  leaving the P-bit range, with the weight a swap selects (the loaded one on a pass's first
+  row, which becomes the one in use). The shadow computes the same step from the same
+  ports (the product one cycle late, as the PE's register holds it), so k = 2 closes it. A column is
   these steps chained by wires (partial sum and flag from above), and the chain's entry is
   the previous K tile's result (hw/ws_array.py), so the steps compose into DESIGN.md's
   t_k = op(t_{k-1} + x_k w_k) over k = 0..K-1 with the sticky flag.
@@ -189,14 +190,20 @@ def pe_flag_harness(cfg: ArrayConfig, pe: PEFactory = ProcessingElement) -> Harn
 def ws_pe_harness(cfg: ArrayConfig, prop: str, pe: Callable[[ArrayConfig], WSPE] = WSPE) -> Harness:
     """Properties 6-8 (``prop`` "wrap", "saturate" or "flag"): one step of the
     weight-stationary PE, psum_out = op_P(psum + x*w) and flag_out = flag | (psum + x*w
-    outside the P-bit range), x*w the product of the previous cycle's activation and held
-    weight."""
+    outside the P-bit range), x*w the product of the previous cycle's activation and its
+    weight: the loaded weight if the activation came with ``swap``, else the one in use."""
     m = Module()
     m.submodules.dut = dut = pe(cfg)
-    _free(m, dut.act, dut.wgt_in, dut.load, dut.psum, dut.flag)
+    _free(m, dut.act, dut.swap, dut.wgt_in, dut.load, dut.psum, dut.flag)
     h = Harness(m, depth=2)
+    # The weight the activation multiplies: the loaded one with ``swap``, else the one in
+    # use; that ``wgt_active`` takes the loaded weight on a swap is checked too.
+    weight = Mux(dut.swap, dut.wgt, dut.wgt_active)
     prod = Signal(signed(cfg.act_bits + cfg.weight_bits + 1), name="spec_prod")
-    m.d.sync += prod.eq(dut.act * dut.wgt)
+    m.d.sync += prod.eq(dut.act * weight)
+    held = Signal.like(dut.wgt_active, name="spec_held")
+    m.d.sync += held.eq(weight)
+    h.check(m, dut.wgt_active == held, "wgt_active == the weight the last activation used")
     t = Signal(signed(cfg.acc_bits + cfg.act_bits + cfg.weight_bits + 2), name="spec_t")
     m.d.comb += t.eq(dut.psum + prod)
     out_of_range = (t < cfg.acc_min) | (t > cfg.acc_max)

@@ -12,7 +12,6 @@ from oasa.config import ArrayConfig
 from oasa.hw.accelerator import Accelerator
 from oasa.hw.registers import REG, config_word
 from oasa.hw.sequencer import Sequencer
-from oasa.hw.ws_array import WSArray
 from oasa.hw.ws_sequencer import WSSequencer
 from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
@@ -194,22 +193,22 @@ def test_ws_activation_layout_that_does_not_fit_names_the_buffer():
 
 @pytest.mark.parametrize("rows, cols", [(1, 1), (2, 3), (4, 4), (8, 8), (3, 5)])
 def test_ws_cycle_model_formula_cases(rows, cols):
-    """Hand-derived: one pass; K tiles of long rows (the drain paces passes); K tiles of
-    one row (the partial sums' round trip paces them); N tiles (no round trip)."""
+    """Hand-derived: one pass; K tiles of long rows (passes back to back, the next weights
+    loading while a pass streams); K tiles of one row (the partial sums' round trip paces
+    them); N tiles of one row (the weight loads pace them); N tiles after K tiles (the
+    requantized rows pass the write port before partial sums follow)."""
     cfg = ArrayConfig(rows=rows, cols=cols, dataflow="ws")
     latency = rows + cols + 1
     tail = latency + 6 + 1 - 1  # array, stage, finish; the last row is counted once
-    # the array's drain, or long enough that a requantized row's write precedes the next
-    # pass's partial sums'
-    gap = max(1, rows + cols - 2, 6 - rows)
+    load = rows + max(1, rows + cols - 2)  # the next load waits for the swap to spread
     assert accelerator_cycles(cfg, 5, rows, cols) == 4 + rows + 5 + tail
-    m = 4 * (rows + cols) + 12  # long enough that loads and drains set the pace
-    assert (
-        accelerator_cycles(cfg, m, 3 * rows, cols) == 4 + rows + 2 * (rows + m - 1 + gap) + m + tail
-    )
-    trip = max(rows + gap, latency + 4)  # the partial sums: register, write, read, register
+    m = 4 * (rows + cols) + 12  # long enough that loads and round trips hide behind rows
+    assert accelerator_cycles(cfg, m, 3 * rows, cols) == 4 + rows + 2 * m + m + tail
+    trip = max(load, latency + 4)  # the partial sums: register, write, read, register
     assert accelerator_cycles(cfg, 1, 3 * rows, cols) == 4 + rows + 2 * trip + 1 + tail
-    assert accelerator_cycles(cfg, 1, rows, 3 * cols) == 4 + rows + 2 * (rows + gap) + 1 + tail
+    assert accelerator_cycles(cfg, 1, rows, 3 * cols) == 4 + rows + 2 * load + 1 + tail
+    two_by_two = 4 + rows + (m + (m - 1 + 6) + m) + m + tail  # K tile, N tile, K tile
+    assert accelerator_cycles(cfg, m, 2 * rows, 2 * cols) == two_by_two
 
 
 class _NeverRefusedSequencer(Sequencer):
@@ -293,10 +292,10 @@ def test_ws_schedule_checks_can_fail(monkeypatch):
         def feedback_wait(self) -> int:
             return super().feedback_wait - 1
 
-    class EarlyAfterFinal(WSSequencer):  # waits for the array's drain only
+    class EarlyAfterFinal(WSSequencer):
         @property
-        def drain_wait(self) -> int:
-            return WSArray.drain_of(self.cfg)
+        def write_gap(self) -> int:
+            return super().write_gap - 1
 
     cfg = WS.replace(rows=4, cols=3)  # drain 5 cycles, so one less still takes the beat
     rng = np.random.default_rng(9)

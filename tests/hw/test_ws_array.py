@@ -217,10 +217,10 @@ def test_one_pass_takes_ws_tile_cycles(rows, cols, m):
 @pytest.mark.parametrize("feedback", [1, 5])
 def test_k_tiles_wait_for_their_partial_sums(feedback):
     """With M = 1 every next K tile waits for the previous result (and the feedback
-    delay); with M = 8 the result is back before it is needed."""
+    delay); with M = 12 the result is back before it is needed."""
     cfg = ArrayConfig(rows=2, cols=2, acc_bits=9, overflow="saturate")
     rng = np.random.default_rng(feedback)
-    for m in (1, 8):
+    for m in (1, 12):
         x, w = overflow_operands(rng, cfg, m, 7, 3)
         _, cycles = check_gemm(cfg, x, w, feedback=feedback)
         assert cycles == ws_gemm_cycles(cfg, m, 7, 3, feedback=feedback)
@@ -248,7 +248,7 @@ class PEDropsIncomingFlag(WSPE):
         m = super().elaborate(platform)
         p = self.cfg.acc_bits
         product = Signal(signed(self.cfg.product_bits), name="bad_product")
-        m.d.sync += product.eq(self.multiply(self.act, self.wgt))
+        m.d.sync += product.eq(self.multiply(self.act, self.weight()))
         total = self.psum + product
         m.d.sync += self.flag_out.eq(total[p] ^ total[p - 1])  # the last assignment wins
         return m
@@ -309,3 +309,12 @@ def test_cycle_functions_reject_bad_sizes():
         ws_pass_interval(cfg, 3, dependent=True, feedback=0)
     with pytest.raises(ValueError, match="positive"):
         ws_gemm_cycles(cfg, 3, 0, 4)
+
+
+def test_passes_of_many_rows_follow_one_another_without_a_gap():
+    """Double buffering: with M >= R + max(1, R + C - 2) the next pass's weights load while
+    a pass streams, so the array takes a row every cycle: R + passes * M + latency."""
+    cfg = ArrayConfig(rows=2, cols=2, acc_bits=12)
+    x, w = reference.random_operands(np.random.default_rng(3), cfg, 12, 6, 3)
+    _, cycles = check_gemm(cfg, x, w)
+    assert cycles == ws_gemm_cycles(cfg, 12, 6, 3) == 2 + 6 * 12 + WSArray.latency_of(cfg)
