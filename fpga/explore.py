@@ -30,7 +30,11 @@ __all__ = [
     "LayerShape",
     "Row",
     "explore",
+    "layer_cycles",
     "layer_shapes",
+    "layer_traffic",
+    "rtl_check",
+    "totals",
     "write_outputs",
 ]
 
@@ -85,6 +89,13 @@ class Row:
     cycles: int
     macs: int
     utilization: float
+    act_reads: int  # buffer words the sequencer reads and writes (oasa.sim.calls.Traffic)
+    wgt_reads: int
+    psum_reads: int
+    res_writes: int
+    act_words: int  # the most words of each buffer one call holds
+    wgt_words: int
+    res_words: int
     luts: int | None
     ffs: int | None
 
@@ -141,6 +152,13 @@ def layer_cycles(cfg: ArrayConfig, shape: LayerShape) -> tuple[int, int]:
     return len(plan) * shape.groups, plan_cycles(cfg, plan) * shape.groups
 
 
+def layer_traffic(cfg: ArrayConfig, shape: LayerShape):
+    """The buffer traffic of one layer (:class:`oasa.sim.calls.Traffic`), all groups."""
+    from oasa.sim.calls import plan_calls, plan_traffic
+
+    return plan_traffic(cfg, plan_calls(cfg, shape.m, shape.k, shape.n)).times(shape.groups)
+
+
 def _design_key(cfg: ArrayConfig, family: str) -> str:
     """What a synthesis result depends on: the configuration, the family, the source of the
     hardware and of the cost model, and the Yosys version. Elaborating the array itself to
@@ -194,6 +212,7 @@ def explore(
             luts, ffs = cached_cost(cfg, family, cache)
         for s in shapes:
             calls, cycles = layer_cycles(cfg, s)
+            t = layer_traffic(cfg, s)
             rows.append(
                 Row(
                     s.name,
@@ -209,11 +228,62 @@ def explore(
                     cycles,
                     s.macs,
                     s.macs / (cand.rows * cand.cols * cycles),
+                    t.act_reads,
+                    t.wgt_reads,
+                    t.psum_reads,
+                    t.res_writes,
+                    t.act_words,
+                    t.wgt_words,
+                    t.res_words,
                     luts,
                     ffs,
                 )
             )
     return rows
+
+
+def rtl_check(
+    shapes: list[LayerShape],
+    candidates: Iterable[Candidate],
+    rows: list[Row],
+    count: int,
+    *,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Run ``count`` sampled layers (one group each, random operands) of every candidate on
+    the Verilator RTL; each must equal the golden model (results, flags) and take the
+    cycles the cycle model gives it, which are explore's (per group). Returns one record
+    per run; raises :class:`~oasa.sim.layer.MismatchError` at the first difference."""
+    import numpy as np
+
+    from oasa.sim.layer import compare, run_gemm
+
+    rng = np.random.default_rng(seed)
+    picked = sorted(rng.choice(len(shapes), size=min(count, len(shapes)), replace=False))
+    by_key = {(r.layer, r.rows, r.cols, r.dataflow, r.acc_bits): r for r in rows}
+    done = []
+    for cand in candidates:
+        cfg = cand.cfg
+        for i in picked:
+            s = shapes[int(i)]
+            if progress:
+                progress(f"RTL check: {s.name} ({s.m} x {s.k} x {s.n}) on {cand.label}")
+            x = rng.integers(cfg.act_min, cfg.act_max + 1, (s.m, s.k))
+            w = rng.integers(cfg.weight_min, cfg.weight_max + 1, (s.k, s.n))
+            rtl = run_gemm(x, w, cfg=cfg, backend="verilator")
+            compare(rtl, run_gemm(x, w, cfg=cfg, backend="model"))
+            row = by_key[(s.name, cand.rows, cand.cols, cand.dataflow, cand.acc_bits)]
+            if rtl.cycles * s.groups != row.cycles:
+                from oasa.sim.layer import MismatchError
+
+                raise MismatchError(
+                    f"{s.name} on {cand.label}: the RTL took {rtl.cycles} cycles per group, "
+                    f"explore counts {row.cycles // s.groups}"
+                )
+            done.append({"layer": s.name, "candidate": cand.label, "cycles": rtl.cycles,
+                         "calls": rtl.calls})  # fmt: skip
+    return done
 
 
 def totals(rows: list[Row]) -> list[dict]:
@@ -228,6 +298,8 @@ def totals(rows: list[Row]) -> list[dict]:
         t["calls"] += r.calls
         t["cycles"] += r.cycles
         t["macs"] += r.macs
+        for key in ("act_reads", "wgt_reads", "psum_reads", "res_writes"):
+            t[key] = t.get(key, 0) + getattr(r, key)
     for t in out.values():
         t["utilization"] = t["macs"] / (t["rows"] * t["cols"] * t["cycles"])
     return list(out.values())

@@ -25,7 +25,16 @@ from oasa.sim.backends import GemmCall, Session
 from oasa.sim.cycles import accelerator_cycles
 from oasa.sim.tiling import tile_grid
 
-__all__ = ["Call", "CallsResult", "plan_calls", "plan_cycles", "run_calls"]
+__all__ = [
+    "Call",
+    "CallsResult",
+    "Traffic",
+    "call_traffic",
+    "plan_calls",
+    "plan_cycles",
+    "plan_traffic",
+    "run_calls",
+]
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,84 @@ def plan_calls(cfg: ArrayConfig, m: int, k: int, n: int) -> list[Call]:
         return _plan(cfg, m, k, n, k)
     plans = [_plan(cfg, m, k, n, kc) for kc in _ws_k_chunks(cfg, k)]
     return min(plans, key=lambda plan: plan_cycles(cfg, plan))
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Buffer words a layer moves and holds: what the sequencer reads and writes (each a
+    word of R activations, C weights or C results and flags), and the most words of each
+    buffer one call occupies."""
+
+    act_reads: int = 0
+    wgt_reads: int = 0
+    psum_reads: int = 0  # result words read back as partial sums (weight-stationary)
+    res_writes: int = 0
+    act_words: int = 0
+    wgt_words: int = 0
+    res_words: int = 0
+
+    def __add__(self, other: Traffic) -> Traffic:
+        """Reads and writes add up; occupancy is the larger (calls run one at a time)."""
+        return Traffic(
+            self.act_reads + other.act_reads,
+            self.wgt_reads + other.wgt_reads,
+            self.psum_reads + other.psum_reads,
+            self.res_writes + other.res_writes,
+            max(self.act_words, other.act_words),
+            max(self.wgt_words, other.wgt_words),
+            max(self.res_words, other.res_words),
+        )
+
+    def times(self, groups: int) -> Traffic:
+        """``groups`` calls of this one after another (a grouped convolution)."""
+        return Traffic(
+            self.act_reads * groups,
+            self.wgt_reads * groups,
+            self.psum_reads * groups,
+            self.res_writes * groups,
+            self.act_words,
+            self.wgt_words,
+            self.res_words,
+        )
+
+
+def call_traffic(cfg: ArrayConfig, m: int, k: int, n: int, *, cont: bool = False) -> Traffic:
+    """The buffer traffic of one M x K x N call, as the sequencer of ``cfg.dataflow`` runs
+    it: output-stationary, every (row tile, column tile) reads K activation and K weight
+    words and writes its rows; weight-stationary, every (column tile, K tile) pass reads R
+    weight words and M activation words, writes M rows, and (after the first K tile, or
+    continuing) reads M rows of partial sums."""
+    mts, nts = tile_grid(cfg, m, n)
+    if cfg.dataflow == "ws":
+        kts = -(-k // cfg.rows)
+        return Traffic(
+            act_reads=nts * kts * m,
+            wgt_reads=nts * kts * cfg.rows,
+            psum_reads=nts * (kts - 1 + int(cont)) * m,
+            res_writes=nts * kts * m,
+            act_words=kts * m,
+            wgt_words=nts * k,
+            res_words=nts * m,
+        )
+    return Traffic(
+        act_reads=mts * nts * k,
+        wgt_reads=mts * nts * k,
+        res_writes=nts * m,
+        act_words=mts * k,
+        wgt_words=nts * k,
+        res_words=nts * m,
+    )
+
+
+def plan_traffic(cfg: ArrayConfig, plan: list[Call]) -> Traffic:
+    """The buffer traffic of a plan's calls."""
+    total = Traffic()
+    for c in plan:
+        total += call_traffic(
+            cfg, c.rows.stop - c.rows.start, c.ks.stop - c.ks.start,
+            c.chans.stop - c.chans.start, cont=not c.first_k,
+        )  # fmt: skip
+    return total
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,16 @@ def cmd_explore(args: argparse.Namespace) -> Report:
         shapes, candidates, family=family, cache=cache_dir() / "synth",
         progress=lambda m: print(f"  {m}", flush=True),
     )  # fmt: skip
+    checked = []
+    if args.rtl_check:
+        checked = explore.rtl_check(
+            shapes, candidates, rows, args.rtl_check, seed=args.seed,
+            progress=lambda m: print(f"  {m}", flush=True),
+        )  # fmt: skip
+        print(f"  RTL check: {len(checked)} layer runs on Verilator equal the model "
+              "(results, flags, cycles)")  # fmt: skip
     tot = explore.totals(rows)
-    meta = {"network": str(args.net), "kind": kind, "family": family}
+    meta = {"network": str(args.net), "kind": kind, "family": family, "rtl_checked": checked}
     paths = explore.write_outputs(rows, out, meta=meta)
     secs = time.perf_counter() - started
     print(f"\n{'array':<8} {'flow':<4} {'P':>3} {'calls':>8} {'cycles':>14} {'util %':>7} "
@@ -79,7 +87,8 @@ def cmd_explore(args: argparse.Namespace) -> Report:
     print(f"\nexplored {len(candidates)} candidates in {secs:.1f} s; wrote "
           + ", ".join(str(p) for p in paths))  # fmt: skip
     return {"network": str(args.net), "kind": kind, "layers": len(shapes), "totals": tot,
-            "seconds": secs, "outputs": [str(p) for p in paths]}  # fmt: skip
+            "rtl_checked": checked, "seconds": secs,
+            "outputs": [str(p) for p in paths]}  # fmt: skip
 
 
 def register(sub) -> None:
@@ -93,6 +102,15 @@ def register(sub) -> None:
     p.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5",
                    help="FPGA family of the cost model (default ecp5)")  # fmt: skip
     p.add_argument("--no-cost", action="store_true", help="skip synthesis (no LUTs)")
+    p.add_argument(
+        "--rtl-check",
+        type=opt.int_range(0),
+        default=0,
+        metavar="K",
+        help="also run K sampled layers of every candidate on the Verilator RTL (random "
+        "operands, one group) and exit 1 if any differs from the model (default 0)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="--rtl-check: sampling seed (default 0)")
     p.add_argument(
         "-o", "--output", default="out/explore", help="output folder (default out/explore)"
     )

@@ -3,6 +3,7 @@ counts them, cached synthesis, and the command's outputs and refusals."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -90,3 +91,20 @@ def test_explore_refuses_bad_options(tmp_path, capsys, args, message):
     assert main(["explore", str(RESNET), "--no-cost", "-o", str(tmp_path / "e"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_rtl_check_runs_sampled_layers_on_verilator(tmp_path, capsys, monkeypatch):
+    """--rtl-check 1: one sampled layer per candidate on the Verilator RTL, equal to the
+    model; a cycle model that counted one cycle more would be caught (exit 1)."""
+    netfile.save(small_network(), tmp_path / "n.npz")
+    argv = ["explore", str(tmp_path / "n.npz"), "--arrays", "2x3", "--dataflows", "ws",
+            "--no-cost", "--rtl-check", "1", "-o", str(tmp_path / "e"), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert len(r["rtl_checked"]) == 1 and r["rtl_checked"][0]["cycles"] > 0
+    layers = list(csv.DictReader((tmp_path / "e" / "layers.csv").open()))
+    assert {"act_reads", "wgt_reads", "psum_reads", "res_writes", "act_words"} <= set(layers[0])
+    real = explore.layer_cycles
+    monkeypatch.setattr(explore, "layer_cycles", lambda c, s: (real(c, s)[0], real(c, s)[1] + 1))
+    assert main(argv) == 1
+    assert "the RTL took" in capsys.readouterr().err
