@@ -70,6 +70,7 @@ bench: $(VENV)/.stamp-dev
 	$(PY) bench/fpga_cost.py
 	$(PY) bench/fpga_pareto.py
 	$(PY) bench/bad_inputs.py
+	$(PY) bench/scalesim_compare.py
 	$(PY) bench/results.py
 
 bench-long: $(VENV)/.stamp-dev

@@ -1,5 +1,6 @@
-"""pytest glue for the cocotb benches: simulator selection, the coverage directory, and the
-coverage summary printed at the end of the session.
+"""pytest glue for the cocotb benches: the coverage directory, and the coverage summary
+printed at the end of the session. Which simulator runs which configuration is
+:func:`oasa_tb.matrix.sim_params`, used by every bench's test module.
 
 The summary is printed by the process that reports (the xdist controller): this conftest
 must be an initial conftest there, which is why the Makefile names ``tests/cocotb`` among
@@ -17,8 +18,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-from oasa_tb.build import BUILD_ROOT, SIMULATORS, sim_unavailable
+from oasa_tb.build import BUILD_ROOT, SIMULATORS
 from oasa_tb.summary import load_records, summarize
 
 _DURATIONS: dict[str, float] = defaultdict(float)
@@ -44,27 +44,6 @@ def pytest_configure(config):
     folder = root / f"session-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["OASA_COV_DIR"] = str(folder)
-
-
-def selected_sims() -> list[str]:
-    """Simulators to parametrize over: ``OASA_SIMS`` (comma-separated) or all."""
-    text = os.environ.get("OASA_SIMS", "")
-    sims = [s.strip() for s in text.split(",") if s.strip()] or list(SIMULATORS)
-    unknown = set(sims) - set(SIMULATORS)
-    if unknown:
-        raise pytest.UsageError(
-            f"OASA_SIMS names unknown simulator(s): {', '.join(sorted(unknown))}"
-        )
-    return sims
-
-
-@pytest.fixture(params=selected_sims())
-def sim(request) -> str:
-    """The simulator of this test; skipped, with the reason, when it is not installed."""
-    reason = sim_unavailable(request.param)
-    if reason:
-        pytest.skip(f"{request.param}: {reason}")
-    return request.param
 
 
 def pytest_runtest_logreport(report):

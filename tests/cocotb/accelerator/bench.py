@@ -1,25 +1,50 @@
-"""cocotb bench 4: whole layers through the Accelerator's command interface.
+"""cocotb bench 4: whole layers through the Accelerator's command interface, on either
+dataflow (``cfg.dataflow``: output- or weight-stationary; same registers and buffers,
+different activation layout, all of it from ``build_image``).
 
 The host loads the buffers, programs the command registers, writes CTRL, waits for done
 and reads the result rows back, all through the generated Verilog's ports, with its own
 operations spaced by a pause pattern. Every layer is compared with the golden model
 (outputs and flags, every element), FLAGGED with the number of set flags, and CYCLES with
 the cycle model; ``done`` must rise exactly CYCLES + 1 cycles after the start write.
+Buffer room and the bases of further layers come from the image's own word counts, never
+from one dataflow's layout formula. The host reads results only while no layer runs (the
+weight-stationary sequencer reads its partial sums through the host's result read port
+while busy); it may write the other buffers at any time.
+
+The worst-case tests run the adversarial stimulus of the overflow bench
+(:mod:`oasa_tb.adversarial`) through the whole accelerator, with K > R so that the
+weight-stationary array carries partial sums and flags across K tiles through the result
+buffer: each worst-case row's flag, as read back, must fire exactly when the data-free
+bound leaves the P-bit range.
 """
 
 from __future__ import annotations
 
 import cocotb
 import numpy as np
+import pytest
 from oasa_tb.accel import AccelHost
+from oasa_tb.adversarial import (
+    EDGE_KINDS,
+    assert_edges_built,
+    check_against_bound,
+    edge_k,
+    edge_weights,
+    leaning_weights,
+    term_gain,
+    worst_case_rows,
+)
 from oasa_tb.coverage import Coverage
 from oasa_tb.scoreboard import Scoreboard
 from oasa_tb.tb import ClockedTB
 
 from oasa.sim import golden
-from oasa.sim.accel_image import build_image
+from oasa.sim.accel_image import BufferFitError, build_image
 from oasa.sim.cycles import accelerator_cycles
-from oasa.sim.tiling import tile_grid
+
+#: The output stage passes raw P-bit sums (the worst-case tests compare flags and sums).
+RAW = {"bias": 0, "mult": 1, "shift": 0, "relu": False, "requant": False}
 
 
 def random_layer(tb, *, m=None, k=None, n=None):
@@ -118,6 +143,65 @@ def layer_image(tb, x, w, kw, **bases):
     return build_image(x, w, cfg=tb.cfg, **kw, **bases)
 
 
+def free_words(cfg, img) -> dict[str, int]:
+    """Words left after ``img`` in each buffer: the largest base it may start at."""
+    return {
+        "act_base": cfg.act_depth - img.act_words.shape[0],
+        "wgt_base": cfg.wgt_depth - img.wgt_words.shape[0],
+        "param_base": cfg.param_depth - img.bias.shape[0],
+        "res_base": cfg.res_depth - img.res_words,
+    }
+
+
+def next_bases(img) -> dict[str, int]:
+    """Bases right after ``img``'s words, for a second layer beside it."""
+    return {
+        "act_base": img.registers["ACT_BASE"] + img.act_words.shape[0],
+        "wgt_base": img.registers["WGT_BASE"] + img.wgt_words.shape[0],
+        "param_base": img.registers["PARAM_BASE"] + img.bias.shape[0],
+        "res_base": img.registers["RES_BASE"] + img.res_words,
+    }
+
+
+def fits(cfg, m, k, n) -> bool:
+    """An M x K x N layer fits the buffers (at base 0), by ``build_image``'s own check."""
+    try:
+        build_image(np.zeros((m, k), dtype=np.int64), np.zeros((k, n), dtype=np.int64), cfg=cfg)
+    except BufferFitError:
+        return False
+    return True
+
+
+def longest_k(cfg, m, n, k_max) -> int:
+    """The largest K <= k_max of an M x K x N layer that fits (0 if none)."""
+    lo, hi = 0, k_max
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(cfg, m, mid, n) else (lo, mid - 1)
+    return lo
+
+
+async def run_in_layers(tb, host, cov, sb, x, w, *, tag):
+    """X @ W (raw) as consecutive layers of as many rows of X as the buffers take, each
+    checked by :func:`check_layer`; returns the (M, N) flags read back."""
+    cfg = tb.cfg
+    m, k = x.shape
+    n = w.shape[1]
+    step = next((r for r in range(m, 0, -1) if fits(cfg, r, k, n)), 0)
+    assert step, f"{tag}: not even one row of K={k}, N={n} fits the buffers"
+    flags = np.zeros((m, n), dtype=bool)
+    for r0 in range(0, m, step):
+        xs = x[r0 : r0 + step]
+        img = layer_image(tb, xs, w, RAW)
+        host.load_layer(img)
+        waited = await start_and_wait(tb, host, img)
+        out, ovf, regs = await read_back(tb, host, img)
+        rows = f"{tag} rows {r0}..{r0 + len(xs) - 1}"
+        check_layer(tb, sb, cov, img, xs, w, RAW, out, ovf, regs, waited, rows)
+        flags[r0 : r0 + len(xs)] = ovf
+    return flags
+
+
 @cocotb.test()
 @cocotb.parametrize(pause=["none", "random", "bursty"])
 async def test_layers(dut, pause):
@@ -128,17 +212,13 @@ async def test_layers(dut, pause):
     for i in range(max(1, int(4 * tb.scale))):
         for _ in range(20):
             x, w, kw = random_layer(tb)
-            m, k = x.shape
-            n = w.shape[1]
-            mts, nts = tile_grid(cfg, m, n)
-            room = {
-                "act_base": cfg.act_depth - mts * k,
-                "wgt_base": cfg.wgt_depth - nts * k,
-                "param_base": cfg.param_depth - nts,
-                "res_base": cfg.res_depth - nts * m,
-            }
-            if min(room.values()) >= 0:
+            try:
+                room = free_words(cfg, layer_image(tb, x, w, kw))
                 break
+            except BufferFitError:
+                continue
+        else:
+            raise AssertionError("20 random layers in a row did not fit the buffers")
         bases = {name: int(rng.integers(0, r + 1)) for name, r in room.items()}
         img = layer_image(tb, x, w, kw, **bases)
         host.load_layer(img)
@@ -169,17 +249,16 @@ async def test_overflowing_layer(dut):
     outputs overflow; the flags land next to each result and FLAGGED counts them."""
     tb, host, cov, sb = await setup(dut, "overflowing_layer", "random")
     cfg, rng = tb.cfg, tb.rng
-    k = min(cfg.act_depth, cfg.wgt_depth, 500)
+    k = longest_k(cfg, cfg.rows, cfg.cols, 500)
     x = np.full((cfg.rows, k), cfg.act_max)
     x[rng.random(x.shape) < 0.05] = 0
     w = np.where(rng.random((k, cfg.cols)) < 0.9, cfg.weight_max, cfg.weight_min)
     w[:, ::2] = np.where(rng.random((k, (cfg.cols + 1) // 2)) < 0.9, cfg.weight_min, cfg.weight_max)
-    kw = {"bias": 0, "mult": 1, "shift": 0, "relu": False, "requant": False}
-    img = layer_image(tb, x, w, kw)
+    img = layer_image(tb, x, w, RAW)
     host.load_layer(img)
     waited = await start_and_wait(tb, host, img)
     out, ovf, regs = await read_back(tb, host, img)
-    check_layer(tb, sb, cov, img, x, w, kw, out, ovf, regs, waited, f"{cfg.rows}x{k}x{cfg.cols}")
+    check_layer(tb, sb, cov, img, x, w, RAW, out, ovf, regs, waited, f"{cfg.rows}x{k}x{cfg.cols}")
     sb.finish()
     assert golden.gemm(x, w, cfg=cfg).overflow.any(), "the stimulus was meant to overflow"
     cov.stream(host)
@@ -190,23 +269,14 @@ async def test_overflowing_layer(dut):
 async def test_next_layer_programmed_while_running(dut):
     """While a layer runs, the host writes the next layer's buffers into other regions and
     its command registers, and even writes CTRL again: the running layer must not notice
-    (the command was copied at start, and start is ignored while busy)."""
+    (the command was copied at start, and start is ignored while busy). It reads no
+    results until the layer is done."""
     tb, host, cov, sb = await setup(dut, "program_while_running", "random")
     cfg = tb.cfg
     x1, w1, kw1 = random_layer(tb, m=2 * cfg.rows, k=3 * cfg.rows + 5, n=cfg.cols)
     x2, w2, kw2 = random_layer(tb, m=cfg.rows + 1, k=cfg.rows, n=cfg.cols + 1)
     img1 = layer_image(tb, x1, w1, kw1)
-    k1 = x1.shape[1]
-    img2 = layer_image(
-        tb,
-        x2,
-        w2,
-        kw2,
-        act_base=2 * k1,
-        wgt_base=k1,
-        param_base=1,
-        res_base=img1.res_words,
-    )
+    img2 = layer_image(tb, x2, w2, kw2, **next_bases(img1))
     host.load_layer(img1)
     host.write_reg("CTRL", 1)
     await tb.run_until(lambda: host.start_cycle is not None, 10_000, "loading layer 1")
@@ -246,4 +316,58 @@ async def test_zero_size_finishes_at_once(dut):
     await tb.run_until(lambda: host.idle_now, 100, "the reads")
     sb.check(regs, {"STATUS": 2, "CYCLES": 0, "FLAGGED": 0}, "zero-size layer")
     sb.finish()
+    cov.write()
+
+
+@cocotb.test()
+async def test_worst_case_random_weights(dut):
+    """Worst-case rows of random (partly one-signed) weight columns, K > R spread around
+    where the bound meets the range (within the buffers), N = C and C + 1: every flag read
+    back agrees with the data-free bound, every output with the golden model."""
+    tb, host, cov, sb = await setup(dut, "worst_case_random_weights")
+    cfg, rng = tb.cfg, tb.rng
+    k_mid = cfg.acc_max / term_gain(cfg)
+    capped = False
+    for rep in range(max(1, int(2 * tb.scale))):
+        n = cfg.cols if rep % 2 == 0 else cfg.cols + 1  # the second spills into a new tile
+        k_top = longest_k(cfg, 1, n, 1 << 16)
+        k = int(np.clip(k_mid * rng.uniform(0.5, 2.0), cfg.rows + 1, k_top))
+        capped |= k_mid > k_top
+        w = leaning_weights(cfg, rng, k, n)
+        x, lo, hi = worst_case_rows(cfg, w)
+        tag = f"random K={k} N={n}"
+        ovf = await run_in_layers(tb, host, cov, sb, x, w, tag=tag)
+        check_against_bound(cfg, ovf, lo, hi, tag=tag, cov=cov)
+    if capped:
+        cov.note(f"accelerator random weights of {cfg.name}: K capped by the buffers")
+    sb.finish()
+    cov.stream(host)
+    cov.write()
+
+
+@cocotb.test()
+async def test_worst_case_edge_weights(dut):
+    """Columns whose bound sits exactly at an end of the range (no flag allowed) and one
+    unit of weight beyond it (the flag must fire), shuffled, plus two one step over with
+    their weights packed into the first rows: the flag is set in an early K tile and must
+    survive 2 or more K tiles of zeros (weight-stationary: through the result buffer)."""
+    tb, host, cov, sb = await setup(dut, "worst_case_edge_weights")
+    cfg, rng = tb.cfg, tb.rng
+    front = 2
+    n = max(cfg.cols, len(EDGE_KINDS) + front)
+    k = edge_k(cfg) + 2 * cfg.rows
+    if not fits(cfg, 1, k, n):
+        reason = f"accelerator edge weights of {cfg.name} need K={k}: beyond the buffers"
+        cov.note(reason)
+        cov.write()
+        pytest.skip(reason)
+    w = edge_weights(cfg, rng, k, n, front=front)
+    x, lo, hi = worst_case_rows(cfg, w)
+    ovf = await run_in_layers(tb, host, cov, sb, x, w, tag=f"edge K={k}")
+    want_hi, want_lo = check_against_bound(cfg, ovf, lo, hi, tag=f"edge K={k}", cov=cov)
+    assert_edges_built(want_hi, want_lo, front)
+    cov.add("adv_edge_safe", 2)
+    cov.add("adv_edge_over", 2 + front)
+    sb.finish()
+    cov.stream(host)
     cov.write()

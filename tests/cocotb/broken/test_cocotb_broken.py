@@ -3,15 +3,18 @@
 Each variant comes from :mod:`oasa.hw.broken`, the library the formal proofs use too, is
 built like a production DUT and is run through the benches that should see the fault;
 every listed cocotb test must fail (the same tests pass on the production builds, in
-test_cocotb_pe.py / test_cocotb_array.py / test_cocotb_overflow.py).
+test_cocotb_pe.py / test_cocotb_array.py / test_cocotb_overflow.py /
+test_cocotb_accelerator.py). Like the benches, the first variant runs on every selected
+simulator and the others on one each, alternating (:func:`oasa_tb.matrix.sim_params`).
 """
 
 from pathlib import Path
 
 import pytest
 from oasa_tb.build import run_bench
-from oasa_tb.configs import ARRAY_CONFIGS, PE_CONFIGS
-from oasa_tb.duts import build_core, build_pe
+from oasa_tb.configs import ACCEL_CONFIGS, ARRAY_CONFIGS, PE_CONFIGS
+from oasa_tb.duts import build_accelerator, build_core, build_pe
+from oasa_tb.matrix import sim_params
 
 from oasa.hw import broken
 
@@ -22,6 +25,10 @@ BENCHES = Path(__file__).parent.parent
 CORE_CFG = ARRAY_CONFIGS[0]
 PE_CFG = PE_CONFIGS[0]
 assert CORE_CFG.overflow == "wrap" and CORE_CFG.acc_bits == CORE_CFG.product_bits
+# The smallest weight-stationary accelerator (R = 2: many K tiles), narrow P = 10.
+WS_ACCEL_CFG = next(c for c in ACCEL_CONFIGS if c.dataflow == "ws" and c.rows == 2)
+CFG = {"core": CORE_CFG, "pe": PE_CFG, "accel": WS_ACCEL_CFG}
+BUILD = {"core": build_core, "pe": build_pe, "accel": build_accelerator}
 
 # (id, DUT kind, variant factory, {bench folder: cocotb tests that must fail})
 VARIANTS = [
@@ -69,15 +76,32 @@ VARIANTS = [
             ]
         },
     ),
+    (
+        "flag-tied-0-ws-accel",
+        "accel",
+        broken.ws_accel_flag_stuck_low,
+        {"accelerator": ["test_overflowing_layer", "test_worst_case_edge_weights"]},
+    ),
+    (
+        "partial-sums-forgotten-ws-accel",
+        "accel",
+        broken.ws_accel_forgets_partial_sums,
+        {
+            "accelerator": [
+                "test_overflowing_layer",
+                "test_next_layer_programmed_while_running",
+                "test_worst_case_edge_weights",
+            ]
+        },
+    ),
 ]
 
 
-@pytest.mark.parametrize(
-    "variant, kind, factory, must_fail", VARIANTS, ids=[v[0] for v in VARIANTS]
-)
-def test_broken_variant_is_caught(variant, kind, factory, must_fail, sim, request):
-    cfg = CORE_CFG if kind == "core" else PE_CFG
-    build = build_core(cfg, sim, factory) if kind == "core" else build_pe(cfg, sim, factory)
+@pytest.mark.parametrize("case, sim", sim_params(VARIANTS, ids=lambda v: v[0]))
+def test_broken_variant_is_caught(case, sim, request):
+    variant, kind, factory, must_fail = case
+    cfg = CFG[kind]
+    build = BUILD[kind](cfg, sim, factory)
     for bench, tests in must_fail.items():
         outcome = run_bench(
             build,

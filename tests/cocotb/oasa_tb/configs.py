@@ -26,11 +26,16 @@ def _c(rows, cols, a, w, p, mode, signed=False) -> ArrayConfig:
     )
 
 
-#: ArrayCore configurations (benches 2 and 5 share each build).
+#: ArrayCore configurations (benches 2 and 5 share each build). The order matters to
+#: :func:`oasa_tb.matrix.sim_params`: the first runs on both simulators, the others
+#: alternate, Verilator first, so Verilator gets the odd positions and Icarus the even
+#: ones. Position 7 (a4sw4 at P = 20) must be odd: only Verilator reaches its overflow
+#: edge and PE saturation (K = 10702); position 2 is saturating, so that Icarus also
+#: runs both modes.
 ARRAY_CONFIGS = [
     _c(2, 3, 4, 4, 8, "wrap"),  # P = product width
-    _c(4, 4, 4, 4, 8, "saturate", signed=True),  # P = product width, signed x
     _c(4, 4, 8, 4, 12, "wrap"),  # P = product width of a8w4
+    _c(4, 4, 4, 4, 8, "saturate", signed=True),  # P = product width, signed x
     _c(2, 3, 4, 4, 12, "saturate"),
     _c(8, 8, 4, 4, 16, "wrap"),
     _c(4, 4, 8, 8, 16, "saturate"),  # P = product width of a8w8
@@ -54,14 +59,22 @@ STAGE_CONFIGS = [
 
 
 #: Accelerator configurations: the three array sizes, both modes, signed and unsigned,
-#: small buffers (the layers stay small; what matters is the sequencing).
+#: small buffers (the layers stay small; what matters is the sequencing), each on both
+#: dataflows: the weight-stationary sequencer's K-tile loop, feedback wait and drain
+#: depend on R, C and M, and clamping and flags must carry across K tiles in both modes.
+#: Ordered for :func:`oasa_tb.matrix.sim_params` (first on both simulators, then
+#: Verilator, Icarus, ...): each dataflow meets both simulators, and Icarus, the slow one
+#: on large arrays, gets no 8 x 8.
 ACCEL_CONFIGS = [
     # 512-word activation and weight buffers: one tile of K = 500 can overflow P = 16.
     c.replace(act_depth=512, wgt_depth=512, res_depth=256, param_depth=8)
     for c in (
-        _c(2, 3, 4, 4, 10, "saturate"),
-        _c(4, 4, 8, 8, 20, "wrap", signed=True),
-        _c(8, 8, 4, 4, 16, "wrap"),
+        _c(2, 3, 4, 4, 10, "saturate"),  # both simulators
+        _c(4, 4, 8, 8, 20, "wrap", signed=True).replace(dataflow="ws"),  # Verilator
+        _c(2, 3, 4, 4, 10, "saturate").replace(dataflow="ws"),  # Icarus
+        _c(8, 8, 4, 4, 16, "wrap"),  # Verilator
+        _c(4, 4, 8, 8, 20, "wrap", signed=True),  # Icarus
+        _c(8, 8, 4, 4, 16, "wrap").replace(dataflow="ws"),  # Verilator
     )
 ]
 

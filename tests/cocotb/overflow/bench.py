@@ -1,11 +1,9 @@
 """cocotb bench 5: adversarial overflow against the data-free bound (DESIGN.md section 3).
 
-For a weight column w, ``certificates.worst_case_partial_sums`` gives the lowest and highest
-value any partial sum can take over every legal input. Two inputs reach them: x_hi makes
-every term as large as it can be and never negative (for unsigned activations: the
-largest activation where w > 0, zero where w < 0), x_lo the converse. Every prefix sum of
-x_hi . w is non-decreasing and ends at the upper bound, so the hardware flag must fire
-exactly when that bound exceeds 2**(P-1) - 1 — and likewise for x_lo and -2**(P-1).
+The worst-case inputs x_hi / x_lo of every weight column reach the bound
+``certificates.worst_case_partial_sums`` (see :mod:`oasa_tb.adversarial`, shared with the
+accelerator bench), so the hardware flag must fire exactly when that bound leaves the
+P-bit range.
 
 Each GEMM puts the two worst-case rows of every column in X (M = 2N), runs it through
 ``ArrayCore`` and checks (1) every output against the golden model (scoreboard) and
@@ -17,6 +15,18 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 import pytest
+from oasa_tb.adversarial import (
+    EDGE_KINDS,
+    assert_edges_built,
+    check_against_bound,
+    column_with_sum,
+    edge_k,
+    edge_sums,
+    edge_weights,
+    leaning_weights,
+    term_gain,
+    worst_case_rows,
+)
 from oasa_tb.core import CoreDriver
 from oasa_tb.coverage import Coverage
 from oasa_tb.tb import ClockedTB
@@ -32,73 +42,15 @@ K_LIMIT = {"icarus": 4096, "verilator": 16384}
 K_RANDOM = 1200
 
 
-def worst_inputs(cfg, w):
-    """(x_hi, x_lo) for each column of w (K, N): arrays (N, K)."""
-    cand = np.array([cfg.act_min, cfg.act_max], dtype=np.int64)
-    terms = w.T[:, :, None] * cand[None, None, :]  # (N, K, 2)
-    x_hi = np.where(terms.max(axis=2) > 0, cand[terms.argmax(axis=2)], 0)
-    x_lo = np.where(terms.min(axis=2) < 0, cand[terms.argmin(axis=2)], 0)
-    return x_hi, x_lo
-
-
-def design_condition(cfg, w):
-    """DESIGN.md section 3 as written, for unsigned activations: (hi safe, lo safe)."""
-    top = (1 << cfg.act_bits) - 1
-    pos = np.maximum(w, 0).sum(axis=0)
-    neg = np.maximum(-w, 0).sum(axis=0)
-    return top * pos <= (1 << (cfg.acc_bits - 1)) - 1, top * neg <= (1 << (cfg.acc_bits - 1))
-
-
-def column_with_sum(rng, total, k, wmax, sign):
-    """k weights of one sign (values 1..wmax in magnitude, zeros elsewhere) summing to
-    ``sign * total``, in random order."""
-    col = np.zeros(k, dtype=np.int64)
-    full, rest = divmod(int(total), wmax)
-    col[:full] = wmax
-    if rest:
-        col[full] = rest
-    rng.shuffle(col)
-    return sign * col
-
-
-def edge_sums(cfg):
-    """Sums of positive (negative) weights that put the upper (lower) bound exactly at
-    the range's end: S * act_max <= acc_max (S * act_max <= 2**(P-1)), for one-signed
-    columns."""
-    return cfg.acc_max // cfg.act_max, (-cfg.acc_min) // cfg.act_max
-
-
 async def check_worst_case(tb, drv, cov, w, *, tag):
     """Run X = worst-case rows of every column of w; compare with the bound."""
     cfg = tb.cfg
-    k, n = w.shape
-    x_hi, x_lo = worst_inputs(cfg, w)
-    x = np.empty((2 * n, k), dtype=np.int64)
-    x[0::2], x[1::2] = x_hi, x_lo
-    lo, hi = worst_case_partial_sums(w, cfg=cfg)
-    if not cfg.act_signed:
-        safe_hi, safe_lo = design_condition(cfg, w)
-        assert (safe_hi == (hi <= cfg.acc_max)).all() and (safe_lo == (lo >= cfg.acc_min)).all()
+    x, lo, hi = worst_case_rows(cfg, w)
     drv.queue_gemm(x, w, tag=tag, cov=cov)
     gid = drv.last_gemm_id
     await drv.drain()
     _, ovf = drv.result(gid)
-    cols = np.arange(n)
-    got_hi, got_lo = ovf[2 * cols, cols], ovf[2 * cols + 1, cols]
-    want_hi, want_lo = hi > cfg.acc_max, lo < cfg.acc_min
-    bad = [
-        f"column {j} {side}: flag {int(g)}, bound {b} says {'over' if wnt else 'within'}"
-        for side, got_, want_, bound in (("hi", got_hi, want_hi, hi), ("lo", got_lo, want_lo, lo))
-        for j, (g, wnt, b) in enumerate(zip(got_, want_, bound, strict=True))
-        if bool(g) != bool(wnt)
-    ]
-    assert not bad, f"{tag}: flag disagrees with the data-free bound: " + "; ".join(bad[:6])
-    checked = 2 * n
-    fired = int(want_hi.sum() + want_lo.sum())
-    cov.add("adv_checked", checked)
-    cov.add("adv_fired", fired)
-    cov.add("adv_quiet", checked - fired)
-    return want_hi, want_lo
+    return check_against_bound(cfg, ovf, lo, hi, tag=tag, cov=cov)
 
 
 async def setup(dut, test):
@@ -113,13 +65,6 @@ def finish(drv, cov):
     cov.write()
 
 
-def term_gain(cfg):
-    """Mean contribution of one uniformly random weight to the upper bound."""
-    ws = np.arange(cfg.weight_min, cfg.weight_max + 1)
-    best = np.maximum(np.maximum(ws * cfg.act_max, ws * cfg.act_min), 0)
-    return float(best.mean())
-
-
 @cocotb.test()
 async def test_random_weights(dut):
     """Uniformly random weight columns, K spread around where the bound meets the range
@@ -130,12 +75,7 @@ async def test_random_weights(dut):
     for rep in range(max(1, int(2 * tb.scale))):
         k = int(np.clip(k_mid * rng.uniform(0.5, 2.0), 1, K_RANDOM))
         n = cfg.cols if rep % 2 == 0 else cfg.cols + 1  # the second spills into a new tile
-        w = rng.integers(cfg.weight_min, cfg.weight_max + 1, (k, n))
-        # Lean some columns to one sign so that both bounds get near the range.
-        for j in range(n):
-            if rng.random() < 0.4:
-                w[:, j] = np.abs(w[:, j]) * (1 if rng.random() < 0.5 else -1)
-        w = np.clip(w, cfg.weight_min, cfg.weight_max)
+        w = leaning_weights(cfg, rng, k, n)
         await check_worst_case(tb, drv, cov, w, tag=f"random K={k}")
     if k_mid > K_RANDOM:
         cov.note(f"random weights at P={cfg.acc_bits}: K capped at {K_RANDOM}, bound never reached")
@@ -148,40 +88,16 @@ async def test_edge_weights(dut):
     unit of weight beyond it (the flag must fire), for both ends, next to random ones."""
     tb, drv, cov = await setup(dut, "edge_weights")
     cfg, rng = tb.cfg, tb.rng
-    s_hi, s_lo = edge_sums(cfg)
-    k = max(-(-(s_hi + 1) // cfg.weight_max), -(-(s_lo + 1) // -cfg.weight_min)) + 2
+    k = edge_k(cfg)
     limit = K_LIMIT.get(tb.sim, 16384)
     if k > limit * tb.scale:
         reason = f"edge weights of {cfg.name} need K={k} > {limit} on {tb.sim}: not simulated"
         cov.note(reason)
         cov.write()
         pytest.skip(reason)  # cocotb records the test as skipped, with the reason in its log
-    kinds = [
-        ("hi at edge", s_hi, 1, cfg.weight_max),
-        ("hi over", s_hi + 1, 1, cfg.weight_max),
-        ("lo at edge", s_lo, -1, -cfg.weight_min),
-        ("lo over", s_lo + 1, -1, -cfg.weight_min),
-    ]
-    n = max(cfg.cols, len(kinds))
-    cols = []
-    for j in range(n):
-        if j < len(kinds):
-            _, total, sign, wmax = kinds[j]
-        else:  # near the edge, either side
-            sign = int(rng.choice([1, -1]))
-            base = s_hi if sign > 0 else s_lo
-            total = int(rng.integers(max(0, base - 3), base + 4))
-            wmax = cfg.weight_max if sign > 0 else -cfg.weight_min
-        col = column_with_sum(rng, total, k, wmax, sign)
-        if not cfg.act_signed and j < len(kinds):
-            # Weights of the other sign leave this bound alone (unsigned activations).
-            other = np.nonzero(col == 0)[0][: k // 4]
-            col[other] = -sign * rng.integers(0, 3, other.size)
-        cols.append(col)
-    w = np.stack(cols, axis=1)
+    w = edge_weights(cfg, rng, k, max(cfg.cols, len(EDGE_KINDS)))
     want_hi, want_lo = await check_worst_case(tb, drv, cov, w, tag=f"edge K={k}")
-    # The constructed edges: at the edge quiet, one over fires.
-    assert not want_hi[0] and want_hi[1] and not want_lo[2] and want_lo[3]
+    assert_edges_built(want_hi, want_lo)
     cov.add("adv_edge_safe", 2)
     cov.add("adv_edge_over", 2)
     finish(drv, cov)
