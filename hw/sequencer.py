@@ -16,7 +16,7 @@ from oasa.hw.layouts import (
 )
 from oasa.hw.registers import DIM_BITS
 
-__all__ = ["Sequencer", "command_layout", "count_flags", "layer_control"]
+__all__ = ["Sequencer", "command_layout", "count_flags", "layer_control", "sequencer_members"]
 
 
 def command_layout(cfg: ArrayConfig) -> data.StructLayout:
@@ -35,6 +35,34 @@ def command_layout(cfg: ArrayConfig) -> data.StructLayout:
             "cont": 1,  # start from the result buffer's partial sums (weight-stationary)
         }
     )
+
+
+def sequencer_members(cfg: ArrayConfig, command: data.StructLayout) -> dict[str, wiring.Member]:
+    """The members every dataflow's sequencer has: the command and status, a port on each
+    buffer (the result buffer's write port), and the output stage's controls and rows."""
+    aw = {n: cfg.address_bits(n) for n in BUFFERS}
+
+    def read_port(name: str, shape) -> wiring.Member:
+        return In(memory.ReadPort.Signature(addr_width=aw[name], shape=shape))
+
+    return {
+        "cmd": In(command),
+        "start": In(1),
+        "busy": Out(1),
+        "done": Out(1),
+        "flagged": Out(32),
+        "cycles": Out(32),
+        "act_rd": read_port("act", act_beat_layout(cfg).members["data"]),
+        "wgt_rd": read_port("wgt", weight_beat_layout(cfg)),
+        "param_rd": read_port("param", params_layout(cfg)),
+        "res_wr": In(
+            memory.WritePort.Signature(addr_width=aw["res"], shape=result_word_layout(cfg))
+        ),
+        "params": Out(params_layout(cfg)),
+        "relu": Out(1),
+        "requant": Out(1),
+        "i_res": In(stream.Signature(stage_out_layout(cfg), always_ready=True)),
+    }
 
 
 def layer_control(m: Module, seq: wiring.Component) -> tuple[Value, Value, Value, Signal]:
@@ -129,36 +157,12 @@ class Sequencer(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
         self.command = command_layout(cfg)
-        aw = {n: cfg.address_bits(n) for n in BUFFERS}
         super().__init__(
             {
-                "cmd": In(self.command),
-                "start": In(1),
-                "busy": Out(1),
-                "done": Out(1),
-                "flagged": Out(32),
-                "cycles": Out(32),
-                "act_rd": In(
-                    memory.ReadPort.Signature(
-                        addr_width=aw["act"], shape=act_beat_layout(cfg).members["data"]
-                    )
-                ),
-                "wgt_rd": In(
-                    memory.ReadPort.Signature(addr_width=aw["wgt"], shape=weight_beat_layout(cfg))
-                ),
-                "param_rd": In(
-                    memory.ReadPort.Signature(addr_width=aw["param"], shape=params_layout(cfg))
-                ),
-                "res_wr": In(
-                    memory.WritePort.Signature(addr_width=aw["res"], shape=result_word_layout(cfg))
-                ),
+                **sequencer_members(cfg, self.command),
                 "o_act": Out(stream.Signature(act_beat_layout(cfg))),
                 "o_wgt": Out(stream.Signature(weight_beat_layout(cfg))),
                 "row0_next": In(1),
-                "params": Out(params_layout(cfg)),
-                "relu": Out(1),
-                "requant": Out(1),
-                "i_res": In(stream.Signature(stage_out_layout(cfg), always_ready=True)),
             }
         )
 

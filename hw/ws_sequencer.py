@@ -7,18 +7,15 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from oasa.config import BUFFERS, ArrayConfig
+from oasa.config import ArrayConfig
 from oasa.hw.layouts import (
-    act_beat_layout,
-    params_layout,
     result_layout,
     result_word_layout,
-    stage_out_layout,
     weight_beat_layout,
 )
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.registers import DIM_BITS
-from oasa.hw.sequencer import command_layout, count_flags, layer_control
+from oasa.hw.sequencer import command_layout, count_flags, layer_control, sequencer_members
 from oasa.hw.ws_array import WSArray, ws_act_layout, ws_result_layout
 
 __all__ = ["FEEDBACK_LATENCY", "WSSequencer"]
@@ -81,35 +78,18 @@ class WSSequencer(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
         self.command = command_layout(cfg)
-        aw = {n: cfg.address_bits(n) for n in BUFFERS}
-
-        def rd(name, shape):
-            return In(memory.ReadPort.Signature(addr_width=aw[name], shape=shape))
-
+        res_rd = memory.ReadPort.Signature(
+            addr_width=cfg.address_bits("res"), shape=result_word_layout(cfg)
+        )
         super().__init__(
             {
-                "cmd": In(self.command),
-                "start": In(1),
-                "busy": Out(1),
-                "done": Out(1),
-                "flagged": Out(32),
-                "cycles": Out(32),
-                "act_rd": rd("act", act_beat_layout(cfg).members["data"]),
-                "wgt_rd": rd("wgt", weight_beat_layout(cfg)),
-                "param_rd": rd("param", params_layout(cfg)),
-                "res_rd": rd("res", result_word_layout(cfg)),
-                "res_wr": In(
-                    memory.WritePort.Signature(addr_width=aw["res"], shape=result_word_layout(cfg))
-                ),
+                **sequencer_members(cfg, self.command),
+                "res_rd": In(res_rd),
                 "o_wgt": Out(stream.Signature(weight_beat_layout(cfg))),
                 "o_act": Out(stream.Signature(ws_act_layout(cfg))),
                 "o_psum": Out(stream.Signature(result_word_layout(cfg))),
                 "i_array": In(stream.Signature(ws_result_layout(cfg), always_ready=True)),
                 "o_stage": Out(stream.Signature(result_layout(cfg), always_ready=True)),
-                "params": Out(params_layout(cfg)),
-                "relu": Out(1),
-                "requant": Out(1),
-                "i_res": In(stream.Signature(stage_out_layout(cfg), always_ready=True)),
             }
         )
 
@@ -293,8 +273,7 @@ class WSSequencer(wiring.Component):
                             m.d.sync += a_active.eq(0)
 
         # -- array side: the last K tile's rows go to the output stage, the others back
-        # to the result buffer, through one register. Counted where rows leave the array;
-        # the parameter word is read while the pass before drains.
+        # to the result buffer, through one register. Counted where rows leave the array.
         m_in = Signal(DIM_BITS)
         k0_in = Signal(DIM_BITS + 1)
         final_in = Signal()  # rows leaving the array are of the N tile's last K tile
