@@ -229,3 +229,39 @@ def test_stage_rounds_half_down():
         half_up = [reference.requantize(*map(int, lane), *args) for lane in lanes]
         half_up_differs |= value != half_up
     assert half_up_differs
+
+
+# -- weight-stationary accelerator ---------------------------------------------------------
+
+WS_CFG = ArrayConfig(rows=2, cols=3, acc_bits=8, dataflow="ws", act_depth=256, wgt_depth=256,
+                     res_depth=256, param_depth=8)  # fmt: skip
+
+
+def _ws_accel_run(monkeypatch, variant, m, k, n, seed=2):
+    from oasa.sim.accel_image import build_image
+    from oasa.sim.backends import amaranth_accel
+
+    monkeypatch.setattr(amaranth_accel, "Accelerator", variant)
+    rng = np.random.default_rng(seed)
+    x, w = reference.random_operands(rng, WS_CFG, m, k, n)
+    x[:, : WS_CFG.rows] = WS_CFG.act_max  # the first K tile leaves the range in some columns
+    (run,) = amaranth_accel.run_accel_images([build_image(x, w, cfg=WS_CFG)])
+    return x, w, run
+
+
+def test_ws_accel_flag_stuck_low(monkeypatch):
+    x, w, r = _ws_accel_run(monkeypatch, broken.ws_accel_flag_stuck_low, 4, 30, 6)
+    g = golden.gemm(x, w, cfg=WS_CFG)
+    np.testing.assert_array_equal(r.out, g.out)
+    assert g.overflow.any() and not r.overflow.any() and r.flagged == 0
+
+
+def test_ws_accel_forgets_partial_sums(monkeypatch):
+    """Results and flags are those of the last K tile's terms alone."""
+    k = 7  # K tiles of 2, 2, 2, 1 terms
+    x, w, r = _ws_accel_run(monkeypatch, broken.ws_accel_forgets_partial_sums, 4, k, 6)
+    last = slice(WS_CFG.rows * ((k - 1) // WS_CFG.rows), k)
+    g = golden.gemm(x[:, last], w[last], cfg=WS_CFG)
+    np.testing.assert_array_equal(r.out, g.out)
+    np.testing.assert_array_equal(r.overflow, g.overflow)
+    assert (g.out != golden.gemm(x, w, cfg=WS_CFG).out).any()
