@@ -1,8 +1,8 @@
 """Accelerator figures: utilization per layer, cycle model vs RTL, simulation speed.
 
-For a few benchmark layers: the cycles predicted by the cycle model and measured on the
-RTL (Verilator), the utilization (useful MACs / (R*C*cycles)) and where the cycles beyond
-K per tile go; then the Verilator backend's speed (first build, and simulated cycles per
+For a few benchmark layers, in both dataflows: the cycles predicted by the cycle model and
+measured on the RTL (Verilator), the utilization (useful MACs / (R*C*cycles)) and where
+the cycles beyond the beats go; then the Verilator backend's speed (first build, and simulated cycles per
 second with buffer load and read-back included) and the Amaranth backend's speed on the
 same array. Prints the tables and writes its section of docs/results.md
 (``docs/results/accelerator.md``).
@@ -20,7 +20,7 @@ from oasa.sim.accel_image import build_image
 from oasa.sim.backends.amaranth_accel import run_accel_images
 from oasa.sim.backends.verilator_accel import VerilatorAccelerator
 from oasa.sim.backends.verilator_build import build_accelerator
-from oasa.sim.cycles import accelerator_cycles, tile_period
+from oasa.sim.cycles import accelerator_cycles
 from oasa.sim.tiling import tile_grid
 
 LAYERS = [
@@ -35,43 +35,62 @@ def operands(rng, m, k, n):
     return rng.integers(0, 16, (m, k)), rng.integers(-8, 8, (k, n))
 
 
+def beats_and_waits(cfg: ArrayConfig, m: int, k: int, n: int) -> tuple[int, int, int]:
+    """(beats, once, waiting): the cycles the array takes a beat in (output-stationary:
+    K per tile; weight-stationary: M rows per pass), the cycles paid once per layer (those
+    of a one-tile layer beyond its beats), and the rest (waits between tiles or passes)."""
+    predicted = accelerator_cycles(cfg, m, k, n)
+    mts, nts = tile_grid(cfg, m, n)
+    if cfg.dataflow == "ws":
+        beats = nts * -(-k // cfg.rows) * m
+        once = accelerator_cycles(cfg, m, min(k, cfg.rows), min(n, cfg.cols)) - m
+    else:
+        beats = mts * nts * k
+        once = accelerator_cycles(cfg, min(m, cfg.rows), k, min(n, cfg.cols)) - k
+    return beats, once, predicted - beats - once
+
+
 def utilization(section: Section, rng) -> None:
     print("utilization, whole layer start to done (useful MACs / (R*C*cycles))")
     print(
-        f"{'layer':<22} {'array':<6} {'M x K x N':<13} {'model':>7} {'RTL':>7} {'util %':>7}  beyond K per tile"
+        f"{'layer':<22} {'array':<6} {'flow':<4} {'M x K x N':<13} {'model':>7} {'RTL':>7} "
+        f"{'util %':>7}  once / waiting"
     )
     rows = []
-    for name, cfg, m, k, n in LAYERS:
-        predicted = accelerator_cycles(cfg, m, k, n)
-        x, w = operands(rng, m, k, n)
-        with VerilatorAccelerator(cfg) as accel:
-            measured = accel.run(build_image(x, w, cfg=cfg)).cycles
-        mts, nts = tile_grid(cfg, m, n)
-        tiles = mts * nts
-        stall = tiles * (tile_period(cfg, k) - k)
-        fixed = predicted - tiles * k - stall
-        util = m * k * n / (cfg.rows * cfg.cols * measured)
-        print(
-            f"{name:<22} {cfg.rows}x{cfg.cols:<4} {f'{m}x{k}x{n}':<13} {predicted:>7} {measured:>7} "
-            f"{100 * util:7.2f}  {fixed} fill/drain once + {stall} waiting for the drain"
-        )
-        rows.append(
-            [name, f"{cfg.rows} x {cfg.cols}", f"{m} x {k} x {n}", f"{predicted:,}",
-             f"{measured:,}", f"{100 * util:.2f} %", fixed, stall]
-        )  # fmt: skip
+    for name, base, m, k, n in LAYERS:
+        for flow in ("os", "ws"):
+            cfg = base.replace(dataflow=flow)
+            predicted = accelerator_cycles(cfg, m, k, n)
+            x, w = operands(rng, m, k, n)
+            with VerilatorAccelerator(cfg) as accel:
+                measured = accel.run(build_image(x, w, cfg=cfg)).cycles
+            _, once, waiting = beats_and_waits(cfg, m, k, n)
+            util = m * k * n / (cfg.rows * cfg.cols * measured)
+            print(
+                f"{name:<22} {cfg.rows}x{cfg.cols:<4} {flow:<4} {f'{m}x{k}x{n}':<13} "
+                f"{predicted:>7} {measured:>7} {100 * util:7.2f}  {once} / {waiting}"
+            )
+            rows.append(
+                [name, f"{cfg.rows} x {cfg.cols}", flow, f"{m} x {k} x {n}", f"{predicted:,}",
+                 f"{measured:,}", f"{100 * util:.2f} %", once, waiting]
+            )  # fmt: skip
     section.para(
         "A whole layer, start to done, on the RTL compiled by Verilator, random 4-bit "
-        "operands. *model* is `oasa.sim.cycles.accelerator_cycles`, *RTL* the CYCLES register; "
-        "utilization is useful MACs / (R·C·cycles). *once* counts the cycles paid once per "
-        "layer (issue, array latency, drain of the last tile, output stage, flag count), "
-        "*waiting* the cycles tiles shorter than R wait for the previous drain."
+        "operands, output-stationary (`os`) and weight-stationary (`ws`). *model* is "
+        "`oasa.sim.cycles.accelerator_cycles`, *RTL* the CYCLES register; utilization is "
+        "useful MACs / (R·C·cycles). The array takes one beat a cycle (`os`: K per tile, "
+        "`ws`: M rows per pass); *once* counts the cycles a one-tile layer pays beyond its "
+        "beats (issue, weight load, array latency, drain, output stage, flag count), "
+        "*waiting* the rest: `os` tiles shorter than R waiting for the drain, `ws` passes "
+        "waiting for their weights (R + max(1, R + C - 2) cycles a pass when M is smaller) "
+        "or for their partial sums."
     )
     section.table(
-        ["layer", "array", "M x K x N", "model cycles", "RTL cycles", "utilization", "once",
-         "waiting"],
+        ["layer", "array", "dataflow", "M x K x N", "model cycles", "RTL cycles",
+         "utilization", "once", "waiting"],
         rows,
     )  # fmt: skip
-    agree = all(r[3] == r[4] for r in rows)
+    agree = all(r[4] == r[5] for r in rows)
     section.para(
         "The model's cycles equal the RTL's on every line."
         if agree
