@@ -705,7 +705,7 @@ def section_text(section: Section, version: str, plan: Plan, rows: list[LayerRow
     explain_fixed(section, rows)
     section_reasons(section, rows, above)
     section_left_out(section, plan, rate, ran_s, stats)
-    section.para(f"Every layer's figures: [`{LAYERS_CSV.name}`](../figures/{LAYERS_CSV.name}).")
+    section.para(f"Every layer's figures: [`{LAYERS_CSV.name}`](figures/{LAYERS_CSV.name}).")
 
 
 def section_reasons(section: Section, rows: list[LayerRow], above: list[LayerRow]) -> None:
