@@ -43,7 +43,7 @@ DESIGN_MODULES = (
         f"oasa.hw.{n}"
         for n in (
             "accelerator", "array", "core", "layouts", "output_stage", "pe", "registers",
-            "replicas", "sequencer",
+            "replicas", "sequencer", "ws_array", "ws_sequencer",
         )
     ),
     *(

@@ -112,7 +112,7 @@ def ws_accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     the result write, as on the output-stationary accelerator.
 
     >>> ws_accelerator_cycles(ArrayConfig(dataflow="ws"), 64, 288, 64)
-    19987
+    18502
     """
     if min(m, k, n) < 1:
         return 0
