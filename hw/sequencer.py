@@ -7,6 +7,8 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from oasa.config import BUFFERS, ArrayConfig
+from oasa.hw.array import SystolicArray
+from oasa.hw.delays import delayed
 from oasa.hw.layouts import (
     act_beat_layout,
     params_layout,
@@ -32,14 +34,14 @@ def command_layout(cfg: ArrayConfig) -> data.StructLayout:
             "res_base": unsigned(cfg.address_bits("res")),
             "relu": 1,
             "requant": 1,
-            "cont": 1,  # start from the result buffer's partial sums (weight-stationary)
+            "cont": 1,  # start from the result buffer's partial sums and flags
         }
     )
 
 
 def sequencer_members(cfg: ArrayConfig, command: data.StructLayout) -> dict[str, wiring.Member]:
     """The members every dataflow's sequencer has: the command and status, a port on each
-    buffer (the result buffer's write port), and the output stage's controls and rows."""
+    buffer (the result buffer's read port, for partial sums, and its write port), and the output stage's controls and rows."""
     aw = {n: cfg.address_bits(n) for n in BUFFERS}
 
     def read_port(name: str, shape) -> wiring.Member:
@@ -55,6 +57,7 @@ def sequencer_members(cfg: ArrayConfig, command: data.StructLayout) -> dict[str,
         "act_rd": read_port("act", act_beat_layout(cfg).members["data"]),
         "wgt_rd": read_port("wgt", weight_beat_layout(cfg)),
         "param_rd": read_port("param", params_layout(cfg)),
+        "res_rd": read_port("res", result_word_layout(cfg)),
         "res_wr": In(
             memory.WritePort.Signature(addr_width=aw["res"], shape=result_word_layout(cfg))
         ),
@@ -149,6 +152,8 @@ class Sequencer(wiring.Component):
     act_rd, wgt_rd, param_rd : In(memory.ReadPort.Signature(...))   buffer read ports
     res_wr : In(memory.WritePort.Signature(...))                     result write port
     o_act, o_wgt : Out(stream.Signature(...))                        beats to the array
+    res_rd : In(memory.ReadPort.Signature(...))   partial sums to continue (MODE bit 2)
+    o_init : Out(result_word_layout(cfg))         their rows, to the array's ``i_init``
     row0_next : In(1)                  a tile's row 0 enters the output stage next cycle
     params : Out(params_layout(cfg)), relu, requant : Out(1)   to the output stage
     i_res : In(stream.Signature(stage_out_layout(cfg), always_ready=True))
@@ -162,6 +167,7 @@ class Sequencer(wiring.Component):
                 **sequencer_members(cfg, self.command),
                 "o_act": Out(stream.Signature(act_beat_layout(cfg))),
                 "o_wgt": Out(stream.Signature(weight_beat_layout(cfg))),
+                "o_init": Out(result_word_layout(cfg)),
                 "row0_next": In(1),
             }
         )
@@ -171,6 +177,19 @@ class Sequencer(wiring.Component):
         """Fewest cycles between two tiles' last beats: the array's drain of a tile, R
         (:attr:`SystolicArray.min_tile_beats`)."""
         return self.cfg.rows
+
+    @property
+    def init_lead(self) -> int:
+        """Cycles from the reader's start of a continuing tile to its first beat in stage
+        A: the array's :meth:`SystolicArray.init_lead_of` (the read and the beat take as
+        long to reach the array)."""
+        return SystolicArray.init_lead_of(self.cfg)
+
+    @property
+    def init_gap(self) -> int:
+        """Fewest cycles between continuing tiles' first beats: a tile's R initial rows
+        enter the array's chain on every other cycle, 2R - 1 cycles in all."""
+        return 2 * self.cfg.rows - 1
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -209,13 +228,87 @@ class Sequencer(wiring.Component):
         gap = self.last_beat_gap
         last_free = Signal(init=1)  # a last beat may go: ``gap`` cycles since the last one
         since_last = Signal(range(gap + 1))
-        go = issuing & (~a_last | last_free)
+        # A continuing tile's first beat also waits for its initial values (below).
+        first_go = Signal()
+        go = issuing & (~a_last | last_free) & (~a_first | ~cmd.cont | first_go)
         with m.If(launch):
             m.d.sync += last_free.eq(1)
         with m.Elif(go & a_last):
             m.d.sync += [since_last.eq(1), last_free.eq(gap == 1)]
         with m.Elif(~last_free):
             m.d.sync += [since_last.eq(since_last + 1), last_free.eq(since_last + 1 == gap)]
+
+        # -- continuing (MODE bit 2): initial partial sums from the result buffer ----------
+        # A reader walks the tiles in issue order and reads row i of a tile's partial sums
+        # and flags 2i cycles after the tile begins; the array wants row 0 ``lead`` cycles
+        # before the tile's first beat is accepted (SystolicArray.init_lead_of), and a read
+        # takes as long as a beat's (address, read, register), so stage A sends the first
+        # beat ``lead`` cycles after the reader began the tile. Tiles begin max(K, 2R - 1)
+        # cycles apart, so that two tiles' rows never meet on the array's chain.
+        lead, init_gap = self.init_lead, self.init_gap
+        rd_active = Signal()  # tiles remain to be read
+        rd_t = Signal(DIM_BITS)  # cycles since the reader began this tile
+        rd_period = Signal(DIM_BITS)  # cycles between tile starts, less one
+        rd_addr = Signal.like(self.res_rd.addr)  # the next row's address
+        rd_tile = Signal.like(self.res_rd.addr)  # res_base + nt*M + m0
+        rd_row_tile = Signal.like(self.res_rd.addr)  # res_base + m0
+        rd_n0 = Signal(DIM_BITS + 1)
+        rd_m0 = Signal(DIM_BITS + 1)
+        rd_n_last = Signal()
+        rd_m_last = Signal()
+        rd_read = Signal()
+        rd_start = Signal()
+        m.d.comb += [
+            rd_read.eq(rd_active & ~rd_t[0] & (rd_t < 2 * rows - 1)),  # row rd_t / 2
+            rd_start.eq(rd_active & (rd_t == 0)),
+            self.res_rd.addr.eq(rd_addr),
+            self.res_rd.en.eq(rd_read),
+        ]
+        m.d.comb += first_go.eq(delayed(m, rd_start, lead, "first_go"))
+        with m.If(launch):
+            m.d.sync += [
+                rd_active.eq(self.cmd.cont & ~zero_dim),
+                rd_t.eq(0),
+                rd_period.eq(Mux(self.cmd.k > init_gap, self.cmd.k - 1, init_gap - 1)),
+                rd_addr.eq(self.cmd.res_base),
+                rd_tile.eq(self.cmd.res_base),
+                rd_row_tile.eq(self.cmd.res_base),
+                rd_n0.eq(0),
+                rd_m0.eq(0),
+                rd_n_last.eq(cols >= self.cmd.n),
+                rd_m_last.eq(rows >= self.cmd.m),
+            ]
+        with m.Elif(rd_active):
+            m.d.sync += rd_t.eq(rd_t + 1)
+            with m.If(rd_read):
+                m.d.sync += rd_addr.eq(rd_addr + 1)
+            with m.If(rd_t == rd_period):  # the next tile begins next cycle
+                m.d.sync += rd_t.eq(0)
+                with m.If(rd_n_last):
+                    row_tile = rd_row_tile + rows
+                    m.d.sync += [
+                        rd_active.eq(~rd_m_last),
+                        rd_n0.eq(0),
+                        rd_n_last.eq(cols >= cmd.n),
+                        rd_m0.eq(rd_m0 + rows),
+                        rd_m_last.eq(rd_m0 + 2 * rows >= cmd.m),
+                        rd_row_tile.eq(row_tile),
+                        rd_tile.eq(row_tile),
+                        rd_addr.eq(row_tile),
+                    ]
+                with m.Else():
+                    m.d.sync += [
+                        rd_n0.eq(rd_n0 + cols),
+                        rd_n_last.eq(rd_n0 + 2 * cols >= cmd.n),
+                        rd_tile.eq(rd_tile + cmd.m),
+                        rd_addr.eq(rd_tile + cmd.m),
+                    ]
+        # The read answers a cycle later and is registered, as a beat's operands are.
+        b_init = Signal()
+        c_init = Signal()
+        c_init_row = Signal.like(self.res_rd.data)
+        m.d.sync += [b_init.eq(rd_read), c_init.eq(b_init), c_init_row.eq(self.res_rd.data)]
+        m.d.comb += self.o_init.eq(Mux(c_init, c_init_row.as_value(), 0))
 
         # Stage B: the buffers read the beat; stage C registers their outputs (block RAM
         # clock-to-output is most of a 10 ns cycle on the ECP5, so nothing follows it but a

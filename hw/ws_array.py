@@ -24,6 +24,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from oasa.config import ArrayConfig
+from oasa.hw.delays import delayed
 from oasa.hw.layouts import (
     acc_shape,
     act_shape,
@@ -62,15 +63,6 @@ def ws_result_layout(cfg: ArrayConfig) -> data.StructLayout:
             "last": 1,
         }
     )
-
-
-def _delay_line(m: Module, value, cycles: int, name: str):
-    """``value`` delayed by ``cycles`` registers (``cycles`` >= 0)."""
-    for n in range(cycles):
-        reg = Signal.like(value, name=f"{name}_d{n}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
 
 
 class WSPE(wiring.Component):
@@ -351,20 +343,20 @@ class WSArray(wiring.Component):
                     pe.load.eq(load[r]),
                     pe.wgt_in.eq(in_wgt[c] if r == rows - 1 else pes[r + 1][c].wgt),
                     pe.act.eq(
-                        _delay_line(m, in_act[r], r, f"skew_act_{r}")
+                        delayed(m, in_act[r], r, f"skew_act_{r}")
                         if c == 0
                         else pes[r][c - 1].act_out
                     ),
                     pe.swap.eq(
-                        _delay_line(m, in_swap, r, f"skew_swap_{r}")
+                        delayed(m, in_swap, r, f"skew_swap_{r}")
                         if c == 0
                         else pes[r][c - 1].swap_out
                     ),
                 ]
                 if r == 0:
                     m.d.comb += [
-                        pe.psum.eq(_delay_line(m, in_psum.value[c], c + 1, f"skew_psum_{c}")),
-                        pe.flag.eq(_delay_line(m, in_psum.ovf[c], c + 1, f"skew_flag_{c}")),
+                        pe.psum.eq(delayed(m, in_psum.value[c], c + 1, f"skew_psum_{c}")),
+                        pe.flag.eq(delayed(m, in_psum.ovf[c], c + 1, f"skew_flag_{c}")),
                     ]
                 else:
                     above = pes[r - 1][c]
@@ -377,16 +369,16 @@ class WSArray(wiring.Component):
             bottom = pes[rows - 1][c]
             m.d.comb += [
                 out.payload.value[c].eq(
-                    _delay_line(m, bottom.psum_out, cols - 1 - c, f"deskew_psum_{c}")
+                    delayed(m, bottom.psum_out, cols - 1 - c, f"deskew_psum_{c}")
                 ),
                 out.payload.ovf[c].eq(
-                    _delay_line(m, bottom.flag_out, cols - 1 - c, f"deskew_flag_{c}")
+                    delayed(m, bottom.flag_out, cols - 1 - c, f"deskew_flag_{c}")
                 ),
             ]
         marks = self.latency - 1  # after the input register
         m.d.comb += [
-            out.valid.eq(_delay_line(m, in_valid, marks, "out_valid")),
-            out.payload.last.eq(_delay_line(m, in_last, marks, "out_last")),
+            out.valid.eq(delayed(m, in_valid, marks, "out_valid")),
+            out.payload.last.eq(delayed(m, in_last, marks, "out_last")),
         ]
         return m
 

@@ -4,7 +4,7 @@ K tiles innermost, partial sums parked in the result buffer between K tiles."""
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from oasa.config import ArrayConfig
@@ -78,13 +78,9 @@ class WSSequencer(wiring.Component):
     def __init__(self, cfg: ArrayConfig):
         self.cfg = cfg
         self.command = command_layout(cfg)
-        res_rd = memory.ReadPort.Signature(
-            addr_width=cfg.address_bits("res"), shape=result_word_layout(cfg)
-        )
         super().__init__(
             {
                 **sequencer_members(cfg, self.command),
-                "res_rd": In(res_rd),
                 "o_wgt": Out(stream.Signature(weight_beat_layout(cfg))),
                 "o_act": Out(stream.Signature(ws_act_layout(cfg))),
                 "o_psum": Out(stream.Signature(result_word_layout(cfg))),

@@ -138,13 +138,8 @@ def build_image(
     """Check operands and buffer space, and lay the layer out for the accelerator.
 
     ``cont``: the dot products continue from the partial sums and flags the previous call
-    left in the result buffer at ``res_base`` (weight-stationary builds; a layer's K cut
-    into calls, see :func:`oasa.sim.calls.plan_calls`)."""
-    if cont and cfg.dataflow != "ws":
-        raise InputError(
-            f"{label}: continuing partial sums from the result buffer needs the "
-            "weight-stationary array (--dataflow ws)"
-        )
+    left in the result buffer at ``res_base`` (a layer's K cut into calls, see
+    :func:`oasa.sim.calls.plan_calls`)."""
     xa = golden.check_activations(x, cfg)
     wa = golden.check_weights(w, cfg)
     golden._check_gemm_shapes(xa, wa)

@@ -4,7 +4,7 @@ backend, and put back together.
 One planner serves ``oasa sim``, the network runner and ``oasa explore``, so the cycles
 the model backend predicts are those of the calls the RTL runs. Rows and columns of the
 GEMM are cut into independent calls; a K too long for the buffers is cut into calls that
-continue one another through the result buffer (weight-stationary builds: MODE bit 2), in
+continue one another through the result buffer (MODE bit 2), in
 increasing k, so every dot product still adds its terms in order k = 0..K-1 with the same
 wrap or clamp and flag at every step (DESIGN.md section 2). Only the last K call of an
 output block requantizes and counts its flags.
@@ -50,19 +50,22 @@ class Call:
         return self.ks.start == 0
 
 
-def _ws_k_chunks(cfg: ArrayConfig, k: int) -> list[int]:
-    """K chunks a weight-stationary plan may use: all of K if its weights (K words per
-    column tile) and a row's activations (ceil(K/R) words) fit, and whole numbers of K tiles
-    (multiples of R) halving from the longest that fits. A shorter chunk lets more rows
-    share a call's activation buffer, and a pass's fixed cost (weight load and drain) is
-    spread over its rows."""
-    fit = min(cfg.wgt_depth, cfg.rows * cfg.act_depth)
+def _k_chunks(cfg: ArrayConfig, k: int) -> list[int]:
+    """K chunks a plan may use: all of K if its weights (K words per column tile) and
+    activations (K words per row tile; on the weight-stationary array ceil(K/R) words per
+    row) fit, and chunks halving from the longest that fits: whole numbers of K tiles
+    (multiples of R) on the weight-stationary array. A shorter chunk lets more rows share a
+    call's activation buffer, and a call's fixed cost (pipeline fill and drain, a pass's
+    weight load) is spread over its rows."""
+    ws = cfg.dataflow == "ws"
+    unit = cfg.rows if ws else 1
+    fit = min(cfg.wgt_depth, cfg.act_depth * (cfg.rows if ws else 1))
     chunks = [k] if k <= fit else []
-    tiles = min(fit, k) // cfg.rows
-    while tiles >= 1:
-        chunks.append(tiles * cfg.rows)
-        tiles //= 2
-    return chunks or [fit]
+    units = min(fit, k) // unit
+    while units >= 1:
+        chunks.append(units * unit)
+        units //= 2
+    return list(dict.fromkeys(chunks)) or [fit]
 
 
 def _plan(cfg: ArrayConfig, m: int, k: int, n: int, kc: int) -> list[Call]:
@@ -71,9 +74,9 @@ def _plan(cfg: ArrayConfig, m: int, k: int, n: int, kc: int) -> list[Call]:
     act_words = -(-kc // cfg.rows) if ws else kc  # per row (ws) or per row tile (os)
     if act_words > cfg.act_depth or kc > cfg.wgt_depth:
         raise BufferFitError(
-            f"K={k} does not fit: one tile needs K words in the activation and weight buffers "
-            f"(act_depth={cfg.act_depth}, wgt_depth={cfg.wgt_depth}); raise "
-            "--act-depth/--wgt-depth, or use --dataflow ws, which cuts K into calls"
+            f"a K chunk of {kc} does not fit: it needs {kc} words in the weight buffer and "
+            f"{act_words} in the activation buffer (wgt_depth={cfg.wgt_depth}, "
+            f"act_depth={cfg.act_depth}); raise --act-depth/--wgt-depth"
         )
     n_tiles = max(1, min(cfg.wgt_depth // kc, cfg.param_depth))
     n_chunk = min(n, n_tiles * cfg.cols)
@@ -102,7 +105,7 @@ def plan_cycles(cfg: ArrayConfig, plan: list[Call]) -> int:
     """Cycles of a plan: each call's by the exact cycle model."""
     return sum(
         accelerator_cycles(cfg, c.rows.stop - c.rows.start, c.ks.stop - c.ks.start,
-                           c.chans.stop - c.chans.start)
+                           c.chans.stop - c.chans.start, cont=not c.first_k)
         for c in plan
     )  # fmt: skip
 
@@ -111,12 +114,15 @@ def plan_calls(cfg: ArrayConfig, m: int, k: int, n: int) -> list[Call]:
     """Cut an M x K x N GEMM into calls that fit the buffers: column chunks (multiples of
     C) whose weights fit, then row chunks whose activations and results fit: multiples of
     R on the output-stationary array, whose activation words hold R rows; any number on
-    the weight-stationary one, whose words hold R terms of one row. The weight-stationary
-    array also cuts K (the K chunks of one output block are consecutive calls, in
-    increasing k), choosing among :func:`_ws_k_chunks` the plan with the fewest cycles."""
+    the weight-stationary one, whose words hold R terms of one row. A K too long for the
+    buffers is cut too (the K chunks of one output block are consecutive calls, in
+    increasing k, each after the first continuing the partial sums of the one before),
+    and on the weight-stationary array, where a shorter chunk can pay, the plan with the
+    fewest cycles among :func:`_k_chunks` is chosen."""
+    chunks = _k_chunks(cfg, k)
     if cfg.dataflow != "ws":
-        return _plan(cfg, m, k, n, k)
-    plans = [_plan(cfg, m, k, n, kc) for kc in _ws_k_chunks(cfg, k)]
+        return _plan(cfg, m, k, n, chunks[0])
+    plans = [_plan(cfg, m, k, n, kc) for kc in chunks]
     return min(plans, key=lambda plan: plan_cycles(cfg, plan))
 
 
@@ -162,7 +168,8 @@ class Traffic:
 def call_traffic(cfg: ArrayConfig, m: int, k: int, n: int, *, cont: bool = False) -> Traffic:
     """The buffer traffic of one M x K x N call, as the sequencer of ``cfg.dataflow`` runs
     it: output-stationary, every (row tile, column tile) reads K activation and K weight
-    words and writes its rows; weight-stationary, every (column tile, K tile) pass reads R
+    words (continuing, also its R rows of partial sums) and writes its rows;
+    weight-stationary, every (column tile, K tile) pass reads R
     weight words and M activation words, writes M rows, and (after the first K tile, or
     continuing) reads M rows of partial sums."""
     mts, nts = tile_grid(cfg, m, n)
@@ -180,6 +187,7 @@ def call_traffic(cfg: ArrayConfig, m: int, k: int, n: int, *, cont: bool = False
     return Traffic(
         act_reads=mts * nts * k,
         wgt_reads=mts * nts * k,
+        psum_reads=mts * nts * cfg.rows * int(cont),
         res_writes=nts * m,
         act_words=mts * k,
         wgt_words=nts * k,

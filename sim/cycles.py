@@ -47,10 +47,12 @@ def array_latency(cfg: ArrayConfig) -> int:
     return SystolicArray.latency_of(cfg)
 
 
-def tile_period(cfg: ArrayConfig, k: int) -> int:
+def tile_period(cfg: ArrayConfig, k: int, *, cont: bool = False) -> int:
     """Cycles between the last beats of back-to-back tiles: K, but at least R, since a
-    tile's drain (R rows) must end before the next tile's results are captured."""
-    return max(k, cfg.rows)
+    tile's drain (R rows) must end before the next tile's results are captured; and at
+    least 2R - 1 when tiles continue partial sums, whose R initial rows enter the array
+    on every other cycle (:class:`~oasa.hw.array.SystolicArray`)."""
+    return max(k, 2 * cfg.rows - 1 if cont else cfg.rows)
 
 
 def core_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
@@ -66,7 +68,7 @@ def core_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     return last_beat + array_latency(cfg) + OUTPUT_STAGE_LATENCY + (cfg.rows - 1) + 1
 
 
-def accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
+def accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int, *, cont: bool = False) -> int:
     """The accelerator's CYCLES register for an M x K x N layer: cycles busy, start to done.
 
     Derived from the sequencer: the start write is cycle 0 and busy rises in cycle 1 (the
@@ -78,17 +80,28 @@ def accelerator_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     pipeline; the result writer sees that row one cycle before the last busy cycle (in
     which FLAGGED takes its flags).
 
+    A layer that continues partial sums (``cont``, MODE bit 2) reads each tile's initial
+    rows ahead of it: the first beat waits :meth:`SystolicArray.init_lead_of
+    <oasa.hw.array.SystolicArray.init_lead_of>` cycles longer, and tiles begin
+    max(K, 2R - 1) cycles apart (:func:`tile_period`).
+
     >>> accelerator_cycles(ArrayConfig(), 64, 288, 64)
     18467
+    >>> accelerator_cycles(ArrayConfig(), 64, 288, 64, cont=True)
+    18473
 
-    A weight-stationary configuration is counted by :func:`ws_accelerator_cycles`.
+    A weight-stationary configuration is counted by :func:`ws_accelerator_cycles` (which
+    reads partial sums in every pass, so ``cont`` costs nothing there).
     """
     if min(m, k, n) < 1:
         return 0
     if cfg.dataflow == "ws":
         return ws_accelerator_cycles(cfg, m, k, n)
     mts, nts = tile_grid(cfg, m, n)
-    last_beat = SEQUENCER_ISSUE_LATENCY + (k - 1) + (mts * nts - 1) * tile_period(cfg, k)
+    lead = SystolicArray.init_lead_of(cfg) if cont else 0
+    last_beat = (
+        SEQUENCER_ISSUE_LATENCY + lead + (k - 1) + (mts * nts - 1) * tile_period(cfg, k, cont=cont)
+    )
     return (
         last_beat
         + array_latency(cfg)

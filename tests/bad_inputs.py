@@ -264,7 +264,7 @@ CASES: list[Case] = [
     _case("array values", "activation 16 at N = 4", "sim --x {x_big} --w {w}"),
     _case("array values", "weight -9 at M = 4", "sim --x {x} --w {w_big}"),
     _case("array values", "layer larger than memory", "sim --m 100000 --k 100000 --n 100000"),
-    _case("array values", "K beyond the buffers", "sim --backend amaranth --m 1 --k 70000 --n 1"),
+    _case("array values", "result buffer below a row tile", "sim --m 9 --k 8 --n 4 --res-depth 4"),
     # -- network files -----------------------------------------------------------------------
     _case("network file", "missing", "eval {root}/nothing.npz"),
     _case("network file", "a folder", "eval {folder}"),

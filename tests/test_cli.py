@@ -1,5 +1,6 @@
 """The oasa command end to end: files written, exit codes, one-line errors."""
 
+import json
 import subprocess
 import sys
 
@@ -207,12 +208,13 @@ def test_sim_verilator_backend(tmp_path, capsys):
         assert z["out"].shape == (7, 5) and int(z["cycles"]) > 30
 
 
-def test_layer_too_big_for_the_buffers_exits_2(capsys):
-    """Rows and columns are cut into calls; a K the output-stationary buffers cannot hold
-    is refused, naming the buffers and the dataflow that cuts K."""
-    argv = ["sim", "--backend", "verilator", "--m", "64", "--k", "200", "--n", "8",
-            "--act-depth", "100"]  # fmt: skip
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "K=200 does not fit" in err and "act_depth=100" in err and "--dataflow ws" in err
-    assert main([*argv, "--dataflow", "ws", "--backend", "model"]) == 0
+def test_layer_too_big_for_the_buffers_runs_as_calls(capsys):
+    """Rows, columns and a K longer than the buffers are cut into calls, on the RTL as in
+    the model; a result buffer too small for one row tile is refused, naming it."""
+    argv = ["sim", "--backend", "verilator", "--m", "24", "--k", "200", "--n", "8",
+            "--act-depth", "100", "--acc-bits", "12", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["calls"] == 6 and r["checked_against_model"]
+    assert main([*argv[:-1], "--res-depth", "4"]) == 2
+    assert "the result buffer holds 4 words" in capsys.readouterr().err

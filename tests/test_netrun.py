@@ -8,10 +8,9 @@ import pytest
 from test_netfile import small_network
 
 from oasa.config import ArrayConfig
-from oasa.errors import InputError
 from oasa.sim import calls as calls_module
 from oasa.sim import golden, network
-from oasa.sim.accel_image import BufferFitError, build_image
+from oasa.sim.accel_image import build_image
 from oasa.sim.calls import plan_calls, plan_cycles
 from oasa.sim.layer import run_gemm
 from oasa.sim.netfile import Layer, Network
@@ -99,36 +98,40 @@ def _check_plan(cfg, m, k, n):
     return calls
 
 
-def test_plan_calls_fit_the_buffers():
-    cfg = ArrayConfig(**ARRAY)
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_plan_calls_cut_k_and_rows_to_fit(dataflow):
+    """Rows and columns cut to fit (whole row tiles on the output-stationary array, whose
+    activation words hold R rows; any number of rows on the weight-stationary one), and a
+    K longer than the buffers cut into continuing calls (whole K tiles on ws)."""
+    cfg = ArrayConfig(**{**ARRAY, "dataflow": dataflow})
     calls = _check_plan(cfg, 100, 20, 10)
-    assert all((c.rows.stop - c.rows.start) % 2 == 0 for c in calls)  # whole row tiles
-    with pytest.raises(BufferFitError, match=r"K=65 does not fit.*--dataflow ws, which cuts K"):
-        plan_calls(cfg, 4, 65, 4)
-
-
-def test_ws_plan_calls_cut_k_and_rows_to_fit():
-    """Weight-stationary: ceil(K/R) activation words per row, any number of rows a call, and
-    a K longer than the buffers cut into continuing calls (whole K tiles)."""
-    cfg = ArrayConfig(**{**ARRAY, "dataflow": "ws"})
-    _check_plan(cfg, 100, 20, 10)
+    if dataflow == "os":
+        assert all((c.rows.stop - c.rows.start) % 2 == 0 for c in calls)
     calls = _check_plan(cfg, 7, 150, 8)  # K = 150 > wgt_depth = 64
     assert any(c.ks.start > 0 for c in calls)
-    assert all((c.ks.stop - c.ks.start) % 2 == 0 or c.ks.stop == 150 for c in calls)
-    cycles = plan_cycles(cfg, calls)
-    for kc in (64, 32, 16, 2):  # the planner's choice is the fastest of its cuts
-        assert cycles <= plan_cycles(cfg, calls_module._plan(cfg, 7, 150, 8, kc))
+    if dataflow == "ws":
+        assert all((c.ks.stop - c.ks.start) % 2 == 0 or c.ks.stop == 150 for c in calls)
+        cycles = plan_cycles(cfg, calls)
+        for kc in (64, 32, 16, 2):  # the planner's choice is the fastest of its cuts
+            assert cycles <= plan_cycles(cfg, calls_module._plan(cfg, 7, 150, 8, kc))
 
 
 @pytest.mark.parametrize(
-    ("backend", "overflow"),
-    [("amaranth", "wrap"), ("amaranth", "saturate"), ("verilator", "saturate")],  # one build
+    ("backend", "overflow", "dataflow"),
+    [
+        ("amaranth", "wrap", "os"),
+        ("amaranth", "saturate", "os"),
+        ("verilator", "wrap", "os"),
+        ("amaranth", "wrap", "ws"),
+        ("amaranth", "saturate", "ws"),
+        ("verilator", "saturate", "ws"),
+    ],  # one Verilator build per dataflow
 )
-def test_ws_k_cut_into_calls_on_the_rtl(backend, overflow):
+def test_k_cut_into_calls_on_the_rtl(backend, overflow, dataflow):
     """K = 40 on buffers of 12 weight words: the dot products continue through the result
     buffer across calls, with the flags of early chunks (P = 9 overflows), bit for bit the
     golden model's single pass over K; cycles as the planner predicts."""
-    cfg = ArrayConfig(rows=2, cols=3, acc_bits=9, overflow=overflow, dataflow="ws",
+    cfg = ArrayConfig(rows=2, cols=3, acc_bits=9, overflow=overflow, dataflow=dataflow,
                       act_depth=16, wgt_depth=12, res_depth=64, param_depth=4)  # fmt: skip
     rng = np.random.default_rng(5)
     x = rng.integers(0, 16, (7, 40))
@@ -138,19 +141,15 @@ def test_ws_k_cut_into_calls_on_the_rtl(backend, overflow):
              "shift": rng.integers(0, 8, 8), "relu": True}  # fmt: skip
     g = golden.gemm(x, w, cfg=cfg)
     assert g.overflow.any() and not g.overflow.all()
+    plan = plan_calls(cfg, 7, 40, 8)
+    assert sum(c.ks.start > 0 for c in plan) > 2
     for requant in (False, True):
         r = run_gemm(x, w, cfg=cfg, backend=backend, requant=requant, **stage)
         want = golden.output_stage(g.out, cfg=cfg, **stage) if requant else g.out
         np.testing.assert_array_equal(r.out, want)
         np.testing.assert_array_equal(r.overflow, g.overflow)
-        assert r.flagged == int(g.overflow.sum()) and r.calls > 4
-        assert r.cycles == plan_cycles(cfg, plan_calls(cfg, 7, 40, 8))
-
-
-def test_continuing_needs_the_weight_stationary_array():
-    with pytest.raises(InputError, match="needs the weight-stationary array"):
-        build_image(np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64),
-                    cfg=ArrayConfig(), cont=True)  # fmt: skip
+        assert r.flagged == int(g.overflow.sum()) and r.calls == len(plan) > 4
+        assert r.cycles == plan_cycles(cfg, plan)
 
 
 def digits_shaped_network(acc_bits=9, overflow="saturate"):

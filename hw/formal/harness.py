@@ -11,21 +11,25 @@ the block.
 Why each property is inductive (so that k-induction, not only bounded model checking,
 proves it for all time):
 
-- ``wrap``: the shadow keeps the exact running sum modulo 2**(P + 8); any modulus that is a
-  multiple of 2**P gives the same residue, so "acc == shadow mod 2**P" is exactly "acc is
-  the exact running sum wrapped to P bits", and it is preserved by every step. The shadow
+- ``wrap``: the shadow keeps the exact running sum modulo 2**(P + 8), started on every
+  ``first`` from the initial partial sum ``init_acc`` (free, like every input); any
+  modulus that is a multiple of 2**P gives the same residue, so "acc == shadow mod 2**P"
+  is exactly "acc is the exact running sum wrapped to P bits", and it is preserved by
+  every step. The shadow
   takes the product of the previous cycle's operands, as the PE's product register does;
   both are the same function of one input, so any trace of two steps agrees on them
   (run with depth 2, as are the other PE properties).
-- ``saturate``: the shadow is the step-by-step clamped sum, computed in a width that holds
-  every t_k exactly, so "acc == shadow" is preserved by every step (k = 1).
-- ``flag``: the shadow keeps the exact prefix sum and a bit H "some exact prefix since the
-  last ``first`` left the P-bit range". Until the first overflow the partial sums t_k of
-  DESIGN.md equal the exact prefixes (the accumulator has never been wrapped or clamped),
-  and after it the flag is sticky, so "flag == H" is the contract. It is made inductive by
-  the companion invariant "H or acc == exact prefix": while nothing has overflowed, the
-  accumulator holds the exact sum, in both modes. The exact prefix only matters while H is
-  clear, so P + 2 bits hold it exactly.
+- ``saturate``: the shadow is the step-by-step clamped sum, started on every ``first``
+  from ``init_acc``, computed in a width that holds every t_k exactly, so "acc == shadow"
+  is preserved by every step (k = 1).
+- ``flag``: the shadow keeps the exact prefix sum, started on every ``first`` from
+  ``init_acc``, and a bit H "the last ``first`` came with ``init_ovf`` set, or some exact
+  prefix since then left the P-bit range". Until the first overflow the partial sums t_k
+  of DESIGN.md equal the exact prefixes (the accumulator has never been wrapped or
+  clamped, and ``init_acc`` is in range), and after it the flag is sticky, so "flag == H"
+  is the contract. It is made inductive by the companion invariant "H or acc == exact
+  prefix": while nothing has overflowed, the accumulator holds the exact sum, in both
+  modes. The exact prefix only matters while H is clear, so P + 2 bits hold it exactly.
 - ``output_stage``: the shadow delays every input port by the stage latency and applies the
   golden formula to the delayed values; the stage is a pipeline without feedback, so
   k-induction with k = latency closes the proof (its state is a function of the last
@@ -129,10 +133,12 @@ def _delay(m: Module, value, cycles: int, name: str) -> list:
 
 def _pe(cfg: ArrayConfig, pe: PEFactory) -> tuple[Module, ProcessingElement, Signal]:
     """Top module with the PE under free inputs, and the exact product of the beat whose
-    markers are at the PE: the operands of the previous cycle (the PE's pipeline)."""
+    markers are at the PE: the operands of the previous cycle (the PE's pipeline). The
+    initial partial sum and flag are free in every cycle too; the PE must read them in the
+    cycle of a ``first`` marker (the accumulate stage), and ignore them otherwise."""
     m = Module()
     m.submodules.dut = dut = pe(cfg)
-    _free(m, dut.act, dut.wgt, dut.valid, dut.first, dut.last)
+    _free(m, dut.act, dut.wgt, dut.valid, dut.first, dut.last, dut.init_acc, dut.init_ovf)
     # N + M + 1 bits hold every product of an N-bit and an M-bit integer, signed or not.
     prod = Signal(signed(cfg.act_bits + cfg.weight_bits + 1), name="spec_prod")
     m.d.sync += prod.eq(dut.act * dut.wgt)
@@ -140,25 +146,27 @@ def _pe(cfg: ArrayConfig, pe: PEFactory) -> tuple[Module, ProcessingElement, Sig
 
 
 def pe_wrap_harness(cfg: ArrayConfig, pe: PEFactory = ProcessingElement) -> Harness:
-    """Property 1: in wrap mode the accumulator is the exact running sum modulo 2**P."""
+    """Property 1: in wrap mode the accumulator is the exact running sum, from the initial
+    partial sum of the last ``first``, modulo 2**P."""
     m, dut, prod = _pe(cfg, pe)
     h = Harness(m, depth=2)
     p = cfg.acc_bits
     total = Signal(signed(p + WRAP_MARGIN), name="spec_sum_mod")
     with m.If(dut.valid):
-        m.d.sync += total.eq(Mux(dut.first, 0, total) + prod)
-    h.check(m, dut.acc == total[:p].as_signed(), "acc == exact running sum mod 2**P")
+        m.d.sync += total.eq(Mux(dut.first, dut.init_acc, total) + prod)
+    h.check(m, dut.acc == total[:p].as_signed(), "acc == init_acc + exact running sum mod 2**P")
     return h
 
 
 def pe_saturate_harness(cfg: ArrayConfig, pe: PEFactory = ProcessingElement) -> Harness:
-    """Property 2: in saturate mode the accumulator is the step-by-step clamped sum."""
+    """Property 2: in saturate mode the accumulator is the step-by-step clamped sum, from
+    the initial partial sum of the last ``first``."""
     m, dut, prod = _pe(cfg, pe)
     h = Harness(m, depth=2)
     lo, hi = cfg.acc_min, cfg.acc_max
     clamped = Signal(signed(cfg.acc_bits), name="spec_clamped")
     t = Signal(signed(cfg.acc_bits + cfg.act_bits + cfg.weight_bits + 2), name="spec_t")
-    m.d.comb += t.eq(Mux(dut.first, 0, clamped) + prod)
+    m.d.comb += t.eq(Mux(dut.first, dut.init_acc, clamped) + prod)
     with m.If(dut.valid):
         with m.If(t > hi):
             m.d.sync += clamped.eq(hi)
@@ -166,23 +174,28 @@ def pe_saturate_harness(cfg: ArrayConfig, pe: PEFactory = ProcessingElement) -> 
             m.d.sync += clamped.eq(lo)
         with m.Else():
             m.d.sync += clamped.eq(t)
-    h.check(m, dut.acc == clamped, "acc == clamp_P(acc + x*w) step by step")
+    h.check(m, dut.acc == clamped, "acc == clamp_P(acc + x*w) step by step from init_acc")
     return h
 
 
 def pe_flag_harness(cfg: ArrayConfig, pe: PEFactory = ProcessingElement) -> Harness:
-    """Property 3: the sticky flag is set exactly when some partial sum since the last
-    ``first`` left the P-bit range (either mode)."""
+    """Property 3: the sticky flag is set exactly when the last ``first`` came with
+    ``init_ovf`` set or some partial sum since then, from ``init_acc``, left the P-bit
+    range (either mode)."""
     m, dut, prod = _pe(cfg, pe)
     h = Harness(m, depth=2)
     exact = Signal(signed(cfg.acc_bits + 2), name="spec_exact")
     left = Signal(name="spec_left_range")
     t = Signal(signed(cfg.acc_bits + 2), name="spec_t")
-    m.d.comb += t.eq(Mux(dut.first, 0, exact) + prod)
+    m.d.comb += t.eq(Mux(dut.first, dut.init_acc, exact) + prod)
     out_of_range = (t < cfg.acc_min) | (t > cfg.acc_max)
     with m.If(dut.valid):
-        m.d.sync += [exact.eq(t), left.eq((left & ~dut.first) | out_of_range)]
-    h.check(m, dut.ovf == left, "ovf == some partial sum since the last first left the range")
+        m.d.sync += [exact.eq(t), left.eq(Mux(dut.first, dut.init_ovf, left) | out_of_range)]
+    h.check(
+        m,
+        dut.ovf == left,
+        "ovf == init_ovf or some partial sum since the last first left the range",
+    )
     h.check(m, left | (dut.acc == exact), "no overflow yet implies acc == exact prefix sum")
     return h
 

@@ -76,7 +76,7 @@ PROPERTIES: dict[str, Property] = {
         Property(
             "wrap",
             1,
-            "wrap mode: acc == exact running sum mod 2**P",
+            "wrap mode: acc == init_acc + exact running sum mod 2**P",
             hz.pe_wrap_harness,
             lambda c: c.dataflow == "os" and c.overflow == "wrap",
             "pe",
@@ -84,7 +84,7 @@ PROPERTIES: dict[str, Property] = {
         Property(
             "saturate",
             2,
-            "saturate mode: acc == step-by-step clamped sum",
+            "saturate mode: acc == step-by-step clamped sum from init_acc",
             hz.pe_saturate_harness,
             lambda c: c.dataflow == "os" and c.overflow == "saturate",
             "pe",
@@ -92,7 +92,7 @@ PROPERTIES: dict[str, Property] = {
         Property(
             "flag",
             3,
-            "ovf set iff some partial sum left the P-bit range since first",
+            "ovf set iff init_ovf or some partial sum left the P-bit range since first",
             hz.pe_flag_harness,
             lambda c: c.dataflow == "os",
             "pe",

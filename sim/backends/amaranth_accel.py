@@ -97,7 +97,7 @@ def run_accel_images(
             for name, value in img.registers.items():
                 await write_reg(ctx, name, value)
             await write_reg(ctx, "CTRL", 1)
-            predicted = accelerator_cycles(cfg, img.m, img.k, img.n)
+            predicted = accelerator_cycles(cfg, img.m, img.k, img.n, cont=img.cont)
             budget = cycle_budget(predicted)
             counted = 1
             while not ctx.get(dut.done):

@@ -21,7 +21,7 @@ class _ModelSession:
             img = call.image
             g = golden.gemm(call.x, call.w, cfg=img.cfg)
             out = golden.output_stage(g.out, cfg=img.cfg, **call.stage) if img.requant else g.out
-            cycles = accelerator_cycles(img.cfg, img.m, img.k, img.n)
+            cycles = accelerator_cycles(img.cfg, img.m, img.k, img.n, cont=img.cont)
             runs.append(AccelRun(out, g.overflow, cycles, int(g.overflow.sum()), cycles))
         return runs
 

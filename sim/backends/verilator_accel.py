@@ -113,7 +113,7 @@ class VerilatorAccelerator:
         )
         for name, value in r.items():
             self._lib.oasa_reg_write(self._handle, REG[name], value)
-        predicted = accelerator_cycles(self.cfg, img.m, img.k, img.n)
+        predicted = accelerator_cycles(self.cfg, img.m, img.k, img.n, cont=img.cont)
         budget = cycle_budget(predicted)
         counted = self._lib.oasa_run(self._handle, REG["CTRL"], budget)
         if counted == 0:

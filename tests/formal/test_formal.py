@@ -114,6 +114,21 @@ def test_properties_follow_the_dataflow():
                      "ws": {"ws_wrap", "ws_flag", "output_stage"}}  # fmt: skip
 
 
+# The shift-and-add PE of the FPGA builds (its product is built in LUTs): the same
+# properties, at P = product width (a4w4, both signs) and wide (a8sw8 P = 32).
+SHIFT_ADD_CONFIGS = [PE_CONFIGS[i] for i in (0, 5, 9)]
+
+
+@pytest.mark.parametrize("cfg", SHIFT_ADD_CONFIGS, ids=_ids)
+def test_shift_add_pe(cfg, tmp_path):
+    """Properties 1 or 2, and 3, for ``oasa.fpga.multipliers.ShiftAddPE``."""
+    from oasa.fpga.multipliers import ShiftAddPE
+
+    for prop in (cfg.overflow, "flag"):
+        r = run_property(cfg, prop, work_dir=tmp_path / prop, block=ShiftAddPE)
+        assert r.passed, _explain(r)
+
+
 @pytest.mark.parametrize("cfg", SKEW_CONFIGS, ids=_ids)
 def test_array_skew(cfg, tmp_path):
     r = run_property(cfg, "skew", work_dir=tmp_path)
@@ -136,7 +151,7 @@ def _must_fail(r, what):
 def test_flag_only_on_positive_overflow_fails(tmp_path):
     cfg = ArrayConfig(act_bits=4, weight_bits=4, acc_bits=8)
     r = run_property(cfg, "flag", work_dir=tmp_path, block=bad.PEFlagPositiveOnly, depth=6)
-    _must_fail(r, "ovf == some partial sum since the last first left the range")
+    _must_fail(r, "ovf == init_ovf or some partial sum since the last first left the range")
 
 
 def test_ws_flag_only_on_positive_overflow_fails(tmp_path):
@@ -149,10 +164,35 @@ def test_ws_flag_only_on_positive_overflow_fails(tmp_path):
     assert r.passed, _explain(r)  # the partial sum is right: each harness names its property
 
 
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+def test_ignoring_the_initial_partial_sum_fails(mode, tmp_path):
+    """A PE that starts every dot product from 0 (as before partial sums could continue)
+    breaks the accumulator property of either mode: one beat with init_acc != 0 shows it."""
+    cfg = ArrayConfig(act_bits=4, weight_bits=4, acc_bits=8, overflow=mode)
+    r = run_property(cfg, mode, work_dir=tmp_path, block=bad.PEIgnoresInit, depth=4)
+    what = {
+        "wrap": "acc == init_acc + exact running sum mod 2**P",
+        "saturate": "acc == clamp_P(acc + x*w) step by step from init_acc",
+    }[mode]
+    _must_fail(r, what)
+    trace = r.counterexample()
+    assert any(trace["dut.init_acc"]), "the counterexample needs a nonzero init_acc"
+
+
+def test_ignoring_the_initial_flag_fails(tmp_path):
+    """The same PE also drops ``init_ovf``: the flag property fails on it."""
+    cfg = ArrayConfig(act_bits=4, weight_bits=4, acc_bits=8)
+    r = run_property(cfg, "flag", work_dir=tmp_path, block=bad.PEIgnoresInit, depth=4)
+    _must_fail(r, "ovf == init_ovf or some partial sum since the last first left the range")
+    trace = r.counterexample()
+    marks = zip(trace["dut.valid"], trace["dut.first"], trace["dut.init_ovf"], strict=True)
+    assert any(all(m) for m in marks), "the counterexample needs a first beat with init_ovf"
+
+
 def test_clamp_off_by_one_fails(tmp_path):
     cfg = ArrayConfig(act_bits=4, weight_bits=4, acc_bits=8, overflow="saturate")
     r = run_property(cfg, "saturate", work_dir=tmp_path, block=bad.PEClampOffByOne, depth=6)
-    _must_fail(r, "acc == clamp_P(acc + x*w) step by step")
+    _must_fail(r, "acc == clamp_P(acc + x*w) step by step from init_acc")
 
 
 def test_clamp_off_by_one_keeps_the_flag_right(tmp_path):

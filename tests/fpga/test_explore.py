@@ -62,6 +62,36 @@ def test_synthesis_is_cached(tmp_path, monkeypatch):
     assert explore.cached_cost(cfg, "ecp5", tmp_path) == first
 
 
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_array_modules_cover_what_the_array_synthesis_runs(dataflow):
+    """The synthesis cache keys on :data:`explore.ARRAY_MODULES`: every oasa module whose
+    code runs while the bare array is built and converted for Yosys must be in it, or a
+    figure of edited source would come from the cache."""
+    import sys
+
+    from amaranth.back import rtlil
+
+    from oasa.fpga.multipliers import array_factory
+    from oasa.hw.verilog import component_ports
+
+    ran = set()
+
+    def tracer(frame, event, arg):
+        name = frame.f_globals.get("__name__") or ""
+        if name.startswith("oasa."):
+            ran.add(name)
+
+    cfg = ArrayConfig(rows=2, cols=2, acc_bits=12, dataflow=dataflow)
+    sys.settrace(tracer)
+    try:
+        block = array_factory("lut", dataflow)(cfg)
+        rtlil.convert(block, name="top", ports=component_ports(block))
+    finally:
+        sys.settrace(None)
+    assert {"oasa.hw.pe", "oasa.fpga.multipliers"} <= ran
+    assert ran <= set(explore.ARRAY_MODULES)
+
+
 def test_explore_command(tmp_path, capsys):
     out = tmp_path / "ex"
     argv = ["explore", str(RESNET), "--arrays", "8x8,16x16", "--acc-bits", "12",

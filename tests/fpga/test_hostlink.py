@@ -33,7 +33,9 @@ from oasa.fpga.protocol import (
 )
 from oasa.hw.layouts import act_beat_layout, params_layout, result_word_layout
 from oasa.hw.registers import REG
+from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
+from oasa.sim.calls import plan_calls, plan_cycles
 from oasa.sim.cycles import accelerator_cycles
 from oasa.sim.layer import compare, run_gemm
 
@@ -378,12 +380,23 @@ def test_a_missing_port_is_a_clear_error():
         BoardAccelerator(CFG, "/dev/oasa-no-such-port")
 
 
+def test_a_k_longer_than_the_board_buffers_runs_as_continuing_calls():
+    """K = 70 on buffers of 64 words: two calls over the link, the second continuing the
+    first's partial sums (MODE bit 2), equal to the golden model's single pass."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 16, (2, 70))
+    w = rng.integers(-8, 8, (70, 2))
+    g = golden.gemm(x, w, cfg=CFG)
+    with simserial() as ser:
+        r = run_gemm(x, w, cfg=CFG, backend="board", port=ser)
+    np.testing.assert_array_equal(r.out, g.out)
+    np.testing.assert_array_equal(r.overflow, g.overflow)
+    assert r.calls == 2 and r.cycles == plan_cycles(CFG, plan_calls(CFG, 2, 70, 2))
+
+
 def test_a_layer_too_big_for_the_board_buffers_is_refused_before_sending():
     with simserial() as ser:
-        x = np.ones((2, 70), dtype=np.int64)  # K = 70: the board's buffers hold 64 words
         w = np.ones((70, 2), dtype=np.int64)
-        with pytest.raises(BufferFitError, match="K=70 does not fit"):
-            run_gemm(x, w, cfg=CFG, backend="board", port=ser)
         x = np.ones((70, 1), dtype=np.int64)  # 70 result rows in one image
         with pytest.raises(BufferFitError, match="result buffer needs 70 words but holds 64"):
             build_image(x, w[:1], cfg=CFG)

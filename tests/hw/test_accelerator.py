@@ -47,7 +47,7 @@ def check(runs, expected):
         np.testing.assert_array_equal(run.out, out)
         np.testing.assert_array_equal(run.overflow, ovf)
         assert run.flagged == int(ovf.sum())
-        assert run.cycles == accelerator_cycles(img.cfg, img.m, img.k, img.n)
+        assert run.cycles == accelerator_cycles(img.cfg, img.m, img.k, img.n, cont=img.cont)
         assert run.wall_cycles == run.cycles  # the CYCLES register counts start to done
 
 
@@ -179,6 +179,22 @@ def test_cycle_model_formula_cases(rows, cols):
     assert accelerator_cycles(cfg, rows, 10 * rows, cols) == 10 * rows + fixed
     assert accelerator_cycles(cfg, 2 * rows, rows, 3 * cols) == 6 * rows + fixed
     assert accelerator_cycles(cfg, rows, 1, 2 * cols) == 1 + max(1, rows) + fixed
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (2, 3), (4, 4), (8, 8), (3, 5)])
+def test_continuing_cycle_model_formula_cases(rows, cols):
+    """Continuing partial sums: the first beat waits for its tile's initial rows (R - 2
+    cycles, none on fewer than 3 rows), and tiles begin max(K, 2R - 1) cycles apart."""
+    cfg = ArrayConfig(rows=rows, cols=cols)
+    lead = max(rows - 2, 0)
+
+    def cont(m, k, n):
+        return accelerator_cycles(cfg, m, k, n, cont=True) - accelerator_cycles(cfg, m, k, n)
+
+    assert cont(rows, 10 * rows, cols) == lead  # one tile
+    assert cont(2 * rows, 10 * rows, 3 * cols) == lead  # long tiles keep their pace
+    tiles = 6  # short tiles (K = R) begin 2R - 1 cycles apart instead of R
+    assert cont(2 * rows, rows, 3 * cols) == lead + (tiles - 1) * (rows - 1)
 
 
 def test_ws_activation_layout_that_does_not_fit_names_the_buffer():
@@ -316,6 +332,66 @@ def test_ws_schedule_checks_can_fail(monkeypatch):
     assert (run.out != out).any()
 
 
+OS_CONT = ArrayConfig(rows=4, cols=3, acc_bits=9, overflow="saturate", act_depth=16,
+                      wgt_depth=8, res_depth=64, param_depth=4)  # fmt: skip
+
+
+def _k_cut_layer(rng, cfg, m, k, n):
+    """Operands whose early partial sums leave the range (P = 9), and the golden pass."""
+    x = rng.integers(0, 16, (m, k))
+    w = rng.integers(-8, 8, (k, n))
+    x[:2], w[:5, :2] = 15, 7
+    return x, w, golden.gemm(x, w, cfg=cfg)
+
+
+@pytest.mark.parametrize("m, k, n", [(9, 21, 7), (4, 40, 3), (1, 9, 8)])
+def test_os_continues_partial_sums_across_calls(m, k, n):
+    """Output-stationary, K cut into calls of at most 8 terms: each call after the first
+    starts every dot product from the partial sum and flag the one before left in the
+    result buffer (MODE bit 2), so the results and flags are the golden model's single pass
+    over K, clamps and all; the calls run back to back on one instance."""
+    from oasa.sim.calls import plan_calls, plan_cycles
+    from oasa.sim.layer import run_gemm
+
+    rng = np.random.default_rng(m * k * n)
+    x, w, g = _k_cut_layer(rng, OS_CONT, m, k, n)
+    plan = plan_calls(OS_CONT, m, k, n)
+    assert any(c.ks.start > 0 for c in plan)
+    r = run_gemm(x, w, cfg=OS_CONT, backend="amaranth")
+    np.testing.assert_array_equal(r.out, g.out)
+    np.testing.assert_array_equal(r.overflow, g.overflow)
+    assert r.flagged == int(g.overflow.sum()) and r.cycles == plan_cycles(OS_CONT, plan)
+
+
+def test_os_continuing_schedule_checks_can_fail(monkeypatch):
+    """The initial rows meet their PEs in one cycle only: a first beat one cycle early or
+    late, or continuing tiles R cycles apart (their rows meet on the chain), and the
+    results differ from the golden model's."""
+    from oasa.sim.layer import run_gemm
+
+    class Early(Sequencer):
+        @property
+        def init_lead(self) -> int:
+            return super().init_lead - 1
+
+    class Late(Sequencer):
+        @property
+        def init_lead(self) -> int:
+            return super().init_lead + 1
+
+    class Crowded(Sequencer):
+        @property
+        def init_gap(self) -> int:
+            return self.cfg.rows
+
+    rng = np.random.default_rng(4)
+    x, w, g = _k_cut_layer(rng, OS_CONT, 8, 20, 6)  # K chunks of 8 and 4: tiles of K = R
+    for variant in (Early, Late, Crowded):
+        monkeypatch.setattr(amaranth_accel, "Accelerator", partial(Accelerator, sequencer=variant))
+        r = run_gemm(x, w, cfg=OS_CONT, backend="amaranth")
+        assert (r.out != g.out).any(), variant.__name__
+
+
 @pytest.mark.parametrize("dataflow", ["os", "ws"])
 def test_buffer_traffic_is_what_the_sequencer_moves(dataflow):
     """``call_traffic`` against the RTL: beats the array takes (activation, weight and
@@ -326,7 +402,7 @@ def test_buffer_traffic_is_what_the_sequencer_moves(dataflow):
 
     cfg = ArrayConfig(rows=2, cols=3, acc_bits=12, dataflow=dataflow, **SMALL)
     rng = np.random.default_rng(21)
-    for m, k, n, cont in ((5, 7, 4, False), (3, 1, 8, False), (4, 5, 3, dataflow == "ws")):
+    for m, k, n, cont in ((5, 7, 4, False), (3, 1, 8, False), (4, 5, 3, True), (3, 2, 4, True)):
         x, w = reference.random_operands(rng, cfg, m, k, n)
         img = build_image(x, w, cfg=cfg, cont=cont)
         dut = Accelerator(cfg)
@@ -352,6 +428,8 @@ def test_buffer_traffic_is_what_the_sequencer_moves(dataflow):
                 for name, port in ports.items():
                     seen[name] += ctx.get(port.valid) & ctx.get(port.ready)
                 seen["res"] += ctx.get(dut.sequencer.res_wr.en)
+                if dataflow == "os":
+                    seen["psum"] += ctx.get(dut.sequencer.res_rd.en)
                 await ctx.tick()
 
         sim.add_testbench(bench)
@@ -360,7 +438,7 @@ def test_buffer_traffic_is_what_the_sequencer_moves(dataflow):
         # Every row carries partial sums; those of an N tile's first K tile are zeros, not
         # read from the buffer, unless the call continues.
         nts = -(-n // cfg.cols)
-        psum = t.psum_reads + (0 if cont else nts * m) if dataflow == "ws" else 0
+        psum = t.psum_reads + (0 if cont else nts * m) if dataflow == "ws" else t.psum_reads
         assert seen == {"act": t.act_reads, "wgt": t.wgt_reads, "psum": psum, "res": t.res_writes}
         assert (t.act_words, t.wgt_words, t.res_words) == (
             img.act_words.shape[0],

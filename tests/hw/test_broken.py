@@ -14,7 +14,7 @@ import pytest
 import reference
 from amaranth.hdl import Fragment
 from test_output_stage import rtl_stage
-from test_pe import random_beats, rtl_pe
+from test_pe import full, random_beats, rtl_pe, with_init
 
 from oasa.config import ArrayConfig
 from oasa.hw import broken
@@ -36,19 +36,23 @@ def pe_model(
     flag_below=True,
     flag_stuck_low=False,
     clamp_top=None,
+    ignore_init=False,
 ):
     """(acc, ovf, done) after each beat: the contract, with the overflow mode ``mode``,
     ``extra`` added to every product, the flag blind below the range (``flag_below``) or
-    tied to 0, and saturation that clamps only above ``clamp_top`` (the range's top by
-    default) and wraps a partial sum between the two."""
+    tied to 0, saturation that clamps only above ``clamp_top`` (the range's top by
+    default) and wraps a partial sum between the two, and a ``first`` beat that starts
+    from 0 and a clear flag whatever its initial partial sum and flag (``ignore_init``)."""
     lo, hi = cfg.acc_min, cfg.acc_max
     mode = mode or cfg.overflow
     clamp_top = hi if clamp_top is None else clamp_top
     acc, ovf, out = 0, False, []
-    for act, wgt, valid, first, last in beats:
+    for act, wgt, valid, first, last, init_acc, init_ovf in map(full, beats):
+        if ignore_init:
+            init_acc, init_ovf = 0, 0
         if valid:
-            t = (0 if first else acc) + act * wgt + extra
-            ovf = (ovf and not first) or t > hi or (flag_below and t < lo)
+            t = (init_acc if first else acc) + act * wgt + extra
+            ovf = (bool(init_ovf) if first else ovf) or t > hi or (flag_below and t < lo)
             in_range = mode == "wrap" or lo <= t <= clamp_top  # stored wrapped
             acc = (t - lo) % 2**cfg.acc_bits + lo if in_range else min(max(t, lo), hi)
         out.append((acc, ovf and not flag_stuck_low, bool(valid and last)))
@@ -86,14 +90,20 @@ PE_VARIANTS = [
         (broken.PEFlagPositiveOnly, {"flag_below": False}),
         (broken.PEProductOffByOne, {"extra": 1}),
         (broken.pe_saturates_in_wrap, {"mode": "saturate"}),
+        (broken.PEIgnoresInit, {"ignore_init": True}),
     )
 ]
 
 
 def _beats(cfg):
+    """Random dot products, each continued from a random initial partial sum and flag
+    (garbage on the other beats), after the directed clamp-edge beats where they apply
+    (those start from 0)."""
     rng = np.random.default_rng(sum(map(ord, cfg.name)))
-    beats = random_beats(rng, cfg, 1200)
-    return clamp_edge_beats(cfg) + beats if cfg.act_bits == 4 and cfg.acc_bits == 8 else beats
+    beats = with_init(rng, cfg, random_beats(rng, cfg, 1200))
+    if cfg.act_bits == 4 and cfg.acc_bits == 8:
+        return [full(b) for b in clamp_edge_beats(cfg)] + beats
+    return beats
 
 
 @pytest.mark.parametrize("cfg", PE_CONFIGS, ids=lambda c: c.name)

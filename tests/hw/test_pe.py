@@ -1,4 +1,9 @@
-"""ProcessingElement on Amaranth's simulator, beat by beat against reference.dot."""
+"""ProcessingElement on Amaranth's simulator, beat by beat against reference.dot.
+
+A beat is (act, wgt, valid, first, last) or (act, wgt, valid, first, last, init_acc,
+init_ovf): a dot product starts on its ``first`` beat from the initial partial sum and
+flag (0 and clear when not given), so that it can continue an earlier call's.
+"""
 
 import numpy as np
 import pytest
@@ -20,21 +25,29 @@ CONFIGS = [
 ]
 
 
+def full(beat) -> tuple:
+    """``beat`` as (act, wgt, valid, first, last, init_acc, init_ovf): 0 and clear when the
+    initial partial sum and flag are not given."""
+    return (*beat, 0, 0) if len(beat) == 5 else tuple(beat)
+
+
 def rtl_pe(cfg, beats, pe=ProcessingElement):
-    """Drive (act, wgt, valid, first, last) beats, one per cycle: the operands of a beat
-    with the markers of the one before (the PE registers the product in between). Return,
-    per beat, (acc, ovf, done) after its markers went in and (act_out, wgt_out) after its
+    """Drive beats (see the module docstring), one per cycle: the operands of a beat with
+    the markers and initial partial sum and flag of the one before (the PE registers the
+    product in between, and reads ``init_acc``/``init_ovf`` with ``first``). Return, per
+    beat, (acc, ovf, done) after its markers went in and (act_out, wgt_out) after its
     operands did. ``pe`` builds the PE (``pe(cfg)``)."""
     dut = pe(cfg)
     state, forwarded = [], []
+    marked = (dut.valid, dut.first, dut.last, dut.init_acc, dut.init_ovf)
 
     async def bench(ctx):
         for t in range(len(beats) + 1):
             act, wgt = beats[t][:2] if t < len(beats) else (0, 0)
-            marks = beats[t - 1][2:] if t else (0, 0, 0)
+            marks = full(beats[t - 1])[2:] if t else (0,) * len(marked)
             ctx.set(dut.act, act)
             ctx.set(dut.wgt, wgt)
-            for port, value in zip((dut.valid, dut.first, dut.last), marks, strict=True):
+            for port, value in zip(marked, marks, strict=True):
                 ctx.set(port, value)
             await ctx.tick()
             if t < len(beats):
@@ -47,16 +60,24 @@ def rtl_pe(cfg, beats, pe=ProcessingElement):
 
 
 def expected(cfg, beats):
-    """What the PE must show after each beat, from the reference contract."""
+    """What the PE must show after each beat, from the reference contract (plain integers,
+    wrapped or clamped at P bits after every term, the flag sticky).
+
+    A dot product continued from an initial partial sum s (in the P-bit range) is the
+    reference's dot product with s * 1 as its first term: that term sets the sum to s
+    without wrapping, clamping or flagging. Its flag is the initial flag or the
+    reference's."""
     out, xs, ws = [], [], []
-    acc, flag = 0, False
-    for act, wgt, valid, first, last in beats:
+    acc, flag, start_flag = 0, False, False
+    assert all(cfg.acc_min <= full(b)[5] <= cfg.acc_max for b in beats), "init_acc out of range"
+    for act, wgt, valid, first, last, init_acc, init_ovf in map(full, beats):
         if valid:
             if first:
-                xs, ws = [], []
+                xs, ws, start_flag = [init_acc], [1], bool(init_ovf)
             xs.append(act)
             ws.append(wgt)
             acc, flag, _ = reference.dot(xs, ws, cfg.acc_bits, cfg.overflow)
+            flag = flag or start_flag
         out.append((acc, flag, bool(valid and last), act, wgt))
     return out
 
@@ -84,6 +105,38 @@ def random_beats(rng, cfg, n):
     return beats
 
 
+def random_init(rng, cfg) -> int:
+    """An initial partial sum over the P-bit range, its ends and their neighbours common."""
+    lo, hi = cfg.acc_min, cfg.acc_max
+    near = int(rng.integers(0, cfg.product_max + 1))  # a product or two from an end
+    pick = [lo, hi, lo + near, hi - near, 0, int(rng.integers(lo, hi + 1))]
+    return pick[int(rng.integers(len(pick)))]
+
+
+def with_init(rng, cfg, beats):
+    """``beats`` with an initial partial sum and flag each: on ``first`` beats random (the
+    first two valid ones at the range's bottom and top, where :func:`random_beats` starts
+    with the most negative and the largest products, then :func:`random_init`; the flag
+    set one time in four), on every other beat random garbage, which the PE must ignore."""
+    ends = [cfg.acc_min, cfg.acc_max]
+    out = []
+    for beat in beats:
+        act, wgt, valid, first, last = beat[:5]
+        if first:
+            init_acc = ends.pop(0) if valid and ends else random_init(rng, cfg)
+            init_ovf = int(rng.random() < 0.25)
+        else:
+            init_acc = int(rng.integers(cfg.acc_min, cfg.acc_max + 1))
+            init_ovf = int(rng.integers(2))
+        out.append((act, wgt, valid, first, last, init_acc, init_ovf))
+    return out
+
+
+def _zeroed(beats, field: int):
+    """``beats`` with ``init_acc`` (field 5) or ``init_ovf`` (6) set to 0 in every beat."""
+    return [(*b[:field], 0, *b[field + 1 :]) for b in beats]
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
 def test_random_stream(cfg):
     rng = np.random.default_rng(sum(map(ord, cfg.name)))
@@ -93,6 +146,86 @@ def test_random_stream(cfg):
     assert got == want
     reachable = 300 * max(abs(cfg.product_min), cfg.product_max) > cfg.acc_max
     assert any(f for _, f, *_ in want) == reachable, "overflow must occur where it can"
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
+def test_random_continued_stream(cfg):
+    """The random stream again, every dot product continued from a random initial partial
+    sum and flag, and garbage on ``init_acc``/``init_ovf`` in every other beat."""
+    rng = np.random.default_rng(sum(map(ord, "init" + cfg.name)))
+    beats = with_init(rng, cfg, random_beats(rng, cfg, 1600))
+    got = [(a, bool(o), bool(d), x, w) for a, o, d, x, w in rtl_pe(cfg, beats)]
+    assert got == expected(cfg, beats)
+    # The stimulus reaches what it is for: both initial values change the results (a PE
+    # that ignored either would fail above), and garbage that would change them if it
+    # were read is there on other beats.
+    want_acc = [w[0] for w in expected(cfg, beats)]
+    want_ovf = [w[1] for w in expected(cfg, beats)]
+    assert want_acc != [w[0] for w in expected(cfg, _zeroed(beats, 5))], "init_acc unused"
+    assert want_ovf != [w[1] for w in expected(cfg, _zeroed(beats, 6))], "init_ovf unused"
+    assert any(b[5] for b in beats if b[2] and not b[3]), "no init_acc garbage"
+    assert any(b[6] for b in beats if b[2] and not b[3]), "no init_ovf garbage"
+
+
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+def test_continued_from_the_range_ends(mode):
+    """P = 8: starting at 127 or -128, one product pushes the sum out (wrap: it comes
+    around, saturate: it stays at the end; the flag is set either way); a zero product
+    keeps the end without a flag; a start in range behaves like an earlier partial sum."""
+    cfg = ArrayConfig(acc_bits=8, overflow=mode)
+    beats = [
+        (15, 7, 1, 1, 1, 127, 0),  # 127 + 105 = 232
+        (15, -8, 1, 1, 1, -128, 0),  # -128 - 120 = -248
+        (0, 7, 1, 1, 0, 127, 0),  # 127 + 0: at the end, in range
+        (1, 1, 1, 0, 1, -5, 1),  # 128: out; init on a non-first beat is ignored
+        (3, -2, 1, 1, 0, 100, 0),  # 94
+        (2, 7, 1, 0, 1, 0, 0),  # 108
+    ]
+    seen = [s[:2] for s in rtl_pe(cfg, beats)]
+    assert seen == [s[:2] for s in expected(cfg, beats)]
+    ends = {"wrap": [(-24, 1), (8, 1)], "saturate": [(127, 1), (-128, 1)]}[mode]
+    assert seen[:2] == ends
+    assert seen[2] == (127, 0)
+    assert seen[3] == ((-128, 1) if mode == "wrap" else (127, 1))
+    assert seen[4:] == [(94, 0), (108, 0)]
+
+
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+def test_initial_flag_stays_set(mode):
+    """A dot product started with ``init_ovf`` keeps its flag through in-range sums and idle
+    beats; the next ``first`` restarts it from its own ``init_ovf`` (0: clear), and an
+    ``init_ovf`` on any other beat, valid or idle, is ignored."""
+    cfg = ArrayConfig(acc_bits=8, overflow=mode)
+    beats = [
+        (1, 1, 1, 1, 0, 10, 1),  # 11, flag from init_ovf
+        (2, 3, 1, 0, 0, 0, 0),  # 17
+        (5, 5, 0, 1, 0, 50, 0),  # idle, even with first and init: ignored
+        (1, -1, 1, 0, 1, 0, 0),  # 16, still flagged
+        (1, 2, 1, 1, 0, -20, 0),  # -18: a new dot product, flag clear
+        (1, 1, 1, 0, 0, 0, 1),  # -17: init_ovf on a non-first beat: ignored
+        (0, 0, 0, 0, 1, 0, 1),  # idle with init_ovf: ignored
+        (1, 1, 1, 0, 1, 0, 0),  # -16
+    ]
+    seen = [s[:3] for s in rtl_pe(cfg, beats)]
+    assert seen == [s[:3] for s in expected(cfg, beats)]
+    assert seen == [
+        (11, 1, 0),
+        (17, 1, 0),
+        (17, 1, 0),
+        (16, 1, 1),
+        (-18, 0, 0),
+        (-17, 0, 0),
+        (-17, 0, 0),
+        (-16, 0, 1),
+    ]
+
+
+def test_wrap_continued_transient_overflow():
+    """Wrap mode: a continued dot product that leaves the range and comes back ends at the
+    exact sum, init_acc included, with the flag set."""
+    cfg = ArrayConfig(acc_bits=8)
+    beats = [(15, 7, 1, 1, 0, 100, 0), (15, -8, 1, 0, 1, 0, 0)]  # 205 (out), 85
+    assert [s[:3] for s in rtl_pe(cfg, beats)] == [(205 - 256, 1, 0), (85, 1, 1)]
 
 
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])

@@ -17,6 +17,13 @@ The worst-case tests run the adversarial stimulus of the overflow bench
 weight-stationary array carries partial sums and flags across K tiles through the result
 buffer: each worst-case row's flag, as read back, must fire exactly when the data-free
 bound leaves the P-bit range.
+
+The K-cut test runs layers whose K is longer than a call holds as the host runs them
+(:func:`oasa.sim.calls.plan_calls`): one call per K chunk, in increasing k, each after the
+first continuing (MODE bit 2) the raw partial sums and flags the one before left in the
+result buffer, which the host never rewrites; only the last call requantizes. Every call
+is checked as a layer of its own against the dot products up to the end of its K range,
+and the last calls against the golden model over the whole K.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from oasa_tb.tb import ClockedTB
 
 from oasa.sim import golden
 from oasa.sim.accel_image import BufferFitError, build_image
+from oasa.sim.calls import plan_calls
 from oasa.sim.cycles import accelerator_cycles
 
 #: The output stage passes raw P-bit sums (the worst-case tests compare flags and sums).
@@ -59,23 +67,25 @@ def random_layer(tb, *, m=None, k=None, n=None):
     x[rng.random((m, k)) < 0.25] = cfg.act_max
     w[rng.random((k, n)) < 0.3] = rng.choice([cfg.weight_min, cfg.weight_max])
     mode = rng.choice(["raw", "requant", "relu"])
+    return x, w, stage_mode(cfg, rng, k, n, mode)
+
+
+def stage_mode(cfg, rng, k, n, mode) -> dict:
+    """Output-stage keywords of mode "raw", "requant" or "relu" for a K-term layer of N
+    channels: random multipliers, shifts that keep the outputs spread over the range."""
     span = max(1, min(cfg.acc_max, k * max(abs(cfg.product_min), cfg.product_max)))
     mult = rng.integers(1, 1 << 10, n)
     shift = np.array(
         [max(0, min(cfg.shift_max, (span * int(u)).bit_length() - cfg.act_bits - 1)) for u in mult]
     )
     bias = rng.integers(-span // 4 - 1, span // 4 + 1, n)
-    return (
-        x,
-        w,
-        {
-            "bias": bias,
-            "mult": mult,
-            "shift": shift,
-            "relu": mode == "relu",
-            "requant": mode != "raw",
-        },
-    )
+    return {
+        "bias": bias,
+        "mult": mult,
+        "shift": shift,
+        "relu": mode == "relu",
+        "requant": mode != "raw",
+    }
 
 
 def expected(x, w, cfg, kw):
@@ -98,7 +108,7 @@ async def setup(dut, test, pause="none"):
 async def start_and_wait(tb, host, img):
     """Write CTRL.start, then step until done; return the cycles from the start write."""
     host.write_reg("CTRL", 1)
-    budget = 4 * accelerator_cycles(tb.cfg, img.m, img.k, img.n) + 1000
+    budget = 4 * accelerator_cycles(tb.cfg, img.m, img.k, img.n, cont=img.cont) + 1000
     await tb.run_until(lambda: host.layer_done, budget, "done")
     return host.take_layer_cycles()
 
@@ -118,7 +128,7 @@ def check_layer(tb, sb, cov, img, x, w, kw, out, ovf, regs, waited, tag):
     want, g = expected(x, w, tb.cfg, kw)
     sb.check(out.tolist(), want.tolist(), f"{tag} outputs")
     sb.check(ovf.tolist(), g.overflow.tolist(), f"{tag} flags")
-    predicted = accelerator_cycles(tb.cfg, img.m, img.k, img.n)
+    predicted = accelerator_cycles(tb.cfg, img.m, img.k, img.n, cont=img.cont)
     sb.check(
         {
             "FLAGGED": regs["FLAGGED"],
@@ -200,6 +210,114 @@ async def run_in_layers(tb, host, cov, sb, x, w, *, tag):
         check_layer(tb, sb, cov, img, xs, w, RAW, out, ovf, regs, waited, rows)
         flags[r0 : r0 + len(xs)] = ovf
     return flags
+
+
+#: What a column of a K-cut layer does over the calls (:func:`k_cut_operands`).
+CUT_KINDS = ("early", "steady", "back", "late", "mid", "random")
+
+
+def k_cut_operands(cfg, rng, m, k, n, chunks, first_kind=0):
+    """X (M x K), W (K x N) and the columns' kinds, for a K cut into the calls of ``chunks``
+    (K ranges, in increasing k). Row 0 of X is all ``act_max``, so each column's intent holds exactly
+    there; the other rows are mostly ``act_max``. Column j is ``CUT_KINDS[first_kind + j]``
+    (cyclically), leaning one way (random sign) with the extreme weight where it leans:
+
+    - early: leans over the first call (and on until 1.2 x the range), zero after: its
+      flag is raised in an early call and must survive the others, its sum carried as is;
+    - steady: a few terms whose |x| |w| sum stays inside the range: never a flag, every
+      partial sum exact;
+    - back: overflows in the first call, then leans back by about 0.8 x the range in the
+      second (saturate: the sum comes back into the range, the flag stays);
+    - late: climbs to about 0.9 x the range before the last call and overflows in it;
+    - mid: leans one way, thinly, to 1.5 x the range at the end (the flag rises midway);
+    - random: uniform weights.
+    """
+    x = np.full((m, k), cfg.act_max, dtype=np.int64)
+    pick = rng.random((m, k))
+    pick[0] = 0.5
+    x[pick < 0.15] = rng.integers(cfg.act_min, cfg.act_max + 1, int((pick < 0.15).sum()))
+    x[pick > 0.95] = 0
+    first, second, last = chunks[0], chunks[1], chunks[-1]
+    x_big = max(cfg.act_max, -cfg.act_min)
+    w = np.zeros((k, n), dtype=np.int64)
+
+    def place(col, lo, hi, count, value):
+        count = max(0, min(count, hi - lo))
+        col[lo + rng.choice(hi - lo, count, replace=False)] = value
+
+    for j in range(n):
+        kind = CUT_KINDS[(first_kind + j) % len(CUT_KINDS)]
+        up = rng.random() < 0.5
+        lean, back = (cfg.weight_max, cfg.weight_min) if up else (cfg.weight_min, cfg.weight_max)
+        term, term_back = cfg.act_max * abs(lean), cfg.act_max * abs(back)  # of row 0
+        col = w[:, j]
+        if kind == "early":
+            col[: min(last.start, max(first.stop, -(-6 * cfg.acc_max // (5 * term))))] = lean
+        elif kind == "back":
+            col[first] = lean
+            place(col, second.start, second.stop, -(-4 * cfg.acc_max // (5 * term_back)), back)
+        elif kind == "late":
+            place(col, 0, last.start, 9 * cfg.acc_max // (10 * term), lean)
+            col[last] = lean
+        elif kind == "mid":
+            place(col, 0, k, -(-3 * cfg.acc_max // (2 * term)), lean)
+        elif kind == "steady":
+            budget = cfg.acc_max // x_big  # sum of |w| that no x can take out of the range
+            for i in rng.permutation(k):
+                v = int(rng.integers(cfg.weight_min, cfg.weight_max + 1))
+                if abs(v) <= budget:
+                    col[i], budget = v, budget - abs(v)
+        else:
+            col[:] = rng.integers(cfg.weight_min, cfg.weight_max + 1, k)
+    return x, w, [CUT_KINDS[(first_kind + j) % len(CUT_KINDS)] for j in range(n)]
+
+
+async def run_k_cut(tb, host, cov, sb, x, w, kw, *, res_base, tag):
+    """X @ W as the calls of :func:`plan_calls`, run as a host runs them: for each call its
+    activations, weights and parameters (at random bases), its registers (MODE bit 2 on
+    every call but an output block's first, requantizing only in its last), CTRL.start
+    and the wait for done; the result buffer is the calls' own (RES_BASE ``res_base`` for
+    every call of an output block) and is only read. Each call is checked against the dot
+    products up to the end of its K range (what the result buffer holds after it); returns
+    the (M, N) outputs and flags of the last K calls, and their FLAGGED summed."""
+    cfg = tb.cfg
+    m, k = x.shape
+    n = w.shape[1]
+    plan = plan_calls(cfg, m, k, n)
+    out = np.zeros((m, n), dtype=np.int64)
+    ovf = np.zeros((m, n), dtype=bool)
+    flagged = 0
+    for i, call in enumerate(plan):
+        last_k = call.ks.stop == k
+        ckw = {name: kw[name][call.chans] for name in ("bias", "mult", "shift")}
+        ckw.update(relu=kw["relu"], requant=kw["requant"] and last_k)
+        xc, wc = x[call.rows, call.ks], w[call.ks, call.chans]
+        room = free_words(cfg, build_image(xc, wc, cfg=cfg, cont=not call.first_k, **ckw))
+        room["res_base"] -= res_base  # the block's results stay where the first call put them
+        assert room["res_base"] >= 0, f"{tag}: RES_BASE {res_base} leaves no room"
+        bases = {name: int(tb.rng.integers(0, r + 1)) for name, r in room.items()}
+        bases["res_base"] = res_base
+        img = build_image(xc, wc, cfg=cfg, cont=not call.first_k, **ckw, **bases)
+        assert img.cont == (not call.first_k) and img.requant == ckw["requant"]
+        host.load_layer(img)
+        waited = await start_and_wait(tb, host, img)
+        got, flags, regs = await read_back(tb, host, img)
+        done = slice(0, call.ks.stop)  # the terms the result buffer holds after the call
+        ctag = (
+            f"{tag} call {i} rows {call.rows.start}..{call.rows.stop - 1} "
+            f"chans {call.chans.start}..{call.chans.stop - 1} k {call.ks.start}..{call.ks.stop - 1}"
+        )
+        check_layer(
+            tb, sb, cov, img, x[call.rows, done], w[done, call.chans], ckw, got, flags, regs,
+            waited, ctag,
+        )  # fmt: skip
+        cov.add("k_cut_calls")
+        cov.add("k_cut_continued", int(img.cont))
+        if last_k:
+            out[call.rows, call.chans] = got
+            ovf[call.rows, call.chans] = flags
+            flagged += regs["FLAGGED"]
+    return out, ovf, flagged
 
 
 @cocotb.test()
@@ -295,6 +413,53 @@ async def test_next_layer_programmed_while_running(dut):
     waited2 = await start_and_wait(tb, host, img2)
     out2, ovf2, regs2 = await read_back(tb, host, img2)
     check_layer(tb, sb, cov, img2, x2, w2, kw2, out2, ovf2, regs2, waited2, "layer 2")
+    sb.finish()
+    cov.stream(host)
+    cov.write()
+
+
+@cocotb.test()
+async def test_k_cut_into_calls(dut):
+    """Two layers whose K is more than twice what one call holds, cut into calls by
+    :func:`plan_calls` (three K chunks or more) and run as a host runs them: a full tile,
+    raw, then a partial one that requantizes in its last call, with its results over the
+    first one's. Columns overflow in the first call and must keep the flag (and the sum)
+    through the others, stay inside the range (exact partial sums), come back into the
+    range, or overflow only in a later call (:func:`k_cut_operands`). Every call's results,
+    flags, FLAGGED and CYCLES are checked (the cycle model with ``cont``), then the layer's
+    outputs, flags and FLAGGED against the golden model over the whole K."""
+    tb, host, cov, sb = await setup(dut, "k_cut_into_calls")
+    cfg, rng = tb.cfg, tb.rng
+    fit = longest_k(cfg, 1, 1, 1 << 16)  # the longest K one call holds
+    layers = (
+        (cfg.rows, cfg.cols, "raw", 0),
+        (max(1, cfg.rows - 1), max(1, cfg.cols - 1), rng.choice(["requant", "relu"]), 3),
+    )
+    res_base = 0
+    for m, n, mode, first_kind in layers:
+        k = 2 * fit + int(rng.integers(fit // 8, fit // 4 + 1))
+        plan = plan_calls(cfg, m, k, n)
+        chunks = [slice(a, b) for a, b in sorted({(c.ks.start, c.ks.stop) for c in plan})]
+        tag = f"{m}x{k}x{n} {mode} in {len(plan)} calls"
+        assert len(chunks) >= 3, f"{tag}: K cut into {len(chunks)} chunks, meant 3 or more"
+        x, w, kinds = k_cut_operands(cfg, rng, m, k, n, chunks, first_kind)
+        kw = stage_mode(cfg, rng, k, n, mode)
+        out, ovf, flagged = await run_k_cut(tb, host, cov, sb, x, w, kw, res_base=res_base, tag=tag)
+        want, g = expected(x, w, cfg, kw)
+        sb.check(out.tolist(), want.tolist(), f"{tag}: layer outputs")
+        sb.check(ovf.tolist(), g.overflow.tolist(), f"{tag}: layer flags")
+        sb.check(flagged, int(g.overflow.sum()), f"{tag}: layer FLAGGED")
+        # The stimulus did what it was meant to: flags raised in the first call (which must
+        # survive two or more continuing calls) or at least before the last one, and the
+        # columns' other intents.
+        first = golden.gemm(x[:, : chunks[0].stop], w[: chunks[0].stop], cfg=cfg).overflow
+        early = golden.gemm(x[:, : chunks[-2].stop], w[: chunks[-2].stop], cfg=cfg).overflow
+        assert "early" not in kinds or first.any(), f"{tag}: no flag raised in the first call"
+        assert early.any(), f"{tag}: no flag raised before the last call"
+        assert "late" not in kinds or (g.overflow & ~early).any(), f"{tag}: no flag raised late"
+        assert "steady" not in kinds or (~g.overflow).any(), f"{tag}: every output flagged"
+        cov.add("k_cut_early_flags", int(early.sum()))
+        res_base = int(rng.integers(0, m))  # the next layer's results over this one's
     sb.finish()
     cov.stream(host)
     cov.write()

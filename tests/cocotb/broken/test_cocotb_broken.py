@@ -27,8 +27,14 @@ PE_CFG = PE_CONFIGS[0]
 assert CORE_CFG.overflow == "wrap" and CORE_CFG.acc_bits == CORE_CFG.product_bits
 # The smallest weight-stationary accelerator (R = 2: many K tiles), narrow P = 10.
 WS_ACCEL_CFG = next(c for c in ACCEL_CONFIGS if c.dataflow == "ws" and c.rows == 2)
-CFG = {"core": CORE_CFG, "pe": PE_CFG, "accel": WS_ACCEL_CFG}
-BUILD = {"core": build_core, "pe": build_pe, "accel": build_accelerator}
+OS_ACCEL_CFG = next(c for c in ACCEL_CONFIGS if c.dataflow == "os" and c.rows == 2)
+CFG = {"core": CORE_CFG, "pe": PE_CFG, "accel": WS_ACCEL_CFG, "os_accel": OS_ACCEL_CFG}
+BUILD = {
+    "core": build_core,
+    "pe": build_pe,
+    "accel": build_accelerator,
+    "os_accel": build_accelerator,
+}
 
 # (id, DUT kind, variant factory, {bench folder: cocotb tests that must fail})
 VARIANTS = [
@@ -91,8 +97,15 @@ VARIANTS = [
                 "test_overflowing_layer",
                 "test_next_layer_programmed_while_running",
                 "test_worst_case_edge_weights",
+                "test_k_cut_into_calls",
             ]
         },
+    ),
+    (
+        "initial-partial-sums-ignored-os-accel",
+        "os_accel",
+        broken.os_accel_ignores_init,
+        {"accelerator": ["test_k_cut_into_calls"]},
     ),
 ]
 
