@@ -115,8 +115,10 @@ def test_properties_follow_the_dataflow():
 
 
 # The shift-and-add PE of the FPGA builds (its product is built in LUTs): the same
-# properties, at P = product width (a4w4, both signs) and wide (a8sw8 P = 32).
-SHIFT_ADD_CONFIGS = [PE_CONFIGS[i] for i in (0, 5, 9)]
+# properties, at P = product width (a4w4, both signs) and wide (P = 32), on the 4-bit
+# operands the FPGA builds use (an 8 x 8-bit shift-and-add product takes the solver
+# 100 s here; the plain PE's proofs cover 8-bit operands).
+SHIFT_ADD_CONFIGS = [PE_CONFIGS[i] for i in (0, 5, 3)]
 
 
 @pytest.mark.parametrize("cfg", SHIFT_ADD_CONFIGS, ids=_ids)
