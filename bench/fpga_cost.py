@@ -66,7 +66,8 @@ def luts_per_pe(section: Section) -> None:
         f"{100 * (1 - e_lo.ffs / e_hi.ffs):.0f} % of its flip-flops: each accumulator bit "
         f"costs about {(e_hi.luts - e_lo.luts) / bits:.1f} LUTs and "
         f"{(e_hi.ffs - e_lo.ffs) / bits:.1f} flip-flops per PE (adder, accumulator, drain "
-        "shadow and pipeline)."
+        "shadow and pipeline, the initial-value chain that lets a dot product continue "
+        "across calls, and the skew lines of the last two)."
     )
 
 

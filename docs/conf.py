@@ -53,10 +53,11 @@ autodoc_mock_imports = [] if importlib.util.find_spec("torch") else ["torch"]
 #: page name -> (title, introduction, root modules; packages are walked).
 API_PAGES = {
     "core": (
-        "oasa.config, oasa.errors, oasa.files",
+        "oasa.config, oasa.errors, oasa.files, oasa.points",
         "The configuration every part shares, the error classes the ``oasa`` command maps "
-        "to its exit codes, and the file handling every command uses.",
-        ["oasa.config", "oasa.errors", "oasa.files"],
+        "to its exit codes, the file handling every command uses, and where a sweep's "
+        "points run (local processes or Dask).",
+        ["oasa.config", "oasa.errors", "oasa.files", "oasa.points"],
     ),
     "sim": (
         "oasa.sim",

@@ -1,20 +1,18 @@
 """Accumulator width versus accuracy: quantize the digits network at every (method, P) and
 evaluate it on integer arithmetic (golden model) in each overflow mode.
 
-Points run in parallel processes. Every finished point is appended at once to
-``points.jsonl`` in the output folder, which is also the cache: a re-run computes only
-the points that are missing (or whose code changed), and an interrupted sweep loses
-nothing that had finished.
+Points run in parallel, in local processes or on Dask workers (:mod:`oasa.points`). Every
+finished point is appended at once to ``points.jsonl`` in the output folder, which is also
+the cache: a re-run computes only the points that are missing (or whose code changed, or
+that failed), and an interrupted sweep loses nothing that had finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import multiprocessing
-import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 
 from oasa.config import ArrayConfig
 from oasa.errors import InputError
+from oasa.points import Failure, Where, run_points
 
 __all__ = [
     "Point",
@@ -116,6 +115,8 @@ def plan(
 
 
 def load_cache(out_dir: Path) -> dict[str, dict]:
+    """Every row of the cache by key, the last one written winning (a point that failed
+    and later finished has both)."""
     rows = {}
     path = Path(out_dir) / CACHE_FILE
     if path.exists():
@@ -128,20 +129,30 @@ def load_cache(out_dir: Path) -> dict[str, dict]:
     return rows
 
 
+def finished(row: dict | None) -> bool:
+    """A cached row that a re-run keeps: any outcome of the point but a failure."""
+    return row is not None and row.get("status") != "failed"
+
+
 # -- the work of one task (runs in a worker process) -------------------------------------------
 
 _STATE: dict = {}
 
 
 def _init_worker(model: str | None = None, data: str | None = None) -> None:
-    """Load the float model and the data once per process (the digits benchmark without
-    a model file)."""
-    from oasa.quant import ptq
+    """Load the float model and the data (the digits benchmark without a model file)."""
     from oasa.quant.workload import load_workload
 
-    work = load_workload(model, data, need_train=True)
+    use_workload(load_workload(model, data, need_train=True))
+
+
+def use_workload(work) -> None:
+    """Make ``work`` (a :class:`~oasa.quant.workload.Workload`) the one this process's
+    points quantize, with the float network's calibration statistics, which are the same
+    for every point."""
+    from oasa.quant import ptq
+
     _STATE["work"] = work
-    # The float network's calibration statistics are the same for every point.
     calib = work.calibration(ptq.CALIBRATION_IMAGES)
     _STATE["calib"] = calib
     _STATE["reference"] = ptq.float_reference(work.graph, calib)
@@ -155,7 +166,7 @@ def evaluate_task(task: Task, modes: tuple[str, ...]) -> list[dict]:
     from oasa.sim import certificates, network
 
     if not _STATE:
-        _init_worker()
+        _init_worker()  # called without a pool: the digits benchmark
     work = _STATE["work"]
     split = work.split
     started = time.perf_counter()
@@ -221,19 +232,27 @@ def run_sweep(
     points: list[Point],
     out_dir: Path,
     *,
-    jobs: int,
+    where: Where | None = None,
     progress: Callable[[int, int], None] | None = None,
     model: str | None = None,
     data: str | None = None,
+    workload=None,
+    evaluate: Callable[[Task, tuple[str, ...]], list[dict]] | None = None,
+    log: Callable[[str], None] = print,
 ) -> tuple[list[dict], int]:
     """Compute the missing points (appending each to the cache as it finishes); return all
     requested rows in ``points`` order and how many were computed now.
 
-    ``model`` / ``data`` are the ONNX model and data files the points' tasks were planned
-    for (their hashes are in the tasks); without them, the digits benchmark.
+    ``where`` says where the points run (default: one local process). ``workload`` is the
+    loaded :class:`~oasa.quant.workload.Workload` the points' tasks were planned for (its
+    model and data hashes are in the tasks), handed to each worker once; without it,
+    ``model`` / ``data`` (ONNX model and data files, or the digits benchmark) are loaded
+    in each worker. ``evaluate`` replaces :func:`evaluate_task` (tests inject faults).
 
-    KeyboardInterrupt propagates after the running workers are stopped; every point
-    finished before it is already saved.
+    A point that raises, or whose worker dies twice, is written to the cache with status
+    "failed" and its error, returned as such, and computed again by the next run.
+    KeyboardInterrupt propagates after the workers are stopped; every point finished
+    before it is already saved.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -241,47 +260,39 @@ def run_sweep(
     cache = load_cache(out_dir)
     todo: dict[Task, list[str]] = {}
     for p in points:
-        if p.key(code) not in cache:
+        if not finished(cache.get(p.key(code))):
             todo.setdefault(p.task, []).append(p.overflow)
     computed = 0
     total = sum(len(m) for m in todo.values())
     if todo:
-        with open(out_dir / CACHE_FILE, "a") as log:
-            # Fresh ("spawn") workers read a one-thread BLAS setting at start, so J workers
-            # use J cores instead of fighting over them.
-            for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-                os.environ.setdefault(var, "1")
-            pool = ProcessPoolExecutor(
-                max_workers=max(1, jobs),
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(model, data),
-            )
-            try:
-                # Slowest first (QAT, rtn at narrow P overflows the most) for an even finish.
-                order = sorted(todo.items(), key=lambda kv: (-kv[0].qat_epochs, kv[0].acc_bits))
-                pending = {pool.submit(evaluate_task, t, tuple(m)): t for t, m in order}
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        task = pending.pop(fut)
-                        for row in fut.result():
-                            row["key"] = Point(task, row["overflow"]).key(code)
-                            cache[row["key"]] = row
-                            log.write(json.dumps(row) + "\n")
-                            log.flush()
-                            computed += 1
-                        if progress:
-                            progress(computed, total)
-            except BaseException:
-                # Stop the workers at once (a running point may take seconds); finished
-                # points are already in the cache file.
-                workers = list((getattr(pool, "_processes", None) or {}).values())
-                pool.shutdown(wait=False, cancel_futures=True)
-                for proc in workers:
-                    proc.terminate()
-                raise
-            pool.shutdown()
+        if workload is not None:
+            setup, setup_args = use_workload, (workload,)
+        else:
+            setup, setup_args = _init_worker, (model, data)
+        # Slowest first (QAT, rtn at narrow P overflows the most) for an even finish.
+        order = sorted(todo.items(), key=lambda kv: (-kv[0].qat_epochs, kv[0].acc_bits))
+        items = [(task, tuple(modes)) for task, modes in order]
+        results = run_points(
+            evaluate or evaluate_task, items, where=where or Where(), setup=setup,
+            setup_args=setup_args, version=code_version, log=log,
+        )  # fmt: skip
+        with open(out_dir / CACHE_FILE, "a") as cache_file, contextlib.closing(results):
+            for i, result in results:
+                task, modes = items[i]
+                if isinstance(result, Failure):
+                    result = [
+                        {**asdict(task), "overflow": mode, "status": "failed",
+                         "error": result.error}
+                        for mode in modes
+                    ]  # fmt: skip
+                for row in result:
+                    row["key"] = Point(task, row["overflow"]).key(code)
+                    cache[row["key"]] = row
+                    cache_file.write(json.dumps(row) + "\n")
+                    cache_file.flush()
+                    computed += 1
+                if progress:
+                    progress(computed, total)
     return [cache[p.key(code)] for p in points], computed
 
 

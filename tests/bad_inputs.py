@@ -205,6 +205,13 @@ CASES: list[Case] = [
         "quantize --method exact --scales log -o {root}/q.npz",
     ),
     _case("option value", "zero jobs", "sweep --jobs 0 -o {root}/sw"),
+    _case("option value", "jobs and a cluster", "sweep --jobs 2 --cluster local:2 -o {root}/sw"),
+    _case("option value", "cluster not local:N", "sweep --cluster local:two -o {root}/sw"),
+    _case(
+        "option value",
+        "cluster and scheduler",
+        "sweep --cluster local:2 --scheduler tcp://h:1 -o {root}/sw",
+    ),
     _case("option value", "descending width range", "sweep --acc-bits 20:8 -o {root}/sw"),
     _case("option value", "width list with a word", "sweep --acc-bits 10,abc -o {root}/sw"),
     _case("option value", "width below the product", "sweep --acc-bits 4 -o {root}/sw"),

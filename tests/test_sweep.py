@@ -5,6 +5,7 @@ import json
 import pytest
 
 from oasa.cli import main
+from oasa.points import Where
 from oasa.quant import sweep
 
 
@@ -65,7 +66,7 @@ def test_interrupted_sweep_keeps_finished_points(tmp_path, monkeypatch, capsys):
             if done >= 1:
                 raise KeyboardInterrupt
 
-        return real(points, out_dir, jobs=1, progress=progress)
+        return real(points, out_dir, where=Where(jobs=1), progress=progress)
 
     monkeypatch.setattr(sweep, "run_sweep", interrupt_after_first)
     rc = main(
@@ -97,6 +98,10 @@ def test_interrupted_sweep_keeps_finished_points(tmp_path, monkeypatch, capsys):
         (["--acc-bits", "x"], "give a range like 8:24"),
         (["--acc-bits", "40"], "acc_bits=40 is out of range"),
         (["--jobs", "0"], "--jobs"),
+        (["--jobs", "2", "--cluster", "local:2"], "--jobs and --cluster both given"),
+        (["--cluster", "local:two"], "give local:N"),
+        (["--cluster", "remote:2"], "give local:N"),
+        (["--cluster", "local:2", "--scheduler", "tcp://x:1"], "choose one"),
     ],
 )
 def test_bad_arguments(argv, words, tmp_path, capsys):

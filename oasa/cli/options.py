@@ -19,10 +19,12 @@ __all__ = [
     "UsageError",
     "add_config_options",
     "add_json_option",
+    "add_where_options",
     "config_fields",
     "config_from_args",
     "int_range",
     "positive_float",
+    "where_from_args",
 ]
 
 
@@ -174,3 +176,31 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 def config_fields(*groups: str) -> tuple[str, ...]:
     """The names of the :class:`ArrayConfig` fields in ``groups``."""
     return tuple(f.name for f in dataclasses.fields(ArrayConfig) if f.metadata["group"] in groups)
+
+
+def add_where_options(parser: argparse.ArgumentParser, *, jobs_help: str) -> None:
+    """Where a sweep's points run: ``--jobs J`` local processes, ``--cluster local:N`` (a
+    Dask cluster oasa starts on this machine) or ``--scheduler ADDRESS`` (a running one)."""
+    parser.add_argument("--jobs", type=int_range(1, 1024), help=jobs_help)
+    parser.add_argument(
+        "--cluster",
+        metavar="local:N",
+        help="run the points on a Dask cluster of N worker processes started here",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the points on the workers of a running Dask scheduler (tcp://host:8786)",
+    )
+
+
+def where_from_args(args: argparse.Namespace, *, default_jobs: int):
+    """The :class:`oasa.points.Where` of :func:`add_where_options`' options."""
+    from oasa.points import where_from_options
+
+    try:
+        return where_from_options(
+            args.jobs, args.cluster, args.scheduler, default_jobs=default_jobs
+        )
+    except InputError as e:
+        raise UsageError(str(e)) from None

@@ -34,6 +34,7 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
     methods, modes = _items(args.methods), _items(args.overflow)
     if args.qat_epochs:
         require_torch("--qat-epochs")
+    where = opt.where_from_args(args, default_jobs=os.cpu_count() or 1)
     out = files.check_output_dir(args.output, "-o")
     work = load_workload(args.model, args.data, need_train=True, log=lambda m: print(f"  {m}"))
     points = sweep.plan(
@@ -44,7 +45,7 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
     how = f"QAT {args.qat_epochs} epochs" if args.qat_epochs else "PTQ"
     print(
         f"sweep: {len(methods)} methods x {len(widths)} widths x {len(modes)} modes = "
-        f"{len(points)} points ({how}, {args.jobs} jobs) -> {out}"
+        f"{len(points)} points ({how}, on {where.describe()}) -> {out}"
     )
     started = time.perf_counter()
     with tqdm(
@@ -52,12 +53,12 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
     ) as bar:
         try:
             rows, computed = sweep.run_sweep(
-                points, out, jobs=args.jobs, model=args.model, data=args.data,
-                progress=lambda done, total: bar.update(done - bar.n),
+                points, out, where=where, workload=work,
+                progress=lambda done, total: bar.update(done - bar.n), log=bar.write,
             )  # fmt: skip
         except KeyboardInterrupt:
             bar.close()
-            saved = len(sweep.load_cache(out))
+            saved = sum(map(sweep.finished, sweep.load_cache(out).values()))
             print(
                 f"oasa: interrupted: {saved} finished points are saved in "
                 f"{out / sweep.CACHE_FILE}; run the same command again to compute only the rest",
@@ -68,7 +69,16 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
     print(f"{computed} points computed in {secs:.1f} s, {len(points) - computed} from the cache")
     print(f"{work.model}: float accuracy {float_acc:.2f} %\n")
     print(sweep.table(rows))
-    skipped = [r for r in rows if r.get("status") != "ok"]
+    failed = [r for r in rows if r.get("status") == "failed"]
+    if failed:
+        f = failed[0]
+        print(
+            f"{len(failed)} points FAILED (kept in {out / sweep.CACHE_FILE}; a re-run tries "
+            f"them again), e.g. {f['method']} at P = {f['acc_bits']} {f['overflow']}: "
+            f"{f['error']}",
+            file=sys.stderr,
+        )
+    skipped = [r for r in rows if r.get("status") not in ("ok", "failed")]
     if skipped:
         s = skipped[0]
         print(
@@ -84,7 +94,7 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
     paths = sweep.write_outputs(rows, out, float_accuracy=float_acc, extra={"rtl_checks": checks})
     print("wrote " + ", ".join(str(p) for p in paths))
     return {
-        "ok": all(c["status"] == "ok" for c in checks),
+        "ok": not failed and all(c["status"] == "ok" for c in checks),
         "float_accuracy": float_acc,
         "points": rows,
         "computed": computed,
@@ -115,12 +125,7 @@ def register(sub) -> None:
     p.add_argument(
         "--scales", choices=("dyadic", "pow2"), default="dyadic", help="requantization style"
     )
-    p.add_argument(
-        "--jobs",
-        type=opt.int_range(1, 1024),
-        default=os.cpu_count() or 1,
-        help="parallel processes (default all cores)",
-    )
+    opt.add_where_options(p, jobs_help="parallel processes on this machine (default all cores)")
     p.add_argument(
         "-o",
         "--output",

@@ -1,0 +1,39 @@
+"""Faults for the sweep's Dask tests, importable by the worker processes (which unpickle
+these functions by name): a point that kills its own worker process on its first try, and
+one that always raises."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from oasa.quant import sweep
+
+
+def dies_once(marker_dir: str, task: sweep.Task, modes: tuple[str, ...]) -> list[dict]:
+    """Evaluate ``task``, but the first try of the P = 12 task ends its worker process
+    (no exception: the process is gone), leaving a marker so that the retry computes it."""
+    marker = Path(marker_dir) / f"{task.method}-{task.acc_bits}"
+    if task.acc_bits == 12 and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os._exit(1)
+    return sweep.evaluate_task(task, modes)
+
+
+def always_fails(task: sweep.Task, modes: tuple[str, ...]) -> list[dict]:
+    """Evaluate ``task``, but the P = 12 task always raises."""
+    if task.acc_bits == 12:
+        raise RuntimeError("injected fault at P = 12")
+    return sweep.evaluate_task(task, modes)
+
+
+def worker_state() -> dict:
+    """What a worker process runs with: its pid, the thread settings, sys.path."""
+
+    from threadpoolctl import threadpool_info
+
+    return {
+        "pid": os.getpid(),
+        "env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "blas_threads": sorted({p["num_threads"] for p in threadpool_info()}),
+    }

@@ -1,0 +1,113 @@
+"""Sweeps on a Dask cluster (``--cluster local:N``): the same rows as a local run, a worker
+that dies mid-point replaced without loss, failures recorded and retried by the next run,
+and workers pinned to one thread and checked to run the client's code."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from functools import partial
+
+import pytest
+import sweep_faults
+
+from oasa.errors import InputError
+from oasa.points import Failure, Where, run_points
+from oasa.quant import sweep
+from oasa.quant.workload import load_workload
+
+pytest.importorskip("distributed", reason="the cluster extra (pip install -e '.[cluster]')")
+
+POINTS = sweep.plan(["exact", "rtn"], [12, 16], ["wrap", "saturate"])
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_workload(None, None, need_train=True)
+
+
+@pytest.fixture(scope="module")
+def local_rows(digits, tmp_path_factory):
+    """The reference: the points on two local processes."""
+    out = tmp_path_factory.mktemp("local")
+    rows, computed = sweep.run_sweep(POINTS, out, where=Where(jobs=2), workload=digits)
+    assert computed == len(POINTS)
+    return rows
+
+
+def _values(rows):
+    """Every value of every row but the seconds it took."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_a_dask_run_equals_a_local_run_and_survives_a_dying_worker(digits, local_rows, tmp_path):
+    """On a local Dask cluster of two workers, the P = 12 points' first try kills its worker
+    process; the scheduler reschedules them (allowed-failures 1), the sweep completes, and
+    every row equals the local run's. A second run computes nothing."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out = tmp_path / "dask"
+    rows, computed = sweep.run_sweep(
+        POINTS, out, where=Where(cluster=2), workload=digits,
+        evaluate=partial(sweep_faults.dies_once, str(markers)),
+    )  # fmt: skip
+    assert sorted(p.name for p in markers.iterdir()) == ["exact-12", "rtn-12"]  # both died
+    assert computed == len(POINTS)
+    assert _values(rows) == _values(local_rows)
+    assert all(r["status"] == "ok" for r in rows)
+    again, computed = sweep.run_sweep(POINTS, out, where=Where(cluster=1), workload=digits)
+    assert computed == 0 and again == rows
+
+
+def test_a_failing_point_is_recorded_and_computed_by_the_next_run(digits, local_rows, tmp_path):
+    """A point that keeps raising is written with status "failed" and its error, the other
+    points finish; a re-run computes only the failed ones and then equals the local run."""
+    points = [p for p in POINTS if p.task.method == "exact"]
+    rows, computed = sweep.run_sweep(
+        points, tmp_path, where=Where(jobs=1), workload=digits, evaluate=sweep_faults.always_fails
+    )
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert computed == len(points) and len(failed) == 2
+    assert all(r["acc_bits"] == 12 and "injected fault at P = 12" in r["error"] for r in failed)
+    rows, computed = sweep.run_sweep(points, tmp_path, where=Where(jobs=1), workload=digits)
+    assert computed == 2 and _values(rows) == _values(local_rows[:4])
+
+
+def test_workers_run_one_thread_and_the_clients_code():
+    """Every worker is pinned to one BLAS thread whatever the environment said; workers
+    whose code version differs from the client's are refused before any point runs."""
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "2"  # the workers must not inherit it
+    try:
+        with contextlib.closing(
+            run_points(sweep_faults.worker_state, [()] * 4, where=Where(cluster=2))
+        ) as results:
+            states = [state for _, state in results]
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+    assert not any(isinstance(s, Failure) for s in states)
+    assert {s["env"]["OMP_NUM_THREADS"] for s in states} == {"1"}
+    assert {n for s in states for n in s["blas_threads"]} <= {1}
+    here = os.getpid()
+    with pytest.raises(InputError, match="run other oasa code than this client"):
+        list(run_points(sweep_faults.worker_state, [()], where=Where(cluster=1),
+                        version=partial(_pid_version, here)))  # fmt: skip
+
+
+def _pid_version(client_pid: int) -> str:
+    return "client" if os.getpid() == client_pid else "edited on the worker"
+
+
+def test_an_unreachable_scheduler_is_one_clear_error(monkeypatch):
+    import oasa.points.on_dask
+
+    monkeypatch.setattr(oasa.points.on_dask, "CONNECT_TIMEOUT", "1s")
+    with pytest.raises(
+        InputError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1"
+    ):
+        list(
+            run_points(sweep_faults.worker_state, [()], where=Where(scheduler="tcp://127.0.0.1:1"))
+        )
