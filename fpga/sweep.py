@@ -1,13 +1,16 @@
 """Resources and Fmax over array sizes and accumulator widths, per board.
 
-Every point is a full build (synthesis, place and route); each result is appended to
-``builds.jsonl`` in the output folder as soon as it is known, so an interrupted sweep
-resumes where it stopped and a larger sweep only builds the new points. A point that does
-not fit the part is recorded as such, with the tool's reason.
+Every point is a full build (synthesis, place and route), in local processes or on Dask
+workers (:mod:`oasa.points`); each result is appended to ``builds.jsonl`` in the output
+folder as soon as it is known, so an interrupted sweep resumes where it stopped and a larger
+sweep only builds the new points. A point that does not fit the part is recorded as such,
+with the tool's reason; a build that fails otherwise (a tool crash, a lost worker) is
+recorded as failed and built again by the next sweep.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import importlib
@@ -20,6 +23,7 @@ from oasa.config import ConfigError
 from oasa.fpga.boards import Board, board_config, get_board
 from oasa.fpga.build import BuildError, build_board
 from oasa.fpga.report import BuildReport
+from oasa.points import Failure, Where, run_points
 
 __all__ = [
     "DEFAULT_GRID",
@@ -121,7 +125,7 @@ def grid_points(
 def load_results(out: Path, design: str | None = None, seed: int | None = None) -> dict[str, dict]:
     """Finished points by key, from ``builds.jsonl`` (a torn last line is ignored); with
     ``design`` (``seed``), only those built from that :func:`design_fingerprint` (with
-    that placement seed)."""
+    that placement seed). Failed builds are not finished: the next sweep builds them."""
     path = Path(out) / "builds.jsonl"
     results: dict[str, dict] = {}
     if path.exists():
@@ -132,7 +136,11 @@ def load_results(out: Path, design: str | None = None, seed: int | None = None) 
                 continue
             if design is not None and rec.get("design") != design:
                 continue
-            if seed is None or rec.get("seed") == seed:
+            if seed is not None and rec.get("seed") != seed:
+                continue
+            if rec.get("status") == "failed":
+                results.pop(rec["key"], None)
+            else:
                 results[rec["key"]] = rec
     return results
 
@@ -143,36 +151,58 @@ def run_sweep(
     *,
     seed: int = 1,
     progress: Callable[[SweepPoint, dict, int, int], None] | None = None,
+    where: Where | None = None,
+    build: Callable[[SweepPoint, Path | None, int], dict] | None = None,
 ) -> list[dict]:
-    """Build every point not yet in ``out``'s cache for the current design, in order;
-    return all their records. Records of other designs stay in the file (an older one is
-    found again if the source goes back to it)."""
+    """Build every point not yet in ``out``'s cache for the current design (on ``where``:
+    by default one after the other, here); return all their records, in ``points`` order.
+    Records of other designs stay in the file (an older one is found again if the source
+    goes back to it). Local builds keep their folders in ``out/builds``; Dask workers keep
+    theirs (only the records come back). ``build`` replaces the board build (tests)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    where = where or Where()
     design = design_fingerprint()
-    records = []
-    for i, point in enumerate(points):
-        # Re-read before each build: another sweep may share the folder and have built it.
-        rec = load_results(out, design, seed).get(point.key)
-        if rec is None:
-            rec = _build_point(point, out / "builds" / point.key, seed)
+    records = load_results(out, design, seed)
+    todo = [p for p in points if p.key not in records]
+    count = 0
+    for point in points:
+        if point.key in records:
+            count += 1
+            if progress:
+                progress(point, records[point.key], count, len(points))
+    items = [(p, None if where.dask else out / "builds" / p.key, seed) for p in todo]
+    results = run_points(build or _build_point, items, where=where, version=design_fingerprint)
+    with contextlib.closing(results):
+        for i, rec in results:
+            point = todo[i]
+            if isinstance(rec, Failure):
+                rec = {"key": point.key, **asdict(point), "fits": False, "status": "failed",
+                       "error": rec.error}  # fmt: skip
             rec.update(design=design, seed=seed)
             with open(out / "builds.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
-        records.append(rec)
-        if progress:
-            progress(point, rec, i + 1, len(points))
-    return records
+            records[point.key] = rec
+            count += 1
+            if progress:
+                progress(point, rec, count, len(points))
+    return [records[p.key] for p in points]
 
 
-def _build_point(point: SweepPoint, build_dir: Path, seed: int) -> dict:
+def _build_point(point: SweepPoint, build_dir: Path | None, seed: int) -> dict:
+    """One build's record; ``build_dir`` None: a folder of this machine's cache (a Dask
+    worker keeps its builds). A tool crash raises: it says nothing about fitting."""
+    if build_dir is None:
+        from oasa.sim.backends.verilator_build import cache_dir
+
+        build_dir = cache_dir() / "fpga-builds" / point.key
     board = get_board(point.board)
     rec = {"key": point.key, **asdict(point)}
     try:
         cfg = board_config(board, rows=point.rows, cols=point.cols, acc_bits=point.acc_bits)
         report = build_board(board, cfg, build_dir, seed=seed, multiplier=point.multiplier)
     except BuildError as e:
-        if not e.placed:  # a tool crash says nothing about fitting: not cached
+        if not e.placed:  # a tool crash says nothing about fitting: not cached as a fit
             raise
         return {**rec, "fits": False, "error": str(e)}
     except ConfigError as e:
@@ -298,11 +328,13 @@ def plot(records: list[dict], path: Path) -> None:
     ax1.set_xlabel("PEs (R x C), P = 16")
     ax1.set_ylabel("logic used (% of the part's LUTs / LCs)")
     ax1.set_title("What fits: utilization and Fmax")
-    ax1.legend(fontsize=8)
+    if ax1.get_legend_handles_labels()[0]:
+        ax1.legend(fontsize=8)
     ax2.set_xlabel("accumulator width P (bits)")
     ax2.set_ylabel("LUTs (LCs) per PE")
     ax2.set_title("What narrower accumulators save")
-    ax2.legend(fontsize=8)
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

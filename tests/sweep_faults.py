@@ -1,6 +1,6 @@
-"""Faults for the sweep's Dask tests, importable by the worker processes (which unpickle
-these functions by name): a point that kills its own worker process on its first try, and
-one that always raises."""
+"""Stand-ins for the sweeps' Dask tests, importable by the worker processes (which unpickle
+these functions by name): a point that kills its own worker process on its first try, one
+that always raises, and an FPGA build that only reports where it ran."""
 
 from __future__ import annotations
 
@@ -37,3 +37,13 @@ def worker_state() -> dict:
         "env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         "blas_threads": sorted({p["num_threads"] for p in threadpool_info()}),
     }
+
+
+def fake_fpga_build(point, build_dir, seed: int) -> dict:
+    """An FPGA point's record without the tools: what the board build would return, with
+    the folder the build was given (None on a Dask worker: it keeps its own)."""
+    return {
+        "key": point.key, "board": point.board, "rows": point.rows, "cols": point.cols,
+        "acc_bits": point.acc_bits, "multiplier": point.multiplier, "fits": False,
+        "error": f"built in {build_dir}",
+    }  # fmt: skip

@@ -111,3 +111,32 @@ def test_an_unreachable_scheduler_is_one_clear_error(monkeypatch):
         list(
             run_points(sweep_faults.worker_state, [()], where=Where(scheduler="tcp://127.0.0.1:1"))
         )
+
+
+def test_fpga_sweep_on_dask_returns_records_and_keeps_builds_on_the_workers(tmp_path):
+    """``oasa fpga sweep --cluster``: the records come back and are cached as on a local
+    run; the build folders stay on the workers (none in the output folder)."""
+    from oasa.fpga.sweep import SweepPoint, load_results
+    from oasa.fpga.sweep import run_sweep as fpga_sweep
+
+    points = [SweepPoint("icebreaker", r, c, 16) for r, c in ((2, 2), (3, 3), (4, 3))]
+    local = fpga_sweep(points, tmp_path / "local", build=sweep_faults.fake_fpga_build)
+    assert all(str(tmp_path / "local" / "builds") in r["error"] for r in local)
+    out = tmp_path / "dask"
+    recs = fpga_sweep(points, out, where=Where(cluster=2), build=sweep_faults.fake_fpga_build)
+    assert [r["key"] for r in recs] == [p.key for p in points]
+    assert {r["error"] for r in recs} == {"built in None"} and not (out / "builds").exists()
+    assert load_results(out) == {r["key"]: r for r in recs}
+
+
+def test_explore_synthesizes_on_dask_as_it_does_locally(tmp_path):
+    """``oasa explore --cluster``: the arrays not in the synthesis cache are synthesized on
+    the workers, cached on the client, and give the LUTs a local synthesis gives."""
+    from oasa.config import ArrayConfig
+    from oasa.fpga import explore
+
+    cfgs = [ArrayConfig(rows=2, cols=2, acc_bits=12, dataflow=d) for d in ("os", "ws")]
+    on_dask = explore.array_costs(cfgs, "ecp5", tmp_path / "dask", where=Where(cluster=2))
+    assert len(list((tmp_path / "dask").iterdir())) == 2
+    assert on_dask == explore.array_costs(cfgs, "ecp5", tmp_path / "local")
+    assert on_dask[0] != on_dask[1] and all(luts > 0 for luts, _ in on_dask)

@@ -60,10 +60,11 @@ def cmd_explore(args: argparse.Namespace) -> Report:
     kind, shapes = explore.layer_shapes(args.net)
     print(f"{args.net}: {kind}, {len(shapes)} weighted layers, "
           f"{sum(s.macs for s in shapes):,} MACs per image")  # fmt: skip
+    where = opt.where_from_args(args, default_jobs=1)
     started = time.perf_counter()
     family = None if args.no_cost else args.family
     rows = explore.explore(
-        shapes, candidates, family=family, cache=cache_dir() / "synth",
+        shapes, candidates, family=family, cache=cache_dir() / "synth", where=where,
         progress=lambda m: print(f"  {m}", flush=True),
     )  # fmt: skip
     checked = []
@@ -102,6 +103,7 @@ def register(sub) -> None:
     p.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5",
                    help="FPGA family of the cost model (default ecp5)")  # fmt: skip
     p.add_argument("--no-cost", action="store_true", help="skip synthesis (no LUTs)")
+    opt.add_where_options(p, jobs_help="syntheses at once on this machine (default 1)")
     p.add_argument(
         "--rtl-check",
         type=opt.int_range(0),

@@ -89,18 +89,24 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
     except ValueError as e:
         raise FPGAUsageError(str(e)) from None
     points = grid_points(boards, sizes, widths, args.multiplier)
+    where = opt.where_from_args(args, default_jobs=1)
     out = files.check_output_dir(args.output, "-o")
-    print(f"fpga sweep: {len(points)} builds -> {out} (finished builds come from the cache)")
+    print(
+        f"fpga sweep: {len(points)} builds on {where.describe()} -> {out} "
+        "(finished builds come from the cache)"
+    )
 
     def progress(point, rec, i, n):
         what = "fits" if rec["fits"] else "does not fit"
+        if rec.get("status") == "failed":
+            what = f"FAILED ({rec['error']})"
         print(
             f"  [{i}/{n}] {point.board} {point.rows}x{point.cols} P={point.acc_bits}: {what}",
             flush=True,
         )
 
     try:
-        records = run_sweep(points, out, seed=args.seed, progress=progress)
+        records = run_sweep(points, out, seed=args.seed, progress=progress, where=where)
     except KeyboardInterrupt:
         print(
             f"oasa: interrupted: finished builds are saved in {out}/builds.jsonl; "
@@ -118,7 +124,14 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
             )
     paths = write_outputs(records, out)
     print("wrote " + ", ".join(str(p) for p in paths))
-    return {"builds": records, "outputs": [str(p) for p in paths]}
+    failed = [r for r in records if r.get("status") == "failed"]
+    if failed:
+        print(
+            f"{len(failed)} builds FAILED (a re-run builds them again), e.g. "
+            f"{failed[0]['key']}: {failed[0]['error']}",
+            file=sys.stderr,
+        )
+    return {"ok": not failed, "builds": records, "outputs": [str(p) for p in paths]}
 
 
 def cmd_pareto(args: argparse.Namespace) -> Report:
@@ -210,6 +223,7 @@ def register(sub) -> None:
     p.add_argument(
         "-o", "--output", default="out/fpga-sweep", help="folder and cache (default out/fpga-sweep)"
     )
+    opt.add_where_options(p, jobs_help="builds at once on this machine (default 1)")
     opt.add_json_option(p)
     p.set_defaults(func=cmd_sweep)
 

@@ -364,18 +364,25 @@ def test_board_tops_elaborate_with_their_pins_and_clock(name, multiplier, monkey
     assert top.pll.f_out == board.f_target
 
 
-def test_sweep_does_not_cache_a_tool_crash(tmp_path, monkeypatch):
-    """A synthesis crash says nothing about fitting: it is raised, not recorded as a
-    point that does not fit (and so not reused by the next sweep)."""
+def test_sweep_records_a_tool_crash_as_failed_and_builds_it_again(tmp_path, monkeypatch, capsys):
+    """A synthesis crash says nothing about fitting: it is recorded as a failed build (not
+    as one that does not fit), reported (exit 1), and built again by the next sweep."""
+    from oasa.cli import main
     from oasa.fpga.build import BuildError
 
     def crash(board, cfg, build_dir, seed, multiplier):
         raise BuildError("yosys crashed: wasm trap", placed=False)
 
     monkeypatch.setattr("oasa.fpga.sweep.build_board", crash)
-    with pytest.raises(BuildError, match="wasm trap"):
-        run_sweep([SweepPoint("icebreaker", 2, 2, 16)], tmp_path)
+    (rec,) = run_sweep([SweepPoint("icebreaker", 2, 2, 16)], tmp_path)
+    assert rec["status"] == "failed" and "wasm trap" in rec["error"] and not rec["fits"]
     assert load_results(tmp_path) == {}
+    argv = ["fpga", "sweep", "--boards", "icebreaker", "--sizes", "2x2", "--acc-bits", "16",
+            "-o", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 1
+    assert "1 builds FAILED" in capsys.readouterr().err
+    lines = (tmp_path / "builds.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # the re-run tried it again
 
 
 def test_array_lut_cache_is_keyed_by_the_design(tmp_path, monkeypatch):
