@@ -64,6 +64,7 @@ bench: $(VENV)/.stamp-dev
 	$(PY) bench/accelerator.py
 	$(PY) bench/network_run.py
 	$(PY) bench/accuracy_sweep.py --jobs $(JOBS)
+	$(PY) bench/cluster_sweep.py
 	$(PY) bench/quant_figures.py
 	$(PY) bench/residual_figures.py --jobs $(JOBS)
 	$(PY) bench/brevitas_compare.py

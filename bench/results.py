@@ -36,6 +36,7 @@ ORDER = [
     ("accelerator", "python bench/accelerator.py"),
     ("network_run", "python bench/network_run.py"),
     ("accuracy_sweep", "python bench/accuracy_sweep.py"),
+    ("cluster", "python bench/cluster_sweep.py"),
     ("quant_ptq", "python bench/quant_figures.py"),
     ("quant_qat", "python bench/quant_figures.py --qat-epochs 10 --skip-ptq"),
     ("residual", "python bench/residual_figures.py"),

@@ -34,7 +34,10 @@ def worker_state() -> dict:
 
     return {
         "pid": os.getpid(),
-        "env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "env": {
+            v: os.environ.get(v)
+            for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
+        },
         "blas_threads": sorted({p["num_threads"] for p in threadpool_info()}),
     }
 
