@@ -143,3 +143,20 @@ def test_explore_synthesizes_on_dask_as_it_does_locally(tmp_path):
     assert len(list((tmp_path / "dask").iterdir())) == 2
     assert on_dask == explore.array_costs(cfgs, "ecp5", tmp_path / "local")
     assert on_dask[0] != on_dask[1] and all(luts > 0 for luts, _ in on_dask)
+
+
+def test_ctrl_c_on_dask_keeps_the_finished_points(digits, tmp_path):
+    """Ctrl-C while points run on Dask: the cluster is stopped, every point that arrived is
+    in the cache, and the next run computes only the rest."""
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    points = [p for p in POINTS if p.task.method == "exact"]
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(points, tmp_path, where=Where(cluster=1), workload=digits,
+                        progress=interrupt)  # fmt: skip
+    saved = [r for r in sweep.load_cache(tmp_path).values() if sweep.finished(r)]
+    assert len(saved) == 2  # the first task's two modes
+    _, computed = sweep.run_sweep(points, tmp_path, where=Where(jobs=1), workload=digits)
+    assert computed == len(points) - len(saved)
