@@ -32,6 +32,7 @@ __all__ = [
     "Row",
     "explore",
     "layer_cycles",
+    "layer_plan",
     "layer_shapes",
     "layer_traffic",
     "rtl_check",
@@ -144,20 +145,29 @@ def layer_shapes(path: str | Path) -> tuple[str, list[LayerShape]]:
     )
 
 
-def layer_cycles(cfg: ArrayConfig, shape: LayerShape) -> tuple[int, int]:
-    """(calls, cycles) of one layer: every group's GEMM cut into calls as the runner cuts
-    it, each call's cycles from the cycle model."""
-    from oasa.sim.calls import plan_calls, plan_cycles
+def layer_plan(cfg: ArrayConfig, shape: LayerShape) -> list:
+    """One group's GEMM cut into accelerator calls as the runner cuts it
+    (:func:`oasa.sim.calls.plan_calls`)."""
+    from oasa.sim.calls import plan_calls
 
-    plan = plan_calls(cfg, shape.m, shape.k, shape.n)
+    return plan_calls(cfg, shape.m, shape.k, shape.n)
+
+
+def layer_cycles(cfg: ArrayConfig, shape: LayerShape, plan: list | None = None) -> tuple[int, int]:
+    """(calls, cycles) of one layer, all groups: each call's cycles from the cycle model
+    (``plan``: the layer's :func:`layer_plan`, if already made)."""
+    from oasa.sim.calls import plan_cycles
+
+    plan = layer_plan(cfg, shape) if plan is None else plan
     return len(plan) * shape.groups, plan_cycles(cfg, plan) * shape.groups
 
 
-def layer_traffic(cfg: ArrayConfig, shape: LayerShape):
+def layer_traffic(cfg: ArrayConfig, shape: LayerShape, plan: list | None = None):
     """The buffer traffic of one layer (:class:`oasa.sim.calls.Traffic`), all groups."""
-    from oasa.sim.calls import plan_calls, plan_traffic
+    from oasa.sim.calls import plan_traffic
 
-    return plan_traffic(cfg, plan_calls(cfg, shape.m, shape.k, shape.n)).times(shape.groups)
+    plan = layer_plan(cfg, shape) if plan is None else plan
+    return plan_traffic(cfg, plan).times(shape.groups)
 
 
 #: The modules a bare array's synthesis is built from (the array, its PEs and their
@@ -267,8 +277,9 @@ def explore(
     for cand, (luts, ffs) in zip(candidates, costs, strict=True):
         cfg = cand.cfg
         for s in shapes:
-            calls, cycles = layer_cycles(cfg, s)
-            t = layer_traffic(cfg, s)
+            plan = layer_plan(cfg, s)  # made once: on ws the planner scores several cuts
+            calls, cycles = layer_cycles(cfg, s, plan)
+            t = layer_traffic(cfg, s, plan)
             rows.append(
                 Row(
                     s.name,

@@ -135,6 +135,8 @@ def test_rtl_check_runs_sampled_layers_on_verilator(tmp_path, capsys, monkeypatc
     layers = list(csv.DictReader((tmp_path / "e" / "layers.csv").open()))
     assert {"act_reads", "wgt_reads", "psum_reads", "res_writes", "act_words"} <= set(layers[0])
     real = explore.layer_cycles
-    monkeypatch.setattr(explore, "layer_cycles", lambda c, s: (real(c, s)[0], real(c, s)[1] + 1))
+    monkeypatch.setattr(
+        explore, "layer_cycles", lambda c, s, *a: (real(c, s, *a)[0], real(c, s, *a)[1] + 1)
+    )
     assert main(argv) == 1
     assert "the RTL took" in capsys.readouterr().err
