@@ -68,8 +68,12 @@ BOARDS: dict[str, Board] = {
             f_target=24e6,
             resources={"LC": 5280, "BRAM": 30, "DSP": 8},
             # The UP5K has 5,280 LCs and eight 16x16 DSPs: a narrower output stage (bias
-            # 16 bits, multiplier 8 bits, shifts 0..31) leaves room for the array.
+            # 16 bits, multiplier 8 bits, shifts 0..31) leaves room for the array, and so
+            # does leaving out the preload chain (P + 1 flip-flops per PE and the columns'
+            # skew, each flip-flop a logic cell here, and the sequencer's reader): a
+            # layer's K must then fit the 256-word buffers in one call.
             defaults={
+                "preload": False,
                 "act_depth": 256,
                 "wgt_depth": 256,
                 "res_depth": 128,

@@ -56,7 +56,7 @@ __all__ = [
 
 #: Bumped whenever a frame format or the CONFIG word (``oasa.hw.registers.CONFIG_LAYOUT``)
 #: changes; the identify reply carries it, and a host refuses a board of another version.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 #: First byte of every command frame.
 SYNC = 0x5A
 #: CRC-8 polynomial x^8 + x^2 + x + 1 (initial value 0, no reflection, no final XOR), so

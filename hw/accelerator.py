@@ -165,7 +165,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             cmd.relu.eq(mode[0]),
             cmd.requant.eq(mode[1]),
-            cmd.cont.eq(mode[2]),
+            cmd.cont.eq(mode[2] if cfg.preload else 0),  # no preload: bit 2 is ignored
             seq.cmd.eq(cmd),
             seq.start.eq(bus.w_en & (bus.addr == REG["CTRL"]) & bus.w_data[0]),
             self.busy.eq(seq.busy),

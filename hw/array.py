@@ -49,7 +49,8 @@ class SystolicArray(wiring.Component):
     j cycles behind, like its weights), so each row's values meet that row's PEs exactly
     when the first beat's markers do; the PEs start from 0 when ``i_init`` is 0. The
     rows of consecutive tiles must not meet on the chain: first beats 2R - 1 or more
-    cycles apart when every tile has initial values.
+    cycles apart when every tile has initial values. A build without ``cfg.preload`` has
+    no chain and ignores ``i_init``.
 
     Latency: the row R-1 beat of a tile appears ``latency`` = R + C + 2 cycles after the
     tile's ``last`` beat was accepted (:meth:`latency_of`), row 0 R - 1 cycles later.
@@ -211,8 +212,9 @@ class SystolicArray(wiring.Component):
         # Row i enters at cycle a - lead + 2i (a: the first beat accepted); after
         # ``front`` + j registers it is at the chain's bottom, and R - 1 - i cycles later
         # at row i, at cycle a + 2 + i + j, with the first beat's markers.
+        # Without ``cfg.preload`` there is no chain and every dot product starts from 0.
         front = self.init_lead - (rows - 2)  # 1 on a 1-row array, else 0
-        for j in range(cols):
+        for j in range(cols if cfg.preload else 0):
             below = tuple(
                 delayed(m, s, front + j, f"init_skew_{n}_{j}")
                 for n, s in (("acc", self.i_init.value[j]), ("ovf", self.i_init.ovf[j]))

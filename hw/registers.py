@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from oasa.config import DATAFLOWS, ArrayConfig, ConfigError
+from oasa.config import DATAFLOWS, ArrayConfig
 
 __all__ = [
     "CONFIG_LAYOUT",
@@ -41,7 +41,8 @@ CONFIG_LAYOUT = data.StructLayout(
         "weight_bits": 4,
         "act_signed": 1,
         "saturate": 1,
-        "dataflow": 2,
+        "dataflow": 1,
+        "preload": 1,
     }
 )
 
@@ -52,7 +53,10 @@ def _config_doc() -> str:
         hi = f.offset + f.width - 1
         fields.append(f"{name} [{hi}:{f.offset}]" if f.width > 1 else f"{name} [{f.offset}]")
     return (
-        "the build: " + ", ".join(fields) + " (dataflow 0: output-stationary, 1: weight-stationary)"
+        "the build: "
+        + ", ".join(fields)
+        + " (dataflow 0: output-stationary, 1: weight-stationary; preload 1: MODE bit 2"
+        " continues partial sums)"
     )
 
 
@@ -89,7 +93,7 @@ REGISTERS: tuple[Register, ...] = (
         "rw",
         "bit 0: ReLU; bit 1: requantize (0: raw P-bit results); bit 2: continue: the dot "
         "products start from the result words and flags at RES_BASE, the previous call's "
-        "raw results, instead of zero",
+        "raw results, instead of zero (ignored by a build without preload, CONFIG bit 31)",
     ),
     Register("FLAGGED", 0xA, "r", "outputs of the last layer whose overflow flag is set"),
     Register("CYCLES", 0xB, "r", "cycles the last layer was busy, start to done"),
@@ -112,6 +116,7 @@ def config_word(cfg: ArrayConfig) -> int:
             "act_signed": cfg.act_signed,
             "saturate": cfg.overflow == "saturate",
             "dataflow": DATAFLOWS.index(cfg.dataflow),
+            "preload": cfg.preload,
         }
     )
     return value.as_value().value
@@ -121,8 +126,6 @@ def config_from_word(word: int, base: ArrayConfig | None = None) -> ArrayConfig:
     """The configuration a CONFIG word describes; the fields the word does not hold
     (buffers, output-stage widths) come from ``base``."""
     c = data.Const(CONFIG_LAYOUT, word)
-    if int(c.dataflow) >= len(DATAFLOWS):
-        raise ConfigError(f"CONFIG word 0x{word:08X}: dataflow code {int(c.dataflow)} is unknown")
     return (base or ArrayConfig()).replace(
         rows=int(c.rows),
         cols=int(c.cols),
@@ -132,6 +135,7 @@ def config_from_word(word: int, base: ArrayConfig | None = None) -> ArrayConfig:
         act_signed=bool(c.act_signed),
         overflow="saturate" if c.saturate else "wrap",
         dataflow=DATAFLOWS[int(c.dataflow)],
+        preload=bool(c.preload),
     )
 
 

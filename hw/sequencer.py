@@ -191,6 +191,85 @@ class Sequencer(wiring.Component):
         enter the array's chain on every other cycle, 2R - 1 cycles in all."""
         return 2 * self.cfg.rows - 1
 
+    def _init_reader(self, m: Module, cmd: Value, launch: Value, zero_dim: Value) -> Value:
+        """The reader of a continuing layer's initial partial sums (``cfg.preload``); drives
+        ``res_rd`` and ``o_init``, and returns ``first_go``: a continuing tile's first
+        beat may go."""
+        cfg = self.cfg
+        rows, cols = cfg.rows, cfg.cols
+        # -- continuing (MODE bit 2): initial partial sums from the result buffer ----------
+        # A reader walks the tiles in issue order and reads row i of a tile's partial sums
+        # and flags 2i cycles after the tile begins; the array wants row 0 ``lead`` cycles
+        # before the tile's first beat is accepted (SystolicArray.init_lead_of), and a read
+        # takes as long as a beat's (address, read, register), so stage A sends the first
+        # beat ``lead`` cycles after the reader began the tile. Tiles begin max(K, 2R - 1)
+        # cycles apart, so that two tiles' rows never meet on the array's chain.
+        lead, init_gap = self.init_lead, self.init_gap
+        rd_active = Signal()  # tiles remain to be read
+        rd_t = Signal(DIM_BITS)  # cycles since the reader began this tile
+        rd_period = Signal(DIM_BITS)  # cycles between tile starts, less one
+        rd_addr = Signal.like(self.res_rd.addr)  # the next row's address
+        rd_tile = Signal.like(self.res_rd.addr)  # res_base + nt*M + m0
+        rd_row_tile = Signal.like(self.res_rd.addr)  # res_base + m0
+        rd_n0 = Signal(DIM_BITS + 1)
+        rd_m0 = Signal(DIM_BITS + 1)
+        rd_n_last = Signal()
+        rd_m_last = Signal()
+        rd_read = Signal()
+        rd_start = Signal()
+        m.d.comb += [
+            rd_read.eq(rd_active & ~rd_t[0] & (rd_t < 2 * rows - 1)),  # row rd_t / 2
+            rd_start.eq(rd_active & (rd_t == 0)),
+            self.res_rd.addr.eq(rd_addr),
+            self.res_rd.en.eq(rd_read),
+        ]
+        with m.If(launch):
+            m.d.sync += [
+                rd_active.eq(self.cmd.cont & ~zero_dim),
+                rd_t.eq(0),
+                rd_period.eq(Mux(self.cmd.k > init_gap, self.cmd.k - 1, init_gap - 1)),
+                rd_addr.eq(self.cmd.res_base),
+                rd_tile.eq(self.cmd.res_base),
+                rd_row_tile.eq(self.cmd.res_base),
+                rd_n0.eq(0),
+                rd_m0.eq(0),
+                rd_n_last.eq(cols >= self.cmd.n),
+                rd_m_last.eq(rows >= self.cmd.m),
+            ]
+        with m.Elif(rd_active):
+            m.d.sync += rd_t.eq(rd_t + 1)
+            with m.If(rd_read):
+                m.d.sync += rd_addr.eq(rd_addr + 1)
+            with m.If(rd_t == rd_period):  # the next tile begins next cycle
+                m.d.sync += rd_t.eq(0)
+                with m.If(rd_n_last):
+                    row_tile = rd_row_tile + rows
+                    m.d.sync += [
+                        rd_active.eq(~rd_m_last),
+                        rd_n0.eq(0),
+                        rd_n_last.eq(cols >= cmd.n),
+                        rd_m0.eq(rd_m0 + rows),
+                        rd_m_last.eq(rd_m0 + 2 * rows >= cmd.m),
+                        rd_row_tile.eq(row_tile),
+                        rd_tile.eq(row_tile),
+                        rd_addr.eq(row_tile),
+                    ]
+                with m.Else():
+                    m.d.sync += [
+                        rd_n0.eq(rd_n0 + cols),
+                        rd_n_last.eq(rd_n0 + 2 * cols >= cmd.n),
+                        rd_tile.eq(rd_tile + cmd.m),
+                        rd_addr.eq(rd_tile + cmd.m),
+                    ]
+        # The read answers a cycle later and is registered, as a beat's operands are.
+        b_init = Signal()
+        c_init = Signal()
+        c_init_row = Signal.like(self.res_rd.data)
+        m.d.sync += [b_init.eq(rd_read), c_init.eq(b_init), c_init_row.eq(self.res_rd.data)]
+        m.d.comb += self.o_init.eq(Mux(c_init, c_init_row.as_value(), 0))
+
+        return delayed(m, rd_start, lead, "first_go")
+
     def elaborate(self, platform):
         cfg = self.cfg
         rows, cols = cfg.rows, cfg.cols
@@ -238,77 +317,10 @@ class Sequencer(wiring.Component):
         with m.Elif(~last_free):
             m.d.sync += [since_last.eq(since_last + 1), last_free.eq(since_last + 1 == gap)]
 
-        # -- continuing (MODE bit 2): initial partial sums from the result buffer ----------
-        # A reader walks the tiles in issue order and reads row i of a tile's partial sums
-        # and flags 2i cycles after the tile begins; the array wants row 0 ``lead`` cycles
-        # before the tile's first beat is accepted (SystolicArray.init_lead_of), and a read
-        # takes as long as a beat's (address, read, register), so stage A sends the first
-        # beat ``lead`` cycles after the reader began the tile. Tiles begin max(K, 2R - 1)
-        # cycles apart, so that two tiles' rows never meet on the array's chain.
-        lead, init_gap = self.init_lead, self.init_gap
-        rd_active = Signal()  # tiles remain to be read
-        rd_t = Signal(DIM_BITS)  # cycles since the reader began this tile
-        rd_period = Signal(DIM_BITS)  # cycles between tile starts, less one
-        rd_addr = Signal.like(self.res_rd.addr)  # the next row's address
-        rd_tile = Signal.like(self.res_rd.addr)  # res_base + nt*M + m0
-        rd_row_tile = Signal.like(self.res_rd.addr)  # res_base + m0
-        rd_n0 = Signal(DIM_BITS + 1)
-        rd_m0 = Signal(DIM_BITS + 1)
-        rd_n_last = Signal()
-        rd_m_last = Signal()
-        rd_read = Signal()
-        rd_start = Signal()
-        m.d.comb += [
-            rd_read.eq(rd_active & ~rd_t[0] & (rd_t < 2 * rows - 1)),  # row rd_t / 2
-            rd_start.eq(rd_active & (rd_t == 0)),
-            self.res_rd.addr.eq(rd_addr),
-            self.res_rd.en.eq(rd_read),
-        ]
-        m.d.comb += first_go.eq(delayed(m, rd_start, lead, "first_go"))
-        with m.If(launch):
-            m.d.sync += [
-                rd_active.eq(self.cmd.cont & ~zero_dim),
-                rd_t.eq(0),
-                rd_period.eq(Mux(self.cmd.k > init_gap, self.cmd.k - 1, init_gap - 1)),
-                rd_addr.eq(self.cmd.res_base),
-                rd_tile.eq(self.cmd.res_base),
-                rd_row_tile.eq(self.cmd.res_base),
-                rd_n0.eq(0),
-                rd_m0.eq(0),
-                rd_n_last.eq(cols >= self.cmd.n),
-                rd_m_last.eq(rows >= self.cmd.m),
-            ]
-        with m.Elif(rd_active):
-            m.d.sync += rd_t.eq(rd_t + 1)
-            with m.If(rd_read):
-                m.d.sync += rd_addr.eq(rd_addr + 1)
-            with m.If(rd_t == rd_period):  # the next tile begins next cycle
-                m.d.sync += rd_t.eq(0)
-                with m.If(rd_n_last):
-                    row_tile = rd_row_tile + rows
-                    m.d.sync += [
-                        rd_active.eq(~rd_m_last),
-                        rd_n0.eq(0),
-                        rd_n_last.eq(cols >= cmd.n),
-                        rd_m0.eq(rd_m0 + rows),
-                        rd_m_last.eq(rd_m0 + 2 * rows >= cmd.m),
-                        rd_row_tile.eq(row_tile),
-                        rd_tile.eq(row_tile),
-                        rd_addr.eq(row_tile),
-                    ]
-                with m.Else():
-                    m.d.sync += [
-                        rd_n0.eq(rd_n0 + cols),
-                        rd_n_last.eq(rd_n0 + 2 * cols >= cmd.n),
-                        rd_tile.eq(rd_tile + cmd.m),
-                        rd_addr.eq(rd_tile + cmd.m),
-                    ]
-        # The read answers a cycle later and is registered, as a beat's operands are.
-        b_init = Signal()
-        c_init = Signal()
-        c_init_row = Signal.like(self.res_rd.data)
-        m.d.sync += [b_init.eq(rd_read), c_init.eq(b_init), c_init_row.eq(self.res_rd.data)]
-        m.d.comb += self.o_init.eq(Mux(c_init, c_init_row.as_value(), 0))
+        if cfg.preload:
+            m.d.comb += first_go.eq(self._init_reader(m, cmd, launch, zero_dim))
+        else:  # nothing to wait for; MODE bit 2 is ignored and the array has no chain
+            m.d.comb += [first_go.eq(1), self.o_init.eq(0)]
 
         # Stage B: the buffers read the beat; stage C registers their outputs (block RAM
         # clock-to-output is most of a 10 ns cycle on the ECP5, so nothing follows it but a

@@ -95,6 +95,13 @@ class ArrayConfig:
     dataflow:
         ``"os"`` (output-stationary, the default) or ``"ws"`` (weight-stationary); see
         :data:`DATAFLOWS`.
+    preload:
+        Whether a call can start its dot products from the partial sums and flags an
+        earlier call left in the result buffer (MODE bit 2), which lets a layer whose K
+        does not fit the buffers run as several calls. On the output-stationary array it
+        costs a register chain (P + 1 flip-flops per PE, plus the columns' skew) and the
+        sequencer's reader; small FPGAs turn it off (``--no-preload``, the iCEBreaker's
+        default) and run only layers whose K fits.
     act_bits, act_signed:
         Activation width N (2..8) and whether activations are two's complement.
     weight_bits:
@@ -117,6 +124,11 @@ class ArrayConfig:
     dataflow: str = _field(
         "os", "shape", "dataflow: os (output-stationary) or ws (weight-stationary)"
     )
+    preload: bool = _field(
+        True,
+        "shape",
+        "initial partial sums per output, so a layer's K can be cut into calls",
+    )
     act_bits: int = _field(4, "arithmetic", "activation bits N")
     act_signed: bool = _field(False, "arithmetic", "signed activations (default unsigned)")
     weight_bits: int = _field(4, "arithmetic", "weight bits M (weights are signed)")
@@ -137,8 +149,9 @@ class ArrayConfig:
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
             if lo is not None and not lo <= value <= hi:
                 raise ConfigError(f"{name}={value} is out of range: allowed {lo}..{hi}")
-        if not isinstance(self.act_signed, bool):
-            raise ConfigError(f"act_signed must be True or False, got {self.act_signed!r}")
+        for name in ("act_signed", "preload"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name, words in CHOICES.items():
             if getattr(self, name) not in words:
                 raise ConfigError(
@@ -243,7 +256,9 @@ class ArrayConfig:
         sign = "s" if self.act_signed else ""
         return (
             f"r{self.rows}c{self.cols}_a{self.act_bits}{sign}w{self.weight_bits}"
-            f"p{self.acc_bits}_{self.overflow}" + ("_ws" if self.dataflow == "ws" else "")
+            f"p{self.acc_bits}_{self.overflow}"
+            + ("_ws" if self.dataflow == "ws" else "")
+            + ("" if self.preload else "_nopre")
         )
 
     def replace(self, **changes: Any) -> ArrayConfig:
@@ -282,6 +297,7 @@ class ArrayConfig:
     def describe(self) -> str:
         """One human-readable line for CLI output."""
         flow = " weight-stationary" if self.dataflow == "ws" else ""
+        flow += "" if self.preload else " without preload"
         return f"{self.rows}x{self.cols}{flow} array, {self.describe_arithmetic()}, product {self.product_bits} bits"
 
     def describe_arithmetic(self) -> str:

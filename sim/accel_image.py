@@ -140,6 +140,11 @@ def build_image(
     ``cont``: the dot products continue from the partial sums and flags the previous call
     left in the result buffer at ``res_base`` (a layer's K cut into calls, see
     :func:`oasa.sim.calls.plan_calls`)."""
+    if cont and not cfg.preload:
+        raise BufferFitError(
+            f"{label} continues partial sums (MODE bit 2), which an array built without "
+            "preload cannot do; build it with --preload"
+        )
     xa = golden.check_activations(x, cfg)
     wa = golden.check_weights(w, cfg)
     golden._check_gemm_shapes(xa, wa)

@@ -56,11 +56,21 @@ def _k_chunks(cfg: ArrayConfig, k: int) -> list[int]:
     row) fit, and chunks halving from the longest that fits: whole numbers of K tiles
     (multiples of R) on the weight-stationary array. A shorter chunk lets more rows share a
     call's activation buffer, and a call's fixed cost (pipeline fill and drain, a pass's
-    weight load) is spread over its rows."""
+    weight load) is spread over its rows. Without ``cfg.preload`` a call cannot continue
+    another, so K is never cut."""
     ws = cfg.dataflow == "ws"
     unit = cfg.rows if ws else 1
     fit = min(cfg.wgt_depth, cfg.act_depth * (cfg.rows if ws else 1))
     chunks = [k] if k <= fit else []
+    if not cfg.preload:  # calls cannot continue one another: all of K in every call
+        if not chunks:
+            raise BufferFitError(
+                f"K={k} does not fit the buffers (at most {fit} terms: act_depth="
+                f"{cfg.act_depth}, wgt_depth={cfg.wgt_depth}) and this array has no preload "
+                "to continue partial sums across calls: raise --act-depth/--wgt-depth, or "
+                "build it with --preload"
+            )
+        return chunks
     units = min(fit, k) // unit
     while units >= 1:
         chunks.append(units * unit)

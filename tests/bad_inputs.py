@@ -272,6 +272,11 @@ CASES: list[Case] = [
     _case("array values", "weight -9 at M = 4", "sim --x {x} --w {w_big}"),
     _case("array values", "layer larger than memory", "sim --m 100000 --k 100000 --n 100000"),
     _case("array values", "result buffer below a row tile", "sim --m 9 --k 8 --n 4 --res-depth 4"),
+    _case(
+        "array values",
+        "K past the buffers without preload",
+        "sim --m 8 --k 300 --n 8 --act-depth 256 --wgt-depth 256 --no-preload",
+    ),
     # -- network files -----------------------------------------------------------------------
     _case("network file", "missing", "eval {root}/nothing.npz"),
     _case("network file", "a folder", "eval {folder}"),

@@ -4,9 +4,8 @@ protocol and the host, including the dataflow."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from oasa.config import ArrayConfig, ConfigError
+from oasa.config import ArrayConfig
 from oasa.fpga.protocol import PROTOCOL_VERSION, Identity
 from oasa.hw.registers import CONFIG_LAYOUT, config_from_word, config_word
 
@@ -24,6 +23,7 @@ def _random_configs(n: int = 200):
             acc_bits=32,
             overflow=str(rng.choice(["wrap", "saturate"])),
             dataflow=str(rng.choice(["os", "ws"])),
+            preload=bool(rng.integers(2)),
         )
         yield cfg.replace(acc_bits=int(rng.integers(cfg.product_bits, 33)))
 
@@ -45,7 +45,8 @@ def test_the_fields_sit_where_the_register_map_says():
             | int(cfg.act_signed) << 28
             | int(cfg.overflow == "saturate") << 29
             | int(cfg.dataflow == "ws") << 30
-        )  # dataflow [31:30]: 0 output-stationary, 1 weight-stationary
+            | int(cfg.preload) << 31
+        )  # dataflow [30]: 0 output-stationary, 1 weight-stationary; preload [31]
         assert config_word(cfg) == want
     assert CONFIG_LAYOUT.size == 32
 
@@ -53,12 +54,13 @@ def test_the_fields_sit_where_the_register_map_says():
 def test_the_identity_carries_the_word_and_the_protocol_version():
     for cfg in _random_configs(20):
         ident = Identity.from_bytes(Identity.of(cfg).to_bytes())
-        assert ident.version == PROTOCOL_VERSION == 2
+        assert ident.version == PROTOCOL_VERSION == 3
         assert ident.config == config_word(cfg) and ident.to_config() == cfg
         assert f"{cfg.rows}x{cfg.cols} array" in ident.describe()
 
 
-def test_an_unknown_dataflow_code_is_refused():
-    word = config_word(ArrayConfig()) | 3 << 30
-    with pytest.raises(ConfigError, match="dataflow code 3 is unknown"):
-        config_from_word(word)
+def test_a_build_without_preload_says_so():
+    """Bit 31 clear: the host must not ask this build to continue partial sums."""
+    word = config_word(ArrayConfig()) & ~(1 << 31)
+    assert config_from_word(word) == ArrayConfig(preload=False)
+    assert config_word(ArrayConfig()) >> 31 == 1

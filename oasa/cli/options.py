@@ -133,7 +133,11 @@ def add_config_options(
             text = f.metadata["help"]
             if defaults is None and default_note:
                 text = f"{text} (default: {default_note})"
-            if f.type in (bool, "bool"):
+            if f.type in (bool, "bool") and f.default:  # on unless turned off: --no-...
+                g.add_argument(
+                    flag, action=argparse.BooleanOptionalAction, default=default, help=text
+                )
+            elif f.type in (bool, "bool"):
                 g.add_argument(flag, action="store_true", default=default or None, help=text)
             elif f.name in CHOICES:
                 g.add_argument(flag, choices=CHOICES[f.name], default=default, help=text)
@@ -185,12 +189,14 @@ def add_where_options(parser: argparse.ArgumentParser, *, jobs_help: str) -> Non
     parser.add_argument(
         "--cluster",
         metavar="local:N",
-        help="run the points on a Dask cluster of N worker processes started here",
+        help="run the points on a Dask cluster of N worker processes started here "
+        "(default: no cluster; local processes, see --jobs)",
     )
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="run the points on the workers of a running Dask scheduler (tcp://host:8786)",
+        help="run the points on the workers of a running Dask scheduler, e.g. tcp://host:8786 "
+        "(default: none)",
     )
 
 

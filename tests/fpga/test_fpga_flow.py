@@ -15,6 +15,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 from oasa.cli import main
+from oasa.config import ArrayConfig
 from oasa.fpga.boards import BOARDS, board_config, get_board
 from oasa.fpga.clocking import ClockError, ecp5_pll, ice40_pll
 from oasa.fpga.multipliers import shift_add_product
@@ -193,9 +194,24 @@ def test_board_defaults_and_overrides():
     cfg = board_config(ice, rows=2, cols=2)
     assert (cfg.act_depth, cfg.mult_bits) == (256, 8)
     assert board_config(ice, rows=2, cols=2, act_depth=128).act_depth == 128
+    assert not cfg.preload and board_config(ice, rows=2, cols=2, preload=True).preload
+    assert board_config(get_board("ulx3s-85f"), rows=2, cols=2).preload
     with pytest.raises(ValueError, match="unknown board 'de0'"):
         get_board("de0")
     assert set(BOARDS) == {"icebreaker", "ulx3s-85f"}
+
+
+def test_the_preload_chain_is_what_no_preload_saves():
+    """The OS array without preload has no initial-value chain: at least P + 1 flip-flops
+    fewer per PE (one chain register each, plus the columns' skew registers), and fewer
+    LUTs (each PE's first-beat multiplexer); synthesized for the iCE40."""
+    from oasa.fpga.cost import synth_cost
+
+    cfg = ArrayConfig(rows=2, cols=2, acc_bits=16)
+    with_chain = synth_cost(cfg, "ice40")
+    without = synth_cost(cfg.replace(preload=False), "ice40")
+    assert with_chain.ffs - without.ffs >= cfg.rows * cfg.cols * (cfg.acc_bits + 1)
+    assert without.luts < with_chain.luts
 
 
 # -- Pareto front ------------------------------------------------------------------------------

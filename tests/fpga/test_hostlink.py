@@ -236,8 +236,9 @@ def test_registers_and_ping_over_raw_frames(line):
     assert exchange(line, command(Op.READ_REG, REG["K"]), 6) == reply(
         Status.OK, (0x1234).to_bytes(4, "little")
     )
-    # rows [6:0], cols [13:7], acc_bits [19:14], act_bits [23:20], weight_bits [27:24]
-    config = (2 | 2 << 7 | 10 << 14 | 4 << 20 | 4 << 24).to_bytes(4, "little")
+    # rows [6:0], cols [13:7], acc_bits [19:14], act_bits [23:20], weight_bits [27:24],
+    # preload [31]
+    config = (2 | 2 << 7 | 10 << 14 | 4 << 20 | 4 << 24 | 1 << 31).to_bytes(4, "little")
     assert exchange(line, command(Op.READ_REG, REG["CONFIG"]), 6) == reply(Status.OK, config)
 
 

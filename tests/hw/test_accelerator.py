@@ -144,7 +144,8 @@ def test_registers_read_back_and_config_word(dataflow):
     word = config_word(cfg)  # rows [6:0], cols [13:7], acc_bits [19:14], signed [28], sat [29]
     fields = (word & 0x7F, word >> 7 & 0x7F, word >> 14 & 0x3F, word >> 28 & 1, word >> 29 & 1)
     assert fields == (2, 3, 12, 1, 1)
-    assert word >> 30 == {"os": 0, "ws": 1}[dataflow]  # dataflow [31:30]
+    assert word >> 30 & 1 == {"os": 0, "ws": 1}[dataflow]  # dataflow [30]
+    assert word >> 31 == 1  # preload [31]
 
 
 @pytest.mark.parametrize(
@@ -390,6 +391,36 @@ def test_os_continuing_schedule_checks_can_fail(monkeypatch):
         monkeypatch.setattr(amaranth_accel, "Accelerator", partial(Accelerator, sequencer=variant))
         r = run_gemm(x, w, cfg=OS_CONT, backend="amaranth")
         assert (r.out != g.out).any(), variant.__name__
+
+
+@DATAFLOWS
+def test_without_preload_k_must_fit_and_mode_bit_2_is_ignored(dataflow):
+    """A build without preload (no chain, no reader) runs layers whose K fits bit for bit;
+    it ignores MODE bit 2 (a second call asked to continue the first's partial sums starts
+    from 0, and takes the cycles of a call that does not continue); and the host side
+    refuses to plan or lay out a continuing call for it, naming the option."""
+    import dataclasses
+
+    from oasa.sim.calls import plan_calls
+
+    cfg = OS_CONT.replace(preload=False, dataflow=dataflow, wgt_depth=64)
+    rng = np.random.default_rng(12)
+    expected = [layer(rng, cfg, 5, 8, 4, mode="raw"), layer(rng, cfg, 3, 7, 5, mode="relu")]
+    check(run_accel_images([e[0] for e in expected]), expected)
+
+    first, again = layer(rng, cfg, 4, 6, 3, mode="raw"), layer(rng, cfg, 4, 6, 3, mode="raw")
+    img = again[0]
+    asked = dataclasses.replace(img, registers={**img.registers, "MODE": 4})
+    runs = run_accel_images([first[0], asked])
+    np.testing.assert_array_equal(runs[1].out, again[1])
+    np.testing.assert_array_equal(runs[1].overflow, again[2])
+    assert runs[1].cycles == accelerator_cycles(cfg, 4, 6, 3)
+
+    with pytest.raises(BufferFitError, match=r"no preload .* build it with --preload"):
+        plan_calls(cfg.replace(wgt_depth=8), 4, 20, 3)
+    with pytest.raises(BufferFitError, match="without preload"):
+        build_image(np.zeros((4, 6), dtype=int), np.zeros((6, 3), dtype=int), cfg=cfg, cont=True)
+    assert len(plan_calls(cfg.replace(preload=True, wgt_depth=8), 4, 20, 3)) > 1
 
 
 @pytest.mark.parametrize("dataflow", ["os", "ws"])
