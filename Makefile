@@ -77,6 +77,7 @@ bench: $(VENV)/.stamp-dev
 bench-long: $(VENV)/.stamp-dev
 	$(PY) bench/quant_figures.py --qat-epochs 10 --skip-ptq
 	$(PY) bench/fpga_builds.py --config full
+	$(PY) bench/explore_speed.py --jobs $(JOBS)
 	$(PY) bench/results.py
 
 clean:

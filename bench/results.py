@@ -44,6 +44,7 @@ ORDER = [
     ("fpga_cost", "python bench/fpga_cost.py"),
     ("fpga_pareto", "python bench/fpga_pareto.py"),
     ("fpga_builds", "python bench/fpga_builds.py"),
+    ("explore", "python bench/explore_speed.py"),
     ("scalesim", "python bench/scalesim_compare.py"),
 ]
 

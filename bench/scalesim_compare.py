@@ -44,8 +44,8 @@ from pathlib import Path
 from results import FIGURES, ROOT, Section, oasa_json
 
 from oasa.config import ArrayConfig
+from oasa.files import cache_dir
 from oasa.fpga.explore import LayerShape, layer_cycles, layer_shapes
-from oasa.quant.model import cache_dir
 from oasa.sim.topology import TopologyLayer, read_topology
 
 SCALESIM_VERSION = "3.0.0"

@@ -193,7 +193,7 @@ def _build_point(point: SweepPoint, build_dir: Path | None, seed: int) -> dict:
     """One build's record; ``build_dir`` None: a folder of this machine's cache (a Dask
     worker keeps its builds). A tool crash raises: it says nothing about fitting."""
     if build_dir is None:
-        from oasa.sim.backends.verilator_build import cache_dir
+        from oasa.files import cache_dir
 
         build_dir = cache_dir() / "fpga-builds" / point.key
     board = get_board(point.board)

@@ -26,6 +26,7 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "available_memory",
+    "cache_dir",
     "check_input_file",
     "check_output_dir",
     "check_output_path",
@@ -234,3 +235,13 @@ def require_memory(nbytes: int, what: str) -> None:
             f"{what} needs about {format_bytes(nbytes)} of memory, but only "
             f"{format_bytes(free)} is available: make it smaller"
         )
+
+
+def cache_dir() -> Path:
+    """The per-user cache of oasa's builds, float models and syntheses: ``$OASA_CACHE``,
+    else ``$XDG_CACHE_HOME/oasa``, else ``~/.cache/oasa``. Everything in it can be deleted
+    and is rebuilt when needed."""
+    if os.environ.get("OASA_CACHE"):
+        return Path(os.environ["OASA_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "oasa"

@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from oasa.errors import InputError
-from oasa.files import atomic_write, check_input_file
+from oasa.files import atomic_write, cache_dir, check_input_file
 from oasa.quant.data import digits_split
 from oasa.quant.graph import FloatGraph, FloatNode
 
@@ -31,7 +31,6 @@ __all__ = [
     "ARCH",
     "Recipe",
     "accuracy",
-    "cache_dir",
     "conv_cols",
     "digits_graph",
     "forward",
@@ -263,12 +262,6 @@ def train(recipe: Recipe = Recipe(), *, log=None) -> Params:
         if log is not None:
             log(f"epoch {epoch + 1}/{recipe.epochs}: train {accuracy(params, x, y):.2f} %")
     return params
-
-
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/oasa``, or ``~/.cache/oasa``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "oasa"
 
 
 def save_params(params: Params, path: str | os.PathLike, recipe: Recipe | None = None) -> None:

@@ -37,8 +37,8 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def cmd_explore(args: argparse.Namespace) -> Report:
     from oasa.config import DATAFLOWS, ArrayConfig
+    from oasa.files import cache_dir
     from oasa.fpga import explore
-    from oasa.quant.model import cache_dir
 
     files.check_input_file(args.net, "NET")
     out = files.check_output_dir(args.output, "-o")

@@ -24,6 +24,7 @@ from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, Elaboratable, Module
 
 from oasa.config import ArrayConfig
+from oasa.files import cache_dir
 from oasa.hw.accelerator import Accelerator
 from oasa.hw.verilog import component_ports
 from oasa.sim.backends.verilator_tool import (
@@ -34,7 +35,7 @@ from oasa.sim.backends.verilator_tool import (
     verilator_env,
 )
 
-__all__ = ["Build", "accelerator_verilog", "build_accelerator", "cache_dir"]
+__all__ = ["Build", "accelerator_verilog", "build_accelerator"]
 
 _log = logging.getLogger(__name__)
 
@@ -54,14 +55,6 @@ _VERILATOR_FLAGS = (
 )
 _FAST_CXXFLAGS = ("-O3", "-march=native")
 _SLOW_CXXFLAGS = ("-O0",)  # construction/initial code runs once: compile it quickly
-
-
-def cache_dir() -> Path:
-    """Per-user cache folder for builds ($OASA_CACHE, else $XDG_CACHE_HOME/oasa)."""
-    if os.environ.get("OASA_CACHE"):
-        return Path(os.environ["OASA_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "oasa"
 
 
 class _ResetlessTop(Elaboratable):
