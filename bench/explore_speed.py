@@ -1,8 +1,9 @@
 """``oasa explore`` on ResNet-50 at 224 x 224: 3 arrays x 2 dataflows x 3 accumulator
-widths, its wall time with the synthesis cache as this machine has it (the syntheses that
-run are counted), again with every synthesis cached (goal: under 60 s on 2 cores), and
-with ``--no-cost``; and the totals, the answer to "which array for this network".
-Writes ``docs/results/explore.md`` and the run's outputs in ``docs/figures/explore_resnet50``.
+widths, its wall time from an empty synthesis cache (a cache folder of its own, so every
+candidate is synthesized), again with every synthesis cached (goal: under 60 s on 2 cores),
+and with ``--no-cost``; and the totals, the answer to "which array for this network".
+Writes ``docs/results/explore.md`` and the command's tables and plots in
+``docs/figures/explore_resnet50``.
 
     python bench/explore_speed.py [--jobs 2]
 """
@@ -10,21 +11,25 @@ Writes ``docs/results/explore.md`` and the run's outputs in ``docs/figures/explo
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from results import FIGURES, ROOT, Section, oasa_json
 
-from oasa.files import cache_dir
-
 NET = ROOT / "bench" / "topologies" / "Resnet50.csv"
 GRID = ["--arrays", "8x8,16x16,32x32", "--dataflows", "os,ws", "--acc-bits", "12,16,24"]
 GOAL_SECONDS = 60.0
 
 
-def cached_syntheses() -> int:
-    return len(list((cache_dir() / "synth").glob("*.json")))
+#: What the bench keeps of the command's outputs (explore.json repeats them, at 400 KB).
+KEPT = ("totals.csv", "layers.csv", "cycles.png", "pareto.png")
+
+
+def cached_syntheses(cache: Path) -> int:
+    return len(list((cache / "synth").glob("*.json")))
 
 
 def timed(*args: str) -> tuple[dict, float]:
@@ -41,14 +46,19 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="oasa-explore-bench-"))
     out = FIGURES / "explore_resnet50"
 
-    before = cached_syntheses()
+    cache = tmp / "cache"
+    os.environ["OASA_CACHE"] = str(cache)  # the commands below inherit it
     _, first_wall = timed(
         "explore", str(NET), *GRID, "--jobs", str(args.jobs), "-o", str(tmp / "a")
     )
-    ran = cached_syntheses() - before
-    warm, warm_wall = timed("explore", str(NET), *GRID, "-o", str(out))
-    assert cached_syntheses() - before == ran, "the second run synthesized again"
+    ran = cached_syntheses(cache)
+    warm, warm_wall = timed("explore", str(NET), *GRID, "-o", str(tmp / "b"))
+    assert cached_syntheses(cache) == ran, "the second run synthesized again"
     _, nocost_wall = timed("explore", str(NET), *GRID, "--no-cost", "-o", str(tmp / "c"))
+    out.mkdir(parents=True, exist_ok=True)
+    for name in KEPT:
+        shutil.copyfile(tmp / "b" / name, out / name)
+    shutil.rmtree(tmp)
 
     n = len(warm["totals"])
     verdict = "met" if warm_wall < GOAL_SECONDS else "**not met**"
@@ -62,7 +72,7 @@ def main(argv=None) -> int:
     section.table(
         ["run", "syntheses run", "wall time"],
         [
-            [f"synthesis cache as found (`--jobs {args.jobs}`)", ran, f"{first_wall:.1f} s"],
+            [f"empty synthesis cache (`--jobs {args.jobs}`)", ran, f"{first_wall:.1f} s"],
             ["every synthesis cached", 0, f"{warm_wall:.1f} s"],
             ["`--no-cost` (cycles only)", 0, f"{nocost_wall:.1f} s"],
         ],

@@ -30,6 +30,7 @@ __all__ = [
     "Candidate",
     "LayerShape",
     "Row",
+    "cost_front",
     "explore",
     "layer_cycles",
     "layer_plan",
@@ -372,6 +373,54 @@ def totals(rows: list[Row]) -> list[dict]:
     return list(out.values())
 
 
+def cost_front(tot: list[dict]) -> list[dict]:
+    """The candidates no other beats on both cycles and LUTs (fewer or equal of each, fewer
+    of one), by LUTs."""
+    return sorted(
+        (
+            t
+            for t in tot
+            if not any(
+                o["cycles"] <= t["cycles"]
+                and o["luts"] <= t["luts"]
+                and (o["cycles"], o["luts"]) != (t["cycles"], t["luts"])
+                for o in tot
+            )
+        ),
+        key=lambda t: t["luts"],
+    )
+
+
+def _pareto_plot(plt, tot: list[dict], title: str, path: Path) -> None:
+    """Cycles against LUTs: a marker per dataflow, a colour per accumulator width, the
+    front drawn and its candidates numbered and named."""
+    widths = sorted({t["acc_bits"] for t in tot})
+    markers = dict(zip(DATAFLOWS, "os", strict=True))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for t in tot:
+        ax.scatter(t["luts"], t["cycles"], marker=markers[t["dataflow"]], s=30,
+                   color=f"C{widths.index(t['acc_bits'])}", alpha=0.8)  # fmt: skip
+    front = cost_front(tot)
+    ax.step([t["luts"] for t in front], [t["cycles"] for t in front], where="post",
+            color="0.4", lw=1, label="Pareto front")  # fmt: skip
+    # Front candidates are numbered on the plot and named in the legend: their names
+    # would collide where a step holds two (e.g. 16x16 ws and os at nearly equal cycles).
+    for i, t in enumerate(front, 1):
+        ax.annotate(str(i), (t["luts"], t["cycles"]), xytext=(3, 4),
+                    textcoords="offset points", fontsize=7)  # fmt: skip
+        ax.plot([], [], " ", label=f"{i}: {t['rows']}x{t['cols']} {t['dataflow']} P{t['acc_bits']}")
+    for df, marker in markers.items():
+        ax.scatter([], [], marker=marker, color="0.3", label=df)
+    for i, p in enumerate(widths):
+        ax.scatter([], [], marker="o", color=f"C{i}", label=f"P = {p}")
+    ax.set(xscale="log", yscale="log", xlabel="array LUTs", ylabel="cycles per image",
+           title=title)  # fmt: skip
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write_outputs(rows: list[Row], out_dir: Path, *, meta: dict) -> list[Path]:
     """layers.csv, totals.csv, explore.json, cycles.png and pareto.png in ``out_dir``."""
     import matplotlib
@@ -392,12 +441,13 @@ def write_outputs(rows: list[Row], out_dir: Path, *, meta: dict) -> list[Path]:
     (out_dir / "explore.json").write_text(
         json.dumps({**meta, "totals": tot, "layers": [asdict(r) for r in rows]}, indent=1)
     )
+    title = Path(meta.get("network", "")).name
     fig, ax = plt.subplots(figsize=(6, 4))
     for df in sorted({t["dataflow"] for t in tot}):
         pts = sorted({(t["rows"] * t["cols"], t["cycles"]) for t in tot if t["dataflow"] == df})
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=df)
     ax.set(xscale="log", yscale="log", xlabel="PEs (rows x cols)", ylabel="cycles per image",
-           title=meta.get("network", ""))  # fmt: skip
+           title=title)  # fmt: skip
     ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "cycles.png", dpi=120)
@@ -405,15 +455,6 @@ def write_outputs(rows: list[Row], out_dir: Path, *, meta: dict) -> list[Path]:
     paths = [out_dir / n for n in ("layers.csv", "totals.csv", "explore.json", "cycles.png")]
     costed = [t for t in tot if t["luts"] is not None]
     if costed:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for t in costed:
-            ax.scatter(t["luts"], t["cycles"])
-            ax.annotate(f"{t['rows']}x{t['cols']} {t['dataflow']} P{t['acc_bits']}",
-                        (t["luts"], t["cycles"]), fontsize=7)  # fmt: skip
-        ax.set(xscale="log", yscale="log", xlabel="array LUTs", ylabel="cycles per image",
-               title=meta.get("network", ""))  # fmt: skip
-        fig.tight_layout()
-        fig.savefig(out_dir / "pareto.png", dpi=120)
-        plt.close(fig)
+        _pareto_plot(plt, costed, title, out_dir / "pareto.png")
         paths.append(out_dir / "pareto.png")
     return paths

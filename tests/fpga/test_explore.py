@@ -109,6 +109,39 @@ def test_explore_command(tmp_path, capsys):
     assert len((out / "layers.csv").read_text().splitlines()) == 1 + 4 * 54
 
 
+def test_cost_front_keeps_the_candidates_none_beats(tmp_path):
+    """Fewer cycles or fewer LUTs, not both worse; a tie in both stays; the plot draws it."""
+
+    def cand(name, cycles, luts):
+        r, df, p = name.split()
+        return {"rows": int(r), "cols": int(r), "dataflow": df, "acc_bits": int(p),
+                "cycles": cycles, "luts": luts}  # fmt: skip
+
+    tot = [
+        cand("8 os 12", 100, 10),
+        cand("8 os 16", 100, 12),  # same cycles, more LUTs than P = 12: beaten
+        cand("8 ws 12", 90, 9),  # beats both 8 os
+        cand("16 os 12", 30, 40),
+        cand("16 ws 12", 35, 30),
+        cand("32 os 12", 10, 100),
+        cand("32 ws 12", 12, 120),  # beaten by 32 os
+        cand("16 ws 16", 35, 30),  # a tie in both: neither beats the other
+    ]
+    front = explore.cost_front(tot)
+    assert [(t["rows"], t["dataflow"], t["acc_bits"]) for t in front] == [
+        (8, "ws", 12), (16, "ws", 12), (16, "ws", 16), (16, "os", 12), (32, "os", 12),
+    ]  # fmt: skip
+    traffic = dict.fromkeys(("act_reads", "wgt_reads", "psum_reads", "res_writes",
+                             "act_words", "wgt_words", "res_words"), 1)  # fmt: skip
+    rows = [explore.Row(layer="l", m=1, k=1, n=1, groups=1, rows=t["rows"], cols=t["cols"],
+                        dataflow=t["dataflow"], acc_bits=t["acc_bits"], calls=1,
+                        cycles=t["cycles"], macs=1, utilization=0.5, luts=t["luts"], ffs=1,
+                        **traffic)
+            for t in tot]  # fmt: skip
+    paths = explore.write_outputs(rows, tmp_path, meta={"network": "/some/where/net.csv"})
+    assert (tmp_path / "pareto.png") in paths and (tmp_path / "pareto.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
