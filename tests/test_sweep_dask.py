@@ -59,6 +59,21 @@ def test_a_dask_run_equals_a_local_run_and_survives_a_dying_worker(digits, local
     assert computed == 0 and again == rows
 
 
+def test_a_point_dask_gives_up_on_is_submitted_once_more(digits, local_rows, tmp_path):
+    """One worker, and the P = 12 point ends it twice: Dask gives up on that point
+    (allowed-failures 1: KilledWorker), and on any other point the dead worker held. oasa
+    submits each such point once more, and the sweep still equals the local run."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    points = [p for p in POINTS if p.task.method == "exact"]
+    rows, computed = sweep.run_sweep(
+        points, tmp_path / "dask", where=Where(cluster=1), workload=digits,
+        evaluate=partial(sweep_faults.dies, 2, str(markers)),
+    )  # fmt: skip
+    assert (markers / "exact-12").read_text() == "2"  # two deaths: past allowed-failures
+    assert computed == len(points) and _values(rows) == _values(local_rows[:4])
+
+
 def test_a_failing_point_is_recorded_and_computed_by_the_next_run(digits, local_rows, tmp_path):
     """A point that keeps raising is written with status "failed" and its error, the other
     points finish; a re-run computes only the failed ones and then equals the local run."""

@@ -7,9 +7,9 @@ array), so where it runs changes nothing but the time: the caller keeps its cach
 writes each result as it arrives (:func:`run_points` yields them in completion order).
 Large inputs every point needs (the float model and the data set) are handed over once:
 to each local process as it starts, or scattered to every Dask worker, never with each
-point. A point that raises, or whose Dask worker dies twice, comes back as a
-:class:`Failure` instead of stopping the sweep; the caller records it and a re-run tries
-it again.
+point. A point that raises twice, or that Dask gives up on twice because its workers died
+(:data:`oasa.points.on_dask.RESUBMIT_KILLED`), comes back as a :class:`Failure` instead of
+stopping the sweep; the caller records it and a re-run tries it again.
 
 Every worker runs one point at a time on one core: BLAS and torch are pinned to one
 thread whatever the environment says, so J workers use J cores instead of fighting over

@@ -30,6 +30,12 @@ __all__ = ["check_code_version", "dask_client", "dask_points"]
 #: died once (the scheduler's ``allowed-failures``); a second failure is the point's.
 RETRIES = 1
 ALLOWED_FAILURES = 1
+#: Times a point that Dask gave up on as KilledWorker is submitted again. The scheduler
+#: charges a worker's death to every point it held, running or waiting, so a point can run
+#: out of ``allowed-failures`` on the deaths of others (two workers that die together: the
+#: first one's point rescheduled onto the second). A point that kills every worker it
+#: runs on still ends as a failure, after 2 x (1 + ALLOWED_FAILURES) deaths.
+RESUBMIT_KILLED = 1
 #: How long to try to reach a ``--scheduler`` before saying it cannot be reached.
 CONNECT_TIMEOUT = "10s"
 
@@ -140,20 +146,31 @@ def dask_points(
         token = uuid.uuid4().hex[:12]
         plugin = PointSetup(f"oasa-setup-{token}", setup, setup_args)
         client.register_plugin(plugin)
-        futures = [
-            client.submit(fn, *item, key=f"oasa-point-{token}-{i}", retries=RETRIES, pure=False)
-            for i, item in enumerate(items)
-        ]
-        index = {f.key: i for i, f in enumerate(futures)}
+
+        def submit(i: int, attempt: int):
+            key = f"oasa-point-{token}-{i}" + (f"-again{attempt}" if attempt else "")
+            return client.submit(fn, *items[i], key=key, retries=RETRIES, pure=False)
+
+        futures = [submit(i, 0) for i in range(len(items))]
+        index = {f.key: (i, 0) for i, f in enumerate(futures)}
         try:
-            for fut in dd.as_completed(futures):
-                i = index[fut.key]
+            running = dd.as_completed(futures)
+            for fut in running:
+                i, attempt = index[fut.key]
                 if fut.status == "finished":
                     yield i, fut.result()
-                else:
-                    exc = fut.exception()
-                    yield i, Failure(describe_error(exc) if exc else f"the point was {fut.status}")
+                    fut.release()
+                    continue
+                exc = fut.exception()
                 fut.release()
+                if isinstance(exc, distributed.KilledWorker) and attempt < RESUBMIT_KILLED:
+                    again = submit(i, attempt + 1)
+                    index[again.key] = (i, attempt + 1)
+                    futures.append(again)
+                    running.add(again)
+                    log(f"point {i + 1}: its workers died; submitted again")
+                    continue
+                yield i, Failure(describe_error(exc) if exc else f"the point was {fut.status}")
         finally:
             client.cancel(futures)
             with contextlib.suppress(Exception):
