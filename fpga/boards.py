@@ -70,12 +70,13 @@ BOARDS: dict[str, Board] = {
             # The UP5K has 5,280 LCs and eight 16x16 DSPs: a narrower output stage (bias
             # 16 bits, multiplier 8 bits, shifts 0..31) leaves room for the array, and so
             # does leaving out the preload chain (P + 1 flip-flops per PE and the columns'
-            # skew, each flip-flop a logic cell here, and the sequencer's reader): a
-            # layer's K must then fit the 256-word buffers in one call.
+            # skew, each flip-flop a logic cell here, and the sequencer's reader). A
+            # layer's K must then fit the buffers in one call: 1,024 words of activations
+            # and weights (4 block RAMs each at 4 x 3) hold the digits CNN's K = 1,024.
             defaults={
                 "preload": False,
-                "act_depth": 256,
-                "wgt_depth": 256,
+                "act_depth": 1024,
+                "wgt_depth": 1024,
                 "res_depth": 128,
                 "param_depth": 4,
                 "bias_bits": 16,

@@ -192,13 +192,29 @@ def test_design_modules_cover_what_the_board_tops_use():
 def test_board_defaults_and_overrides():
     ice = get_board("icebreaker")
     cfg = board_config(ice, rows=2, cols=2)
-    assert (cfg.act_depth, cfg.mult_bits) == (256, 8)
+    assert (cfg.act_depth, cfg.mult_bits) == (1024, 8)
     assert board_config(ice, rows=2, cols=2, act_depth=128).act_depth == 128
     assert not cfg.preload and board_config(ice, rows=2, cols=2, preload=True).preload
     assert board_config(get_board("ulx3s-85f"), rows=2, cols=2).preload
     with pytest.raises(ValueError, match="unknown board 'de0'"):
         get_board("de0")
     assert set(BOARDS) == {"icebreaker", "ulx3s-85f"}
+
+
+def test_the_icebreaker_defaults_hold_every_layer_of_the_digits_cnn():
+    """Without preload a layer's K must fit the buffers in one call: the iCEBreaker's
+    default build plans every weighted layer of the digits CNN (K up to 1,024)."""
+    from oasa.quant.model import ARCH
+    from oasa.sim.calls import plan_calls
+
+    ice = get_board("icebreaker")
+    cfg = board_config(ice, rows=ice.default_array[0], cols=ice.default_array[1])
+    layers = [s for s in ARCH if s["kind"] != "maxpool"]
+    ks = [s["in"] * (s["kernel"] ** 2 if s["kind"] == "conv2d" else 1) for s in layers]
+    assert not cfg.preload and max(ks) == 1024
+    for spec, k in zip(layers, ks, strict=True):
+        calls = plan_calls(cfg, 8 * 64, k, spec["out"])  # 8 images of 8 x 8 positions
+        assert all(c.ks == slice(0, k) for c in calls)
 
 
 def test_the_preload_chain_is_what_no_preload_saves():
