@@ -45,7 +45,7 @@ from results import FIGURES, ROOT, Section, oasa_json
 
 from oasa.config import ArrayConfig
 from oasa.files import cache_dir
-from oasa.fpga.explore import LayerShape, layer_cycles, layer_shapes
+from oasa.fpga.explore import LayerShape, layer_cycles, layer_plan, layer_shapes
 from oasa.sim.topology import TopologyLayer, read_topology
 
 SCALESIM_VERSION = "3.0.0"
@@ -452,6 +452,7 @@ class LayerRow:
     scalesim_cycles: int  # (reported + 1) * groups
     scalesim_folds_formula: int  # folds x fold length (Job.estimate) of one group
     scalesim_compute_util: float  # as SCALE-Sim reports it
+    oasa_packs: int  # GEMMs oasa runs the layer as: packs of groups (oasa.sim.calls)
     oasa_calls: int
     oasa_cycles: int
     oasa_util: float  # MACs / (R * C * cycles)
@@ -464,12 +465,13 @@ def compare(net: Net, r: int, df: str, scalesim: list[dict]) -> list[LayerRow]:
     rows = []
     cfg = ArrayConfig(rows=r, cols=r, dataflow=df)
     for t, s, ss in zip(net.layers, net.shapes, scalesim, strict=True):
-        calls, cycles = layer_cycles(cfg, s)
+        plan = layer_plan(cfg, s)
+        calls, cycles = layer_cycles(cfg, s, plan)
         ss_cycles = (ss["cycles"] + 1) * s.groups
         rows.append(LayerRow(
             net.name, f"{r}x{r}", df, t.name, s.m, s.k, s.n, s.groups, t.depthwise, s.macs,
-            ss["cycles"], ss_cycles, Job.of(t, r, df).estimate(), ss["compute_util"], calls,
-            cycles, s.macs / (r * r * cycles), cycles / ss_cycles,
+            ss["cycles"], ss_cycles, Job.of(t, r, df).estimate(), ss["compute_util"],
+            len(plan), calls, cycles, s.macs / (r * r * cycles), cycles / ss_cycles,
         ))  # fmt: skip
     return rows
 
@@ -605,7 +607,7 @@ def call_overhead(size: int, dataflow: str) -> int:
 def _why(x: LayerRow) -> str:
     """Why oasa counts more on this layer: cut into calls by its buffers, its fixed cost
     per call alone, or folds that cost it more than SCALE-Sim's."""
-    if x.oasa_calls > x.groups:
+    if x.oasa_calls > x.oasa_packs:
         return (
             "cut by oasa's buffers into several calls, each paying oasa's fixed cost and a "
             "fill and drain that SCALE-Sim pays once per fold"
@@ -613,7 +615,7 @@ def _why(x: LayerRow) -> str:
     size = int(x.array.split("x")[0])
     if x.oasa_cycles - x.scalesim_cycles <= x.oasa_calls * call_overhead(size, x.dataflow):
         if x.groups > 1:
-            return "oasa's fixed cost per call, paid once per group of a depthwise layer"
+            return "oasa's fixed cost per call, paid once per pack of groups of a grouped layer"
         return "oasa's fixed cost per call, on a layer of few folds"
     return "more than oasa's fixed cost per call: folds that cost oasa more than SCALE-Sim's"
 
@@ -632,8 +634,9 @@ def explain_fixed(section: Section, rows: list[LayerRow]) -> None:
         "the previous one drains. Every accelerator call also has a fixed cost that "
         "SCALE-Sim does not count: the start register and command latch before the first "
         "beat (4 cycles), the PE's pipeline registers, the output stage's pipeline, the "
-        "result rows written one a cycle and the done cycle; a depthwise layer pays it once "
-        f"per group, since oasa runs each group as its own call. On reference folds "
+        "result rows written one a cycle and the done cycle; a grouped layer pays it once "
+        "per pack of groups (oasa runs a pack as one GEMM with block-diagonal weights, the "
+        "pack size the planner's fastest). On reference folds "
         f"(output-stationary: K = {REF}; weight-stationary: M = {REF}; N = C), from oasa's "
         "cycle model and SCALE-Sim's fold sum:"
     )
@@ -676,8 +679,9 @@ def section_text(section: Section, version: str, plan: Plan, rows: list[LayerRow
         "equals oasa's per layer (a convolution as a (Ho + F - 1) x (Wo + F - 1) input at "
         "stride 1, a dense layer as a 1 x 1 map with K channels and N filters; checked by "
         "reading them back); the residual net's depthwise layer (32 groups) runs in "
-        "SCALE-Sim as one group, whose cycles (+ 1) are multiplied by 32, and oasa counts "
-        "its 32 groups one after another: both sides count the whole layer. Utilization "
+        "SCALE-Sim as one group, whose cycles (+ 1) are multiplied by 32, and oasa runs "
+        "its 32 groups as `oasa run` does, in packs of groups with block-diagonal weights: "
+        "both sides count the whole layer. Utilization "
         "in the totals is MACs / (R x C x cycles) for both; per layer SCALE-Sim's is its "
         "reported `Compute Util %`."
     )

@@ -147,28 +147,28 @@ def layer_shapes(path: str | Path) -> tuple[str, list[LayerShape]]:
 
 
 def layer_plan(cfg: ArrayConfig, shape: LayerShape) -> list:
-    """One group's GEMM cut into accelerator calls as the runner cuts it
-    (:func:`oasa.sim.calls.plan_calls`)."""
-    from oasa.sim.calls import plan_calls
+    """The layer's groups packed and cut into accelerator calls as the runner runs them
+    (:func:`oasa.sim.calls.plan_groups`: a list of packs, each with its calls)."""
+    from oasa.sim.calls import plan_groups
 
-    return plan_calls(cfg, shape.m, shape.k, shape.n)
+    return plan_groups(cfg, shape.groups, shape.m, shape.k, shape.n)
 
 
 def layer_cycles(cfg: ArrayConfig, shape: LayerShape, plan: list | None = None) -> tuple[int, int]:
     """(calls, cycles) of one layer, all groups: each call's cycles from the cycle model
     (``plan``: the layer's :func:`layer_plan`, if already made)."""
-    from oasa.sim.calls import plan_cycles
+    from oasa.sim.calls import packs_cycles
 
     plan = layer_plan(cfg, shape) if plan is None else plan
-    return len(plan) * shape.groups, plan_cycles(cfg, plan) * shape.groups
+    return sum(len(p.plan) for p in plan), packs_cycles(cfg, plan)
 
 
 def layer_traffic(cfg: ArrayConfig, shape: LayerShape, plan: list | None = None):
     """The buffer traffic of one layer (:class:`oasa.sim.calls.Traffic`), all groups."""
-    from oasa.sim.calls import plan_traffic
+    from oasa.sim.calls import packs_traffic
 
     plan = layer_plan(cfg, shape) if plan is None else plan
-    return plan_traffic(cfg, plan).times(shape.groups)
+    return packs_traffic(cfg, plan)
 
 
 #: The modules a bare array's synthesis is built from (the array, its PEs and their
@@ -319,13 +319,17 @@ def rtl_check(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
-    """Run ``count`` sampled layers (one group each, random operands) of every candidate on
-    the Verilator RTL; each must equal the golden model (results, flags) and take the
-    cycles the cycle model gives it, which are explore's (per group). Returns one record
+    """Run ``count`` sampled layers of every candidate on the Verilator RTL, random
+    operands (a grouped layer as the runner packs its groups, with block-diagonal weights:
+    each pack size once); each must equal the golden model (results, flags), and the
+    cycles the RTL takes for all of the layer's packs must be explore's. Returns one record
     per run; raises :class:`~oasa.sim.layer.MismatchError` at the first difference."""
+    from dataclasses import replace
+
     import numpy as np
 
-    from oasa.sim.layer import compare, run_gemm
+    from oasa.sim.calls import pack_operands
+    from oasa.sim.layer import MismatchError, compare, run_gemm
 
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(len(shapes), size=min(count, len(shapes)), replace=False))
@@ -337,20 +341,27 @@ def rtl_check(
             s = shapes[int(i)]
             if progress:
                 progress(f"RTL check: {s.name} ({s.m} x {s.k} x {s.n}) on {cand.label}")
-            x = rng.integers(cfg.act_min, cfg.act_max + 1, (s.m, s.k))
-            w = rng.integers(cfg.weight_min, cfg.weight_max + 1, (s.k, s.n))
-            rtl = run_gemm(x, w, cfg=cfg, backend="verilator")
-            compare(rtl, run_gemm(x, w, cfg=cfg, backend="model"))
+            packs = layer_plan(cfg, s)
+            on_rtl: dict[int, tuple[int, int]] = {}  # pack size: (cycles, calls)
+            for pack in packs:
+                if pack.count in on_rtl:
+                    continue
+                cols = rng.integers(cfg.act_min, cfg.act_max + 1, (pack.count, s.m, s.k))
+                wg = rng.integers(cfg.weight_min, cfg.weight_max + 1, (s.k, pack.count * s.n))
+                x, w = pack_operands(cols, wg, replace(pack, first=0))
+                rtl = run_gemm(x, w, cfg=cfg, backend="verilator")
+                compare(rtl, run_gemm(x, w, cfg=cfg, backend="model"))
+                on_rtl[pack.count] = (rtl.cycles, rtl.calls)
+            cycles = sum(on_rtl[p.count][0] for p in packs)
+            calls = sum(on_rtl[p.count][1] for p in packs)
             row = by_key[(s.name, cand.rows, cand.cols, cand.dataflow, cand.acc_bits)]
-            if rtl.cycles * s.groups != row.cycles:
-                from oasa.sim.layer import MismatchError
-
+            if (cycles, calls) != (row.cycles, row.calls):
                 raise MismatchError(
-                    f"{s.name} on {cand.label}: the RTL took {rtl.cycles} cycles per group, "
-                    f"explore counts {row.cycles // s.groups}"
+                    f"{s.name} on {cand.label}: the RTL took {cycles} cycles in {calls} "
+                    f"calls, explore counts {row.cycles} in {row.calls}"
                 )
-            done.append({"layer": s.name, "candidate": cand.label, "cycles": rtl.cycles,
-                         "calls": rtl.calls})  # fmt: skip
+            done.append({"layer": s.name, "candidate": cand.label, "cycles": cycles,
+                         "calls": calls})  # fmt: skip
     return done
 
 

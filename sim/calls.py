@@ -8,12 +8,23 @@ continue one another through the result buffer (MODE bit 2), in
 increasing k, so every dot product still adds its terms in order k = 0..K-1 with the same
 wrap or clamp and flag at every step (DESIGN.md section 2). Only the last K call of an
 output block requantizes and counts its flags.
+
+A grouped convolution (G GEMMs of M x K x N, one per group) runs as packs of groups: a
+pack of p groups is one M x pK x pN GEMM whose activations are the p groups' columns side
+by side and whose weights are block-diagonal. A group's dot product then starts with the
+zero terms of the groups before it and ends with those of the groups after it; adding
+x * 0 leaves the partial sum unchanged, in range and unflagged, in wrap and saturate
+alike, so every output is bit for bit its own group's (the golden model runs the groups
+apart). Packing spares a call's fixed cost per group and, on the output-stationary array,
+the R - K idle cycles of every tile whose K is shorter than R (a depthwise 3 x 3 has K =
+9); the planner picks the pack size with the fewest cycles, 1 included.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -28,12 +39,18 @@ from oasa.sim.tiling import tile_grid
 __all__ = [
     "Call",
     "CallsResult",
+    "Pack",
     "Traffic",
     "call_traffic",
+    "pack_operands",
+    "packs_cycles",
+    "packs_traffic",
     "plan_calls",
     "plan_cycles",
+    "plan_groups",
     "plan_traffic",
     "run_calls",
+    "run_grouped",
 ]
 
 
@@ -137,6 +154,85 @@ def plan_calls(cfg: ArrayConfig, m: int, k: int, n: int) -> list[Call]:
 
 
 @dataclass(frozen=True)
+class Pack:
+    """Groups ``first`` .. ``first + count - 1`` of a grouped layer run as one GEMM of M x
+    (count K) x (count N) (:func:`pack_operands`), cut into ``plan``'s calls."""
+
+    first: int
+    count: int
+    plan: list[Call]
+
+
+@cache
+def _cached_plan(cfg: ArrayConfig, m: int, k: int, n: int) -> list[Call] | None:
+    try:
+        return plan_calls(cfg, m, k, n)
+    except BufferFitError:
+        return None
+
+
+def _pack_sizes(groups: int) -> list[int]:
+    """Pack sizes worth scoring: powers of two up to G, and G."""
+    sizes, p = [], 1
+    while p < groups:
+        sizes.append(p)
+        p *= 2
+    return [*sizes, groups]
+
+
+def plan_groups(cfg: ArrayConfig, groups: int, m: int, k: int, n: int) -> list[Pack]:
+    """Cut ``groups`` GEMMs of M x K x N (a grouped convolution) into packs of groups, each
+    planned by :func:`plan_calls`; the pack size is the one with the fewest cycles by the
+    cycle model (fewer zero terms on a tie). One group per pack always fits if any plan
+    does; a larger pack that does not fit the buffers is not considered."""
+    best: tuple[int, int, list[Pack]] | None = None
+    for size in _pack_sizes(groups):
+        full, rest = divmod(groups, size)
+        plans = [(size, _cached_plan(cfg, m, size * k, size * n))] * full
+        if rest:
+            plans.append((rest, _cached_plan(cfg, m, rest * k, rest * n)))
+        if any(plan is None for _, plan in plans):
+            if size == 1:  # no plan at all: the planner's own message says why
+                plan_calls(cfg, m, k, n)
+            continue
+        packs, first = [], 0
+        for count, plan in plans:
+            packs.append(Pack(first, count, plan))
+            first += count
+        cycles = packs_cycles(cfg, packs)
+        if best is None or cycles < best[0]:
+            best = (cycles, size, packs)
+    assert best is not None
+    return best[2]
+
+
+def packs_cycles(cfg: ArrayConfig, packs: list[Pack]) -> int:
+    """Cycles of a grouped layer's packs (one after another)."""
+    per_plan: dict[int, int] = {}
+    for p in packs:
+        if id(p.plan) not in per_plan:
+            per_plan[id(p.plan)] = plan_cycles(cfg, p.plan)
+    return sum(per_plan[id(p.plan)] for p in packs)
+
+
+def pack_operands(
+    cols: NDArray[np.int64], w: NDArray[np.int64], pack: Pack
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The GEMM operands of ``pack``: ``cols`` is the layer's (G, M, K) im2col and ``w``
+    its (K, G N) weights, output channels in group order. Returns X (M x pK), the groups'
+    columns side by side, and W (pK x pN), block-diagonal."""
+    _, m, k = cols.shape
+    n = w.shape[1] // cols.shape[0]
+    at = slice(pack.first, pack.first + pack.count)
+    x = cols[at].transpose(1, 0, 2).reshape(m, pack.count * k)
+    wp = np.zeros((pack.count * k, pack.count * n), dtype=np.int64)
+    for j in range(pack.count):
+        g = pack.first + j
+        wp[j * k : (j + 1) * k, j * n : (j + 1) * n] = w[:, g * n : (g + 1) * n]
+    return x, wp
+
+
+@dataclass(frozen=True)
 class Traffic:
     """Buffer words a layer moves and holds: what the sequencer reads and writes (each a
     word of R activations, C weights or C results and flags), and the most words of each
@@ -216,6 +312,17 @@ def plan_traffic(cfg: ArrayConfig, plan: list[Call]) -> Traffic:
     return total
 
 
+def packs_traffic(cfg: ArrayConfig, packs: list[Pack]) -> Traffic:
+    """The buffer traffic of a grouped layer's packs (zero weights are moved like any)."""
+    total = Traffic()
+    per_plan: dict[int, Traffic] = {}
+    for p in packs:
+        if id(p.plan) not in per_plan:
+            per_plan[id(p.plan)] = plan_traffic(cfg, p.plan)
+        total += per_plan[id(p.plan)]
+    return total
+
+
 @dataclass(frozen=True)
 class CallsResult:
     """A GEMM run as calls: outputs and flags (M, N), and what the accelerator counted."""
@@ -225,6 +332,7 @@ class CallsResult:
     calls: int
     cycles: int
     flagged: int
+    groups_per_pack: int = 1  # of a grouped layer (run_grouped): its largest pack
 
 
 def run_calls(
@@ -236,8 +344,10 @@ def run_calls(
     stage: Mapping[str, Any],
     requant: bool,
     label: str = "the layer",
+    plan: list[Call] | None = None,
 ) -> CallsResult:
-    """Run X (M x K) times W (K x N) on ``session`` as :func:`plan_calls` cuts it.
+    """Run X (M x K) times W (K x N) on ``session`` as :func:`plan_calls` cuts it (or as
+    ``plan``, if already made).
 
     ``stage`` holds the output stage's per-channel ``bias``, ``mult``, ``shift`` (arrays of
     N, or scalars) and ``relu``. Each call's :class:`GemmCall` carries the operands up to
@@ -252,7 +362,7 @@ def run_calls(
         value = np.asarray(stage[name])
         return value[chans] if value.ndim else value
 
-    plan = plan_calls(cfg, m, k, n)
+    plan = plan_calls(cfg, m, k, n) if plan is None else plan
     gemm_calls = []
     for i, call in enumerate(plan):
         last_k = call.ks.stop == k
@@ -273,3 +383,39 @@ def run_calls(
             ovf[call.rows, call.chans] = run.overflow
             flagged += run.flagged
     return CallsResult(out, ovf, len(plan), cycles, flagged)
+
+
+def run_grouped(
+    session: Session,
+    cols: NDArray[np.int64],
+    w: NDArray[np.int64],
+    *,
+    cfg: ArrayConfig,
+    stage: Mapping[str, Any],
+    requant: bool,
+    label: str = "the layer",
+) -> CallsResult:
+    """Run a grouped layer: ``cols`` (G, M, K) against ``w`` (K, G N), as the packs of
+    :func:`plan_groups`, each a GEMM run by :func:`run_calls`. Returns the (M, G N) outputs
+    and flags, output channels in group order."""
+    groups, m, k = cols.shape
+    n = w.shape[1] // groups
+    outs, flags = [], []
+    calls = cycles = flagged = 0
+    packs = plan_groups(cfg, groups, m, k, n)
+    for pack in packs:
+        x, wp = pack_operands(cols, w, pack)
+        chans = slice(pack.first * n, (pack.first + pack.count) * n)
+        part = {name: np.asarray(v)[chans] if np.ndim(v) else v for name, v in stage.items()}
+        what = (
+            label if groups == 1 else f"{label} groups {pack.first}..{pack.first + pack.count - 1}"
+        )
+        r = run_calls(session, x, wp, cfg=cfg, stage=part, requant=requant, label=what,
+                      plan=pack.plan)  # fmt: skip
+        outs.append(r.out)
+        flags.append(r.overflow)
+        calls += r.calls
+        cycles += r.cycles
+        flagged += r.flagged
+    return CallsResult(np.concatenate(outs, axis=1), np.concatenate(flags, axis=1), calls,
+                       cycles, flagged, max(p.count for p in packs))  # fmt: skip

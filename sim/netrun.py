@@ -22,7 +22,7 @@ from oasa.config import ArrayConfig
 from oasa.errors import VerificationError
 from oasa.sim import golden
 from oasa.sim.backends import Session, open_session
-from oasa.sim.calls import run_calls
+from oasa.sim.calls import run_grouped
 from oasa.sim.netfile import Layer, Network, gemm_weight
 from oasa.sim.network import (
     LayerRun,
@@ -59,6 +59,7 @@ class LayerStats:
     macs: int = 0
     flagged: int = 0
     dot_products: int = 0
+    groups_per_pack: int = 1  # a grouped layer's groups run as one GEMM (largest pack)
     cfg: ArrayConfig | None = None
 
     @property
@@ -134,28 +135,23 @@ def _rtl_layer(
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """One weighted layer on the accelerator: (output, flags), in the layer's own shape.
 
-    A grouped convolution is one GEMM per group. When the output tensor's format is not
-    the layer's activation format the array runs raw and the host applies the output
-    stage (:meth:`Network.on_chip_requant`)."""
+    A grouped convolution runs as packs of groups (:func:`oasa.sim.calls.run_grouped`).
+    When the output tensor's format is not the layer's activation format the array runs
+    raw and the host applies the output stage (:meth:`Network.on_chip_requant`)."""
     on_chip = net.on_chip_requant(layer)
     w = gemm_weight(layer)
-    og = w.shape[1] // layer.groups
-    outs, flags = [], []
-    for g, cols in enumerate(gemm_operand(layer, x)):
-        at = slice(g * og, (g + 1) * og)
-        stage = {"bias": layer.bias[at], "mult": layer.mult[at], "shift": layer.shift[at],
-                 "relu": layer.relu}  # fmt: skip
-        label = f"layer {stats.index} ({layer.kind} {stats.name!r})"
-        r = run_calls(session, cols, w[:, at], cfg=cfg, stage=stage, requant=on_chip, label=label)
-        stats.calls += r.calls
-        stats.cycles += r.cycles
-        stats.flagged += r.flagged
-        m, k = cols.shape
-        stats.macs += m * k * og
-        stats.dot_products += m * og
-        outs.append(r.out)
-        flags.append(r.overflow)
-    out, ovf = np.concatenate(outs, axis=1), np.concatenate(flags, axis=1)
+    cols = gemm_operand(layer, x)
+    stage = {"bias": layer.bias, "mult": layer.mult, "shift": layer.shift, "relu": layer.relu}
+    label = f"layer {stats.index} ({layer.kind} {stats.name!r})"
+    r = run_grouped(session, cols, w, cfg=cfg, stage=stage, requant=on_chip, label=label)
+    groups, m, k = cols.shape
+    stats.calls += r.calls
+    stats.cycles += r.cycles
+    stats.flagged += r.flagged
+    stats.groups_per_pack = max(stats.groups_per_pack, r.groups_per_pack)
+    stats.macs += groups * m * k * (w.shape[1] // groups)
+    stats.dot_products += m * w.shape[1]
+    out, ovf = r.out, r.overflow
     if layer.requant and not on_chip:
         out = golden.output_stage(
             out, cfg=cfg, bias=layer.bias, mult=layer.mult, shift=layer.shift,

@@ -131,6 +131,7 @@ def cmd_run(args: argparse.Namespace) -> Report:
                 "utilization": s.utilization,
                 "flagged": s.flagged,
                 "dot_products": s.dot_products,
+                "groups_per_pack": s.groups_per_pack,
             }
             for s in run.stats
         ],
