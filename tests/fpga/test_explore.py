@@ -173,3 +173,17 @@ def test_rtl_check_runs_sampled_layers_on_verilator(tmp_path, capsys, monkeypatc
     )
     assert main(argv) == 1
     assert "the RTL took" in capsys.readouterr().err
+
+
+def test_rtl_check_runs_a_grouped_layer_as_its_packs():
+    """A depthwise layer of 5 groups: each pack size it is planned in runs on Verilator
+    (block-diagonal weights) and the packs' cycles add up to explore's."""
+    shapes = [explore.LayerShape("dw", 10, 9, 1, groups=5)]
+    cand = explore.Candidate(2, 3, "ws", 16)  # the Verilator build of the test above
+    packs = explore.layer_plan(cand.cfg, shapes[0])
+    assert packs[0].count > 1
+    rows = explore.explore(shapes, [cand], family=None)
+    done = explore.rtl_check(shapes, [cand], rows, 1)
+    assert done[0]["cycles"] == rows[0].cycles and done[0]["calls"] == rows[0].calls
+    unpacked = explore.layer_cycles(cand.cfg, explore.LayerShape("one", 10, 9, 1))[1] * 5
+    assert rows[0].cycles < unpacked
