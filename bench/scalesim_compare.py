@@ -457,21 +457,36 @@ class LayerRow:
     oasa_cycles: int
     oasa_util: float  # MACs / (R * C * cycles)
     ratio: float  # oasa / SCALE-Sim
+    oasa_default_calls: int  # with oasa's default buffers (ArrayConfig), not SCALE-Sim's
+    oasa_default_cycles: int
+
+
+def matched_buffers(size: int) -> dict[str, int]:
+    """oasa's buffer depths on a size x size array holding as many operands as SCALE-Sim's
+    SRAMs (SRAM_KB each, a byte per operand): an activation word holds R activations, a
+    weight or result word C values; the parameter buffer a word per column tile of any N."""
+    operands = SRAM_KB * 1024
+    top = 1 << 20  # ArrayConfig's largest depth
+    return {"act_depth": min(top, operands // size), "wgt_depth": min(top, operands // size),
+            "res_depth": min(top, operands // size), "param_depth": 1 << 16}  # fmt: skip
 
 
 def compare(net: Net, r: int, df: str, scalesim: list[dict]) -> list[LayerRow]:
     """Both sides of every layer of ``net`` on an r x r array (SCALE-Sim's results in layer
-    order)."""
+    order): oasa with buffers as large as SCALE-Sim's SRAMs, and with its defaults."""
     rows = []
-    cfg = ArrayConfig(rows=r, cols=r, dataflow=df)
+    default = ArrayConfig(rows=r, cols=r, dataflow=df)
+    cfg = default.replace(**matched_buffers(r))
     for t, s, ss in zip(net.layers, net.shapes, scalesim, strict=True):
         plan = layer_plan(cfg, s)
         calls, cycles = layer_cycles(cfg, s, plan)
+        default_calls, default_cycles = layer_cycles(default, s)
         ss_cycles = (ss["cycles"] + 1) * s.groups
         rows.append(LayerRow(
             net.name, f"{r}x{r}", df, t.name, s.m, s.k, s.n, s.groups, t.depthwise, s.macs,
             ss["cycles"], ss_cycles, Job.of(t, r, df).estimate(), ss["compute_util"],
             len(plan), calls, cycles, s.macs / (r * r * cycles), cycles / ss_cycles,
+            default_calls, default_cycles,
         ))  # fmt: skip
     return rows
 
@@ -484,18 +499,20 @@ def totals(rows: list[LayerRow]) -> list[dict]:
         t = out.setdefault((x.network, x.array, x.dataflow), {
             "network": x.network, "array": x.array, "dataflow": x.dataflow, "layers": 0,
             "macs": 0, "scalesim": 0, "oasa": 0, "pes": int(x.array.split("x")[0]) ** 2,
-            "worst": x,
+            "worst": x, "oasa_default": 0,
         })  # fmt: skip
         t["layers"] += 1
         t["macs"] += x.macs
         t["scalesim"] += x.scalesim_cycles
         t["oasa"] += x.oasa_cycles
+        t["oasa_default"] += x.oasa_default_cycles
         if x.ratio > t["worst"].ratio:
             t["worst"] = x
     for t in out.values():
         t["ratio"] = t["oasa"] / t["scalesim"]
         t["scalesim_util"] = t["macs"] / (t["pes"] * t["scalesim"])
         t["oasa_util"] = t["macs"] / (t["pes"] * t["oasa"])
+        t["default_ratio"] = t["oasa_default"] / t["scalesim"]
     return list(out.values())
 
 
@@ -659,7 +676,12 @@ def section_text(section: Section, version: str, plan: Plan, rows: list[LayerRow
         "layer. SCALE-Sim runs in its analytical bandwidth mode (`InterfaceBandwidth = "
         f"CALC`) with {SRAM_KB // 1024} MiB in each SRAM, more than any operand here, so "
         "memory never stalls compute (every run reported 0 stall cycles); no trace files "
-        "are written. Its `Total Cycles` is one less than a counter from start to done "
+        "are written. oasa's buffers are given the same capacity (`matched_buffers`: as many "
+        "operands in each as in a SCALE-Sim SRAM, e.g. 8 Mi / R activation words of R "
+        "activations), so neither side cuts a layer for memory; the last column of the "
+        "totals is oasa with its default buffers (activations 8,192, weights 8,192, results "
+        "4,096 words, 64 parameter words), where a layer too large for them runs as more "
+        "calls. Its `Total Cycles` is one less than a counter from start to done "
         "such as oasa's, so 1 is added per layer (per group). Each layer is its own "
         "SCALE-Sim run (a one-row topology file; it gives the same counts as the layer in "
         "a whole network's run), cached by that file, array, dataflow and version: "
@@ -687,12 +709,26 @@ def section_text(section: Section, version: str, plan: Plan, rows: list[LayerRow
     )
     section.table(
         ["network", "array", "dataflow", "layers", "SCALE-Sim cycles", "oasa cycles",
-         "oasa / SCALE-Sim", "SCALE-Sim util.", "oasa util.", "worst layer (ratio)"],
+         "oasa / SCALE-Sim", "SCALE-Sim util.", "oasa util.", "worst layer (ratio)",
+         "oasa, default buffers (ratio)"],
         [[t["network"], t["array"], t["dataflow"], t["layers"], f"{t['scalesim']:,}",
           f"{t['oasa']:,}", fmt_ratio(t["ratio"]), f"{100 * t['scalesim_util']:.1f} %",
           f"{100 * t['oasa_util']:.1f} %",
-          f"{t['worst'].layer} ({fmt_ratio(t['worst'].ratio)})"] for t in tot],
+          f"{t['worst'].layer} ({fmt_ratio(t['worst'].ratio)})",
+          f"{t['oasa_default']:,} ({fmt_ratio(t['default_ratio'])})"] for t in tot],
     )  # fmt: skip
+    cut = [x for x in rows if x.oasa_default_calls > x.oasa_calls]
+    if cut:
+        worst = max(cut, key=lambda x: x.oasa_default_cycles / x.oasa_cycles)
+        extra = sum(x.oasa_default_cycles - x.oasa_cycles for x in cut)
+        section.para(
+            f"With its default buffers oasa cuts {len(cut)} of {len(rows)} layer runs into "
+            f"more calls, {extra:,} cycles more in all (at most "
+            f"{100 * (worst.oasa_default_cycles / worst.oasa_cycles - 1):.1f} % on a layer: "
+            f"{worst.network} {worst.layer}, {worst.array} {worst.dataflow}, "
+            f"{worst.oasa_default_calls} calls against {worst.oasa_calls}): each call pays "
+            "the fill, the drain and the fixed cost again."
+        )
     above = sorted((x for x in rows if x.ratio > 1), key=lambda x: -x.ratio)
     section.para(
         f"Per layer: oasa counts more cycles than SCALE-Sim in {len(above)} of {len(rows)} "
