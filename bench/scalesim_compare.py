@@ -626,8 +626,8 @@ def _why(x: LayerRow) -> str:
     per call alone, or folds that cost it more than SCALE-Sim's."""
     if x.oasa_calls > x.oasa_packs:
         return (
-            "cut by oasa's buffers into several calls, each paying oasa's fixed cost and a "
-            "fill and drain that SCALE-Sim pays once per fold"
+            "cut into several calls (by the planner, where calls are faster), each paying "
+            "oasa's fixed cost and a fill and drain that SCALE-Sim pays once per fold"
         )
     size = int(x.array.split("x")[0])
     if x.oasa_cycles - x.scalesim_cycles <= x.oasa_calls * call_overhead(size, x.dataflow):

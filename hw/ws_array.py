@@ -158,11 +158,13 @@ class WSArray(wiring.Component):
     A pass computes one (M x R-tile x C-tile) block: C partial dot products of length R
     for each of M rows, continued from the partial sums fed in at the top.
 
-    1. **Weight load**: R beats on ``i_wgt``; beat i carries w[k0 + i, n0 .. n0 + C - 1].
-       Weights enter the PEs' load registers at the bottom row and shift up one row per
-       beat, so after R beats row r holds beat r, PE (r, c) w[k0 + r, n0 + c]. A K tile
-       shorter than R (beats i >= K - k0) must be all zeros: an unused row then adds 0,
-       which never overflows. Columns past N may hold anything; their results are ignored.
+    1. **Weight load**: R beats on ``i_wgt``, the K tile's rows last first: beat i carries
+       w[k0 + R - 1 - i, n0 .. n0 + C - 1]. Weights enter the PEs' load registers at the
+       top row and shift down one row per beat; row r joins the shift at beat r (the
+       beats before would only pass through it), so after R beats row r holds beat
+       R - 1 - r, PE (r, c) w[k0 + r, n0 + c]. A K tile shorter than R (rows k0 + r >= K,
+       the first beats) must be all zeros: an unused row then adds 0, which never
+       overflows. Columns past N may hold anything; their results are ignored.
     2. **Stream**: M beats on ``i_act`` together with ``i_psum`` (the two transfer in the
        same cycle), the last with ``last`` set. Beat m carries x[m, k0 .. k0 + R - 1] and
        the partial sums and flags of row m the dot products continue from: zeros / False
@@ -180,10 +182,11 @@ class WSArray(wiring.Component):
     enforces the order: ``i_act``/``i_psum`` are ready while a pass streams (until its
     ``last`` beat) and, for a pass's first row, once its R weight beats are loaded;
     ``i_wgt`` is ready when no complete load waits for its pass, and from :meth:`drain_of`
-    = max(1, R + C - 2) cycles after a pass's first row was accepted, when that row has
-    taken the loaded weights in every PE (a load beat changes every load register of the
-    grid one cycle after it is accepted). So both producers may offer beats at any time,
-    and back-to-back passes start max(M, R + max(1, R + C - 2)) cycles apart.
+    = max(1, C - 1) cycles after a pass's first row was accepted: beat i changes the load
+    registers of rows 0 .. i only, one cycle after it is accepted, and the first row has
+    then taken the loaded weights in all of them (it reaches row r r cycles after row 0,
+    the beats come no faster). So both producers may offer beats at any time, and
+    back-to-back passes start max(M, R + max(1, C - 1)) cycles apart.
 
     Latency: R + C + 1 cycles from an ``i_act`` beat to its ``o_res`` beat
     (:meth:`latency_of`). Throughput: one row per cycle while streaming; a pass takes
@@ -245,10 +248,11 @@ class WSArray(wiring.Component):
     @staticmethod
     def drain_of(cfg: ArrayConfig) -> int:
         """Cycles from accepting a pass's first row to the earliest cycle the next pass's
-        first weight beat is accepted: max(1, R + C - 2). The first row takes the loaded
-        weight at PE (R - 1, C - 1) R + C - 1 cycles after it was accepted, and a weight
-        beat changes the load registers one cycle after it is accepted."""
-        return max(1, cfg.rows + cfg.cols - 2)
+        first weight beat is accepted: max(1, C - 1). The first row takes the loaded weight
+        at PE (r, C - 1) r + C cycles after it was accepted; beat i, accepted no earlier
+        than i cycles after the first beat, changes rows 0 .. i one cycle after it is
+        accepted, row r first with beat r."""
+        return max(1, cfg.cols - 1)
 
     @property
     def latency(self) -> int:
@@ -323,16 +327,17 @@ class WSArray(wiring.Component):
             in_swap.eq(accept_act & first_row),
         ]
         # One load-enable register per row, so none drives the whole grid (replicas: an
-        # FPGA build keeps them apart, see oasa.hw.replicas).
+        # FPGA build keeps them apart, see oasa.hw.replicas); row r shifts from beat r on.
         load = [replica(accept_wgt, f"load_{r}") for r in range(rows)]
-        m.d.sync += [reg.eq(accept_wgt) for reg in load]
+        m.d.sync += [reg.eq(accept_wgt & (loaded >= r) if r else accept_wgt)
+                     for r, reg in enumerate(load)]  # fmt: skip
 
         pes = self.pes
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
-        # -- the grid: weights shift up from the bottom edge, activations (and the swap
+        # -- the grid: weights shift down from the top edge, activations (and the swap
         # marker) right from the left edge (row r skewed by r), partial sums down from the
         # top edge (column c skewed by c + 1: one more than the activations, for the product
         # register).
@@ -341,7 +346,7 @@ class WSArray(wiring.Component):
                 pe = pes[r][c]
                 m.d.comb += [
                     pe.load.eq(load[r]),
-                    pe.wgt_in.eq(in_wgt[c] if r == rows - 1 else pes[r + 1][c].wgt),
+                    pe.wgt_in.eq(in_wgt[c] if r == 0 else pes[r - 1][c].wgt),
                     pe.act.eq(
                         delayed(m, in_act[r], r, f"skew_act_{r}")
                         if c == 0
@@ -405,7 +410,7 @@ def ws_pass_interval(cfg: ArrayConfig, m: int, *, dependent: bool, feedback: int
 
     The next pass's weights load while a pass streams: from :meth:`WSArray.drain_of`
     cycles after its first row, R beats, so the next first row follows
-    max(M, R + max(1, R + C - 2)) cycles later. A ``dependent`` pass (the next K tile of
+    max(M, R + max(1, C - 1)) cycles later. A ``dependent`` pass (the next K tile of
     the same outputs) also waits for its partial sums: row m's result leaves the array
     ``latency`` cycles after row m went in, and is accepted as the next pass's ``i_psum``
     ``feedback`` (>= 1) cycles later, so rows start at least R + C + 1 + feedback cycles

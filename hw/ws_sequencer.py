@@ -44,7 +44,8 @@ class WSSequencer(wiring.Component):
 
     - activations: word ``act_base + kt*M + m`` holds x[m, kt*R + r] in lane r;
     - weights: word ``wgt_base + nt*K + k`` holds w[k, nt*C + j] in lane j (as the
-      output-stationary layout; the sequencer sends zeros for k >= K);
+      output-stationary layout); a load reads its K tile's words last first, k0 + R - 1
+      down to k0, as the array takes them, and sends zeros for k >= K;
     - parameters: word ``param_base + nt``;
     - results: word ``res_base + nt*M + m`` holds result row m of column tile nt (and,
       while the layer runs, its partial sums).
@@ -130,10 +131,11 @@ class WSSequencer(wiring.Component):
             since_last.eq(Mux(since_last == stage_gap, stage_gap, since_last + 1)),
         ]
 
-        # Weights: R words per pass, N tiles outer and K tiles inner.
+        # Weights: R words per pass, N tiles outer and K tiles inner; a load's rows last
+        # first (the array shifts them down from its top row).
         w_active = Signal()  # loads remain
         w_i = Signal(range(rows))  # beat of the load in progress
-        kk = Signal(DIM_BITS + 1)  # k of the weight beat: k0 + i
+        kk = Signal(DIM_BITS + 1)  # k of the weight beat: k0 + R - 1 - i
         w_n_last = Signal()  # loading the last N tile
         w_n0 = Signal(DIM_BITS + 1)
         wgt_addr = Signal.like(self.wgt_rd.addr)
@@ -200,10 +202,10 @@ class WSSequencer(wiring.Component):
                 since_last.eq(stage_gap),
                 w_active.eq(~zero_dim),
                 w_i.eq(0),
-                kk.eq(0),
+                kk.eq(rows - 1),
                 w_n0.eq(0),
                 w_n_last.eq(cols >= self.cmd.n),
-                wgt_addr.eq(self.cmd.wgt_base),
+                wgt_addr.eq(self.cmd.wgt_base + rows - 1),
                 wgt_tile.eq(self.cmd.wgt_base),
                 a_active.eq(~zero_dim),
                 streaming.eq(0),
@@ -221,15 +223,20 @@ class WSSequencer(wiring.Component):
             ]
         with m.Else():
             with m.If(go_w):
-                m.d.sync += [kk.eq(kk + 1), wgt_addr.eq(wgt_addr + 1)]
+                m.d.sync += [kk.eq(kk - 1), wgt_addr.eq(wgt_addr - 1)]
                 with m.If(w_i != rows - 1):
                     m.d.sync += w_i.eq(w_i + 1)
-                with m.Else():  # the load is complete
-                    m.d.sync += [w_i.eq(0), load_ready.eq(1)]
-                    with m.If(kk + 1 >= cmd.k):  # the N tile's last K tile: the next N tile
+                with m.Else():  # the load is complete (kk = k0): the next K tile's last row
+                    m.d.sync += [
+                        w_i.eq(0),
+                        load_ready.eq(1),
+                        kk.eq(kk + 2 * rows - 1),
+                        wgt_addr.eq(wgt_addr + 2 * rows - 1),
+                    ]
+                    with m.If(kk + rows >= cmd.k):  # the N tile's last K tile: the next N tile
                         m.d.sync += [
-                            kk.eq(0),
-                            wgt_addr.eq(wgt_tile + cmd.k),
+                            kk.eq(rows - 1),
+                            wgt_addr.eq(wgt_tile + cmd.k + rows - 1),
                             wgt_tile.eq(wgt_tile + cmd.k),
                             w_n0.eq(w_n0 + cols),
                             w_n_last.eq(w_n0 + 2 * cols >= cmd.n),

@@ -217,7 +217,8 @@ def test_ws_cycle_model_formula_cases(rows, cols):
     cfg = ArrayConfig(rows=rows, cols=cols, dataflow="ws")
     latency = rows + cols + 1
     tail = latency + 6 + 1 - 1  # array, stage, finish; the last row is counted once
-    load = rows + max(1, rows + cols - 2)  # the next load waits for the swap to spread
+    load = rows + max(1, cols - 1)  # a load waits for the swap to cross row 0 (then row r
+    # shifts from beat r, as the swap reaches it)
     assert accelerator_cycles(cfg, 5, rows, cols) == 4 + rows + 5 + tail
     m = 4 * (rows + cols) + 12  # long enough that loads and round trips hide behind rows
     assert accelerator_cycles(cfg, m, 3 * rows, cols) == 4 + rows + 2 * m + m + tail

@@ -60,9 +60,9 @@ def rtl_ws_gemm(
     wp[:k, :n] = w
     passes = [(nt, kt) for nt in range(nts) for kt in range(kts)]
     wq = [
-        wp[kt * rows + i, nt * cols : (nt + 1) * cols].tolist()
+        wp[kt * rows + rows - 1 - i, nt * cols : (nt + 1) * cols].tolist()
         for nt, kt in passes
-        for i in range(rows)
+        for i in range(rows)  # a K tile's rows last first, as the array loads them
     ]
     aq = [(p, row) for p in range(len(passes)) for row in range(m)]
     outs = [[] for _ in passes]  # per pass: (cycle, values, flags) of each row
@@ -312,7 +312,7 @@ def test_cycle_functions_reject_bad_sizes():
 
 
 def test_passes_of_many_rows_follow_one_another_without_a_gap():
-    """Double buffering: with M >= R + max(1, R + C - 2) the next pass's weights load while
+    """Double buffering: with M >= R + max(1, C - 1) the next pass's weights load while
     a pass streams, so the array takes a row every cycle: R + passes * M + latency."""
     cfg = ArrayConfig(rows=2, cols=2, acc_bits=12)
     x, w = reference.random_operands(np.random.default_rng(3), cfg, 12, 6, 3)
