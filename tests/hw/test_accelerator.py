@@ -315,7 +315,7 @@ def test_ws_schedule_checks_can_fail(monkeypatch):
         def write_gap(self) -> int:
             return super().write_gap - 1
 
-    cfg = WS.replace(rows=4, cols=3)  # drain 5 cycles, so one less still takes the beat
+    cfg = WS.replace(rows=4, cols=3)  # drain 2 cycles, so one less still takes the beat
     rng = np.random.default_rng(9)
     monkeypatch.setattr(amaranth_accel, "Accelerator", partial(Accelerator, sequencer=EarlyWeights))
     with pytest.raises(AssertionError, match="refused a beat"):
