@@ -223,6 +223,8 @@ def pack_operands(
     columns side by side, and W (pK x pN), block-diagonal."""
     _, m, k = cols.shape
     n = w.shape[1] // cols.shape[0]
+    if pack.count == 1:  # one group: its own operands, no zeros to add
+        return cols[pack.first], w[:, pack.first * n : (pack.first + 1) * n]
     at = slice(pack.first, pack.first + pack.count)
     x = cols[at].transpose(1, 0, 2).reshape(m, pack.count * k)
     wp = np.zeros((pack.count * k, pack.count * n), dtype=np.int64)
