@@ -22,7 +22,7 @@ the R - K idle cycles of every tile whose K is shorter than R (a depthwise 3 x 3
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -206,13 +206,21 @@ def plan_groups(cfg: ArrayConfig, groups: int, m: int, k: int, n: int) -> list[P
     return best[2]
 
 
+def _over_packs(packs: list[Pack], measure: Callable[[list[Call]], Any], zero: Any) -> Any:
+    """The sum of ``measure(plan)`` over a layer's packs, each distinct plan measured once
+    (the full packs of a layer share one plan)."""
+    seen: dict[int, Any] = {}
+    total = zero
+    for p in packs:
+        if id(p.plan) not in seen:
+            seen[id(p.plan)] = measure(p.plan)
+        total = total + seen[id(p.plan)]
+    return total
+
+
 def packs_cycles(cfg: ArrayConfig, packs: list[Pack]) -> int:
     """Cycles of a grouped layer's packs (one after another)."""
-    per_plan: dict[int, int] = {}
-    for p in packs:
-        if id(p.plan) not in per_plan:
-            per_plan[id(p.plan)] = plan_cycles(cfg, p.plan)
-    return sum(per_plan[id(p.plan)] for p in packs)
+    return _over_packs(packs, lambda plan: plan_cycles(cfg, plan), 0)
 
 
 def pack_operands(
@@ -260,18 +268,6 @@ class Traffic:
             max(self.res_words, other.res_words),
         )
 
-    def times(self, groups: int) -> Traffic:
-        """``groups`` calls of this one after another (a grouped convolution)."""
-        return Traffic(
-            self.act_reads * groups,
-            self.wgt_reads * groups,
-            self.psum_reads * groups,
-            self.res_writes * groups,
-            self.act_words,
-            self.wgt_words,
-            self.res_words,
-        )
-
 
 def call_traffic(cfg: ArrayConfig, m: int, k: int, n: int, *, cont: bool = False) -> Traffic:
     """The buffer traffic of one M x K x N call, as the sequencer of ``cfg.dataflow`` runs
@@ -316,13 +312,7 @@ def plan_traffic(cfg: ArrayConfig, plan: list[Call]) -> Traffic:
 
 def packs_traffic(cfg: ArrayConfig, packs: list[Pack]) -> Traffic:
     """The buffer traffic of a grouped layer's packs (zero weights are moved like any)."""
-    total = Traffic()
-    per_plan: dict[int, Traffic] = {}
-    for p in packs:
-        if id(p.plan) not in per_plan:
-            per_plan[id(p.plan)] = plan_traffic(cfg, p.plan)
-        total += per_plan[id(p.plan)]
-    return total
+    return _over_packs(packs, lambda plan: plan_traffic(cfg, plan), Traffic())
 
 
 @dataclass(frozen=True)
