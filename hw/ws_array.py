@@ -24,7 +24,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from oasa.config import ArrayConfig
-from oasa.hw.delays import delayed
+from oasa.hw.delays import delay_line, delayed
 from oasa.hw.layouts import (
     acc_shape,
     act_shape,
@@ -181,12 +181,15 @@ class WSArray(wiring.Component):
     Double buffering: the next pass's weights load while a pass streams. The array
     enforces the order: ``i_act``/``i_psum`` are ready while a pass streams (until its
     ``last`` beat) and, for a pass's first row, once its R weight beats are loaded;
-    ``i_wgt`` is ready when no complete load waits for its pass, and from :meth:`drain_of`
-    = max(1, C - 1) cycles after a pass's first row was accepted: beat i changes the load
-    registers of rows 0 .. i only, one cycle after it is accepted, and the first row has
-    then taken the loaded weights in all of them (it reaches row r r cycles after row 0,
-    the beats come no faster). So both producers may offer beats at any time, and
-    back-to-back passes start max(M, R + max(1, C - 1)) cycles apart.
+    ``i_wgt`` is ready when no complete load waits for its pass, so the next load may
+    begin the cycle after a pass's first row (:meth:`drain_of`). Loads follow the swap
+    marker's diagonal: column c's load registers shift c cycles after column 0's (the
+    load enable passes right one PE per cycle, and weight lane c is delayed c cycles at
+    the top), and beat i changes rows 0 .. i only. So row r of column c, which the first
+    row reaches r + c cycles after PE (0, 0), is first overwritten (by beat r) at least
+    r + c + 1 cycles after it, once it has swapped. So both producers may offer beats at
+    any time, and back-to-back passes start max(M, R + 1) cycles apart. The skew costs
+    R (C - 1) enable and M C (C - 1) / 2 weight-lane registers.
 
     Latency: R + C + 1 cycles from an ``i_act`` beat to its ``o_res`` beat
     (:meth:`latency_of`). Throughput: one row per cycle while streaming; a pass takes
@@ -219,6 +222,11 @@ class WSArray(wiring.Component):
     #: and the PE's product register (the PE's sum register is one of the R hops).
     EXTRA_LATENCY = 1
 
+    #: Column c's load registers shift c cycles after column 0's, behind the swap marker
+    #: (see the class text). Tests turn it off to show that a load then overwrites
+    #: weights still in use.
+    skew_loads: bool = True
+
     def __init__(
         self,
         cfg: ArrayConfig,
@@ -248,21 +256,16 @@ class WSArray(wiring.Component):
     @staticmethod
     def drain_of(cfg: ArrayConfig) -> int:
         """Cycles from accepting a pass's first row to the earliest cycle the next pass's
-        first weight beat is accepted: max(1, C - 1). The first row takes the loaded weight
-        at PE (r, C - 1) r + C cycles after it was accepted; beat i, accepted no earlier
-        than i cycles after the first beat, changes rows 0 .. i one cycle after it is
-        accepted, row r first with beat r."""
-        return max(1, cfg.cols - 1)
+        first weight beat is accepted: 1. The first row takes the loaded weight at
+        PE (r, c) in cycle r + c + 1 after it was accepted; beat i, accepted i + 1 cycles
+        after it at the earliest, first writes row i of column c at the end of cycle
+        i + c + 2 (the input register and c skew registers), when PE (i, c) has swapped."""
+        return 1
 
     @property
     def latency(self) -> int:
         """This array's :meth:`latency_of`."""
         return self.latency_of(self.cfg)
-
-    @property
-    def drain_wait(self) -> int:
-        """This array's :meth:`drain_of`."""
-        return self.drain_of(self.cfg)
 
     @property
     def load_beats(self) -> int:
@@ -282,14 +285,12 @@ class WSArray(wiring.Component):
         pending = Signal()  # a complete load waits for its pass's first row
         in_pass = Signal()  # a pass has begun and its last row has not come yet
         loaded = Signal(range(rows))  # weight beats of the load in progress
-        since = Signal(range(self.drain_wait))  # cycles left until the next load may begin
-        wgt_free = Signal(init=1)  # since == 0, kept in a register
         accept_wgt = Signal()
         accept_act = Signal()
         first_row = Signal()  # the row offered now would begin a pass
         m.d.comb += [
             first_row.eq(~in_pass),
-            self.i_wgt.ready.eq(~pending & wgt_free),
+            self.i_wgt.ready.eq(~pending),
             self.i_act.ready.eq((in_pass | pending) & self.i_psum.valid),
             self.i_psum.ready.eq((in_pass | pending) & self.i_act.valid),
             accept_wgt.eq(self.i_wgt.valid & self.i_wgt.ready),
@@ -303,13 +304,7 @@ class WSArray(wiring.Component):
         with m.If(accept_act):
             m.d.sync += in_pass.eq(~self.i_act.payload.last)
             with m.If(first_row):
-                m.d.sync += [
-                    pending.eq(0),
-                    since.eq(self.drain_wait - 1),
-                    wgt_free.eq(self.drain_wait == 1),
-                ]
-        with m.If(~(accept_act & first_row) & ~wgt_free):
-            m.d.sync += [since.eq(since - 1), wgt_free.eq(since == 1)]
+                m.d.sync += pending.eq(0)
 
         # -- input registers ----------------------------------------------------------------
         in_wgt = Signal.like(self.i_wgt.payload)
@@ -326,11 +321,17 @@ class WSArray(wiring.Component):
             in_last.eq(self.i_act.payload.last),
             in_swap.eq(accept_act & first_row),
         ]
-        # One load-enable register per row, so none drives the whole grid (replicas: an
-        # FPGA build keeps them apart, see oasa.hw.replicas); row r shifts from beat r on.
+        # One load-enable register per row (replicas: an FPGA build keeps them apart, see
+        # oasa.hw.replicas); row r shifts from beat r on. Column c loads c cycles after
+        # column 0, as the swap marker reaches it: the enable passes right one PE per cycle
+        # (each register drives one PE) and weight lane c is delayed c cycles at the top.
         load = [replica(accept_wgt, f"load_{r}") for r in range(rows)]
         m.d.sync += [reg.eq(accept_wgt & (loaded >= r) if r else accept_wgt)
                      for r, reg in enumerate(load)]  # fmt: skip
+        skews = self.skew_loads
+        load_at = [delay_line(m, load[r], cols - 1, f"load_{r}") if skews else [load[r]] * cols
+                   for r in range(rows)]  # fmt: skip
+        wgt_top = [delayed(m, in_wgt[c], c if skews else 0, f"skew_wgt_{c}") for c in range(cols)]
 
         pes = self.pes
         for r in range(rows):
@@ -345,8 +346,8 @@ class WSArray(wiring.Component):
             for c in range(cols):
                 pe = pes[r][c]
                 m.d.comb += [
-                    pe.load.eq(load[r]),
-                    pe.wgt_in.eq(in_wgt[c] if r == 0 else pes[r - 1][c].wgt),
+                    pe.load.eq(load_at[r][c]),
+                    pe.wgt_in.eq(wgt_top[c] if r == 0 else pes[r - 1][c].wgt),
                     pe.act.eq(
                         delayed(m, in_act[r], r, f"skew_act_{r}")
                         if c == 0
@@ -409,8 +410,8 @@ def ws_pass_interval(cfg: ArrayConfig, m: int, *, dependent: bool, feedback: int
     """Cycles between the first rows of two back-to-back passes of M rows.
 
     The next pass's weights load while a pass streams: from :meth:`WSArray.drain_of`
-    cycles after its first row, R beats, so the next first row follows
-    max(M, R + max(1, C - 1)) cycles later. A ``dependent`` pass (the next K tile of
+    cycles after its first row, R beats, so the next first row follows max(M, R + 1)
+    cycles later. A ``dependent`` pass (the next K tile of
     the same outputs) also waits for its partial sums: row m's result leaves the array
     ``latency`` cycles after row m went in, and is accepted as the next pass's ``i_psum``
     ``feedback`` (>= 1) cycles later, so rows start at least R + C + 1 + feedback cycles

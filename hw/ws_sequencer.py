@@ -55,8 +55,9 @@ class WSSequencer(wiring.Component):
     Issue side: the three-stage pipeline of :class:`~oasa.hw.sequencer.Sequencer` (address,
     buffer read, registered data), which never stalls: stage A itself waits until the array
     takes the beat. Weights and rows have an issuer each, so the next pass's weights load
-    while a pass streams (the array double-buffers them): a load begins
-    :attr:`drain_wait` cycles after the previous pass's first row (the array's rule); the
+    while a pass streams (the array double-buffers them): a load begins once the previous
+    load has been taken by its pass's first row, a cycle after it (the array's
+    :meth:`~oasa.hw.ws_array.WSArray.drain_of`); the
     first row of a pass that continues a K tile waits :attr:`feedback_wait` cycles after
     the previous pass's first row, so that its partial sums are in the result buffer when
     it reads them; and partial sums that follow a last K tile wait until its requantized
@@ -91,12 +92,6 @@ class WSSequencer(wiring.Component):
         )
 
     @property
-    def drain_wait(self) -> int:
-        """Cycles from a pass's first row to the next pass's first weight beat: the
-        array's :meth:`WSArray.drain_of`."""
-        return WSArray.drain_of(self.cfg)
-
-    @property
     def write_gap(self) -> int:
         """Cycles from a last K tile's last row to the first row of partial sums that may
         follow it: the output stage's latency, so that the two never write at once."""
@@ -116,16 +111,15 @@ class WSSequencer(wiring.Component):
         launch, cmd, zero_dim, finish = layer_control(m, self)
 
         # -- issue side, stage A: two issuers side by side, one for weights and one for
-        # rows, each with its own buffer port. A load may begin when the previous pass's
-        # first row has reached every PE (``drain`` cycles after it) and no complete load
-        # waits; a pass's rows begin once its load is complete, and (continuing a K tile)
+        # rows, each with its own buffer port. A load may begin when no complete load waits
+        # (the array's load registers follow the previous first row); a pass's rows begin once its load is complete, and (continuing a K tile)
         # once their partial sums are back, and (after a last K tile, when partial sums
         # follow) once the requantized rows are past the write port.
-        drain, feedback, stage_gap = self.drain_wait, self.feedback_wait, self.write_gap
+        feedback, stage_gap = self.feedback_wait, self.write_gap
         load_ready = Signal()  # a complete load waits for its pass's first row
-        since_first = Signal(range(max(drain, feedback) + 1))  # since the last first row
+        since_first = Signal(range(feedback + 1))  # since the last first row
         since_last = Signal(range(stage_gap + 1))  # since the last pass's last row
-        top = max(drain, feedback)
+        top = feedback
         m.d.sync += [
             since_first.eq(Mux(since_first == top, top, since_first + 1)),
             since_last.eq(Mux(since_last == stage_gap, stage_gap, since_last + 1)),
@@ -140,7 +134,7 @@ class WSSequencer(wiring.Component):
         w_n0 = Signal(DIM_BITS + 1)
         wgt_addr = Signal.like(self.wgt_rd.addr)
         wgt_tile = Signal.like(self.wgt_rd.addr)  # wgt_base + nt*K
-        go_w = w_active & ((w_i != 0) | (~load_ready & (since_first >= drain)))
+        go_w = w_active & ((w_i != 0) | ~load_ready)
 
         # Rows: M per pass, with the partial sums they continue from.
         a_active = Signal()  # passes remain

@@ -217,8 +217,7 @@ def test_ws_cycle_model_formula_cases(rows, cols):
     cfg = ArrayConfig(rows=rows, cols=cols, dataflow="ws")
     latency = rows + cols + 1
     tail = latency + 6 + 1 - 1  # array, stage, finish; the last row is counted once
-    load = rows + max(1, cols - 1)  # a load waits for the swap to cross row 0 (then row r
-    # shifts from beat r, as the swap reaches it)
+    load = rows + 1  # a load begins the cycle after the swap (its registers follow it)
     assert accelerator_cycles(cfg, 5, rows, cols) == 4 + rows + 5 + tail
     m = 4 * (rows + cols) + 12  # long enough that loads and round trips hide behind rows
     assert accelerator_cycles(cfg, m, 3 * rows, cols) == 4 + rows + 2 * m + m + tail
@@ -296,14 +295,11 @@ def test_ws_array_never_refuses_a_beat(monkeypatch):
 
 
 def test_ws_schedule_checks_can_fail(monkeypatch):
-    """One cycle less of drain makes the array refuse a weight beat; one cycle less of
-    partial-sum round trip makes a K tile continue from a stale partial sum; too short a
-    gap after a last K tile makes two rows meet at the result buffer's write port."""
-
-    class EarlyWeights(_NeverRefusedWSSequencer):
-        @property
-        def drain_wait(self) -> int:
-            return super().drain_wait - 1
+    """One cycle less of partial-sum round trip makes a K tile continue from a stale
+    partial sum; too short a gap after a last K tile makes two rows meet at the result
+    buffer's write port. (A weight load has no wait of its own to get wrong: it begins
+    once the previous load is taken, and test_ws_array shows that the array's column
+    skew is what makes that safe.)"""
 
     class EarlyRows(WSSequencer):
         @property
@@ -315,11 +311,8 @@ def test_ws_schedule_checks_can_fail(monkeypatch):
         def write_gap(self) -> int:
             return super().write_gap - 1
 
-    cfg = WS.replace(rows=4, cols=3)  # drain 2 cycles, so one less still takes the beat
+    cfg = WS.replace(rows=4, cols=3)
     rng = np.random.default_rng(9)
-    monkeypatch.setattr(amaranth_accel, "Accelerator", partial(Accelerator, sequencer=EarlyWeights))
-    with pytest.raises(AssertionError, match="refused a beat"):
-        run_accel_images([layer(rng, cfg, 2, 9, 3, mode="raw")[0]])
     monkeypatch.setattr(amaranth_accel, "Accelerator", partial(Accelerator, sequencer=EarlyRows))
     img, out, _ = layer(rng, cfg, 1, 9, 3, mode="raw")
     (run,) = run_accel_images([img])
@@ -329,7 +322,10 @@ def test_ws_schedule_checks_can_fail(monkeypatch):
     monkeypatch.setattr(
         amaranth_accel, "Accelerator", partial(Accelerator, sequencer=EarlyAfterFinal)
     )
-    img, out, _ = layer(rng, WS.replace(rows=1, cols=1), 3, 4, 3, mode="raw")
+    # Not every draw of operands shows the lost write (one drawn after the case above did
+    # not); this one does.
+    img, out, _ = layer(np.random.default_rng(10), WS.replace(rows=1, cols=1), 3, 4, 3,
+                        mode="raw")  # fmt: skip
     (run,) = run_accel_images([img])
     assert (run.out != out).any()
 

@@ -254,12 +254,11 @@ class PEDropsIncomingFlag(WSPE):
         return m
 
 
-class ArrayLoadsOneCycleEarly(WSArray):
-    """Takes the next weights one cycle before the last activation has passed."""
+class ArrayLoadsAllColumnsAtOnce(WSArray):
+    """Loads every column in the same cycle: the next weights overwrite column c's before
+    the swap marker has reached it."""
 
-    @staticmethod
-    def drain_of(cfg):
-        return WSArray.drain_of(cfg) - 1
+    skew_loads = False
 
 
 def caught(cfg, x, w, **kw):
@@ -294,11 +293,11 @@ def test_k_tiles_added_at_the_bottom_are_caught(mode):
     assert caught(cfg, x, w, chain="bottom") == (mode == "saturate", True)
 
 
-def test_loading_weights_one_cycle_early_is_caught():
+def test_loading_all_columns_at_once_is_caught():
     cfg = ArrayConfig(rows=2, cols=3, acc_bits=16)
     x, w = reference.random_operands(np.random.default_rng(5), cfg, 3, 6, 3)
     assert caught(cfg, x, w) == (False, False)
-    assert caught(cfg, x, w, array=ArrayLoadsOneCycleEarly)[0]
+    assert caught(cfg, x, w, array=ArrayLoadsAllColumnsAtOnce)[0]
 
 
 def test_cycle_functions_reject_bad_sizes():
@@ -312,7 +311,7 @@ def test_cycle_functions_reject_bad_sizes():
 
 
 def test_passes_of_many_rows_follow_one_another_without_a_gap():
-    """Double buffering: with M >= R + max(1, C - 1) the next pass's weights load while
+    """Double buffering: with M >= R + 1 the next pass's weights load while
     a pass streams, so the array takes a row every cycle: R + passes * M + latency."""
     cfg = ArrayConfig(rows=2, cols=2, acc_bits=12)
     x, w = reference.random_operands(np.random.default_rng(3), cfg, 12, 6, 3)
