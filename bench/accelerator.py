@@ -82,7 +82,7 @@ def utilization(section: Section, rng) -> None:
         "`ws`: M rows per pass); *once* counts the cycles a one-tile layer pays beyond its "
         "beats (issue, weight load, array latency, drain, output stage, flag count), "
         "*waiting* the rest: `os` tiles shorter than R waiting for the drain, `ws` passes "
-        "waiting for their weights (R + max(1, C - 1) cycles a pass when M is smaller) "
+        "waiting for their weights (R + 1 cycles a pass when M is smaller) "
         "or for their partial sums."
     )
     section.table(
