@@ -75,10 +75,12 @@ class SweepPoint:
     cols: int
     acc_bits: int
     multiplier: str = "lut"
+    dataflow: str = "os"
 
     @property
     def key(self) -> str:
-        return f"{self.board}_{self.rows}x{self.cols}_p{self.acc_bits}_{self.multiplier}"
+        flow = "" if self.dataflow == "os" else f"_{self.dataflow}"
+        return f"{self.board}_{self.rows}x{self.cols}_p{self.acc_bits}_{self.multiplier}{flow}"
 
     @property
     def pes(self) -> int:
@@ -107,6 +109,7 @@ def grid_points(
     sizes: list[tuple[int, int]] | None = None,
     widths: list[int] | None = None,
     multiplier: str = "lut",
+    dataflow: str = "os",
 ) -> list[SweepPoint]:
     """Sizes at P = 16 and widths at the board's reference size (or at every size given)."""
     points: set[SweepPoint] = set()
@@ -114,11 +117,11 @@ def grid_points(
         get_board(name)
         grid = DEFAULT_GRID[name]
         for r, c in sizes or grid["sizes"]:
-            points.add(SweepPoint(name, r, c, 16, multiplier))
+            points.add(SweepPoint(name, r, c, 16, multiplier, dataflow))
         at = sizes or [grid["at"]]
         for r, c in at:
             for p in widths or grid["widths"]:
-                points.add(SweepPoint(name, r, c, p, multiplier))
+                points.add(SweepPoint(name, r, c, p, multiplier, dataflow))
     return sorted(points, key=lambda p: (p.board, p.pes, p.acc_bits))
 
 
@@ -199,7 +202,8 @@ def _build_point(point: SweepPoint, build_dir: Path | None, seed: int) -> dict:
     board = get_board(point.board)
     rec = {"key": point.key, **asdict(point)}
     try:
-        cfg = board_config(board, rows=point.rows, cols=point.cols, acc_bits=point.acc_bits)
+        cfg = board_config(board, rows=point.rows, cols=point.cols, acc_bits=point.acc_bits,
+                           dataflow=point.dataflow)  # fmt: skip
         report = build_board(board, cfg, build_dir, seed=seed, multiplier=point.multiplier)
     except BuildError as e:
         if not e.placed:  # a tool crash says nothing about fitting: not cached as a fit
@@ -212,6 +216,7 @@ def _build_point(point: SweepPoint, build_dir: Path | None, seed: int) -> dict:
 
 def _row(rec: dict) -> dict:
     row = {k: rec[k] for k in ("board", "rows", "cols", "acc_bits", "multiplier", "fits")}
+    row["dataflow"] = rec.get("dataflow", "os")  # a record without one is output-stationary
     row["pes"] = rec["rows"] * rec["cols"]
     if rec["fits"]:
         rep = BuildReport.from_json(rec["report"])
@@ -228,12 +233,16 @@ def _row(rec: dict) -> dict:
 
 
 def summarize(records: list[dict]) -> dict[str, dict]:
-    """Per board: the largest array that fits (at P = 16, with timing met) and the LUTs
-    that each accumulator width costs at the reference size."""
+    """Per board: the largest array that fits (at P = 16, with timing met; of the
+    output-stationary builds when there are some, so that sizes compare in one dataflow),
+    and every point's row."""
     out: dict[str, dict] = {}
     for name in sorted({r["board"] for r in records}):
         rows = [_row(r) for r in records if r["board"] == name]
-        fit16 = [r for r in rows if r["fits"] and r["acc_bits"] == 16 and r["timing_met"]]
+        flows = {r["dataflow"] for r in rows}
+        flow = "os" if "os" in flows else min(flows)
+        fit16 = [r for r in rows if r["fits"] and r["acc_bits"] == 16 and r["timing_met"]
+                 and r["dataflow"] == flow]  # fmt: skip
         largest = max(fit16, key=lambda r: (r["pes"], r["rows"]), default=None)
         out[name] = {"largest_p16": largest, "points": rows}
     return out
@@ -241,7 +250,7 @@ def summarize(records: list[dict]) -> dict[str, dict]:
 
 def table(records: list[dict]) -> str:
     lines = [
-        f"{'board':<11} {'array':>6} {'P':>3} {'mult':>4} {'LUT/LC':>8} {'FF':>7} {'BRAM':>5} {'DSP':>4} "
+        f"{'board':<11} {'array':>6} {'flow':>4} {'P':>3} {'mult':>4} {'LUT/LC':>8} {'FF':>7} {'BRAM':>5} {'DSP':>4} "
         f"{'LUT %':>6} {'Fmax':>7} {'target':>7}  verdict"
     ]
     for r in sorted(
@@ -250,14 +259,16 @@ def table(records: list[dict]) -> str:
         size = f"{r['rows']}x{r['cols']}"
         if not r["fits"]:
             lines.append(
-                f"{r['board']:<11} {size:>6} {r['acc_bits']:>3} {r['multiplier']:>4}  does not fit: "
+                f"{r['board']:<11} {size:>6} {r['dataflow']:>4} {r['acc_bits']:>3} "
+                f"{r['multiplier']:>4}  does not fit: "
                 f"{r['error'].split('ERROR: ')[-1][:70]}"
             )
             continue
         verdict = "ok" if r["timing_met"] else "timing NOT met"
         ff = f"{r['ff']:,}" if r["ff"] != "" else "-"  # iCE40: flip-flops sit in the LCs
         lines.append(
-            f"{r['board']:<11} {size:>6} {r['acc_bits']:>3} {r['multiplier']:>4} {r['lut']:>8,} {ff:>7} "
+            f"{r['board']:<11} {size:>6} {r['dataflow']:>4} {r['acc_bits']:>3} {r['multiplier']:>4} "
+            f"{r['lut']:>8,} {ff:>7} "
             f"{r['bram']:>5} {r['dsp']:>4} {r['lut_pct']:>5.1f}% {r['fmax_mhz']:>6.1f}M "
             f"{r['target_mhz']:>6.1f}M  {verdict}"
         )
@@ -269,7 +280,7 @@ def write_outputs(records: list[dict], out: str | Path) -> list[Path]:
     out = Path(out)
     rows = [_row(r) for r in records]
     fields = [
-        "board", "rows", "cols", "pes", "acc_bits", "multiplier", "fits", "lut", "ff", "bram",
+        "board", "rows", "cols", "pes", "dataflow", "acc_bits", "multiplier", "fits", "lut", "ff", "bram",
         "dsp", "lut_pct", "fmax_mhz", "target_mhz", "timing_met", "build_s", "error",
     ]  # fmt: skip
     with open(out / "fpga_sweep.csv", "w", newline="") as f:
@@ -289,8 +300,9 @@ def plot(records: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # One line per board: the default (LUT) products; other multipliers are in the table.
-    rows = [_row(r) for r in records if r["fits"] and r["multiplier"] == "lut"]
+    # One line per board: output-stationary with LUT products; the others are in the table.
+    rows = [_row(r) for r in records
+            if r["fits"] and r["multiplier"] == "lut" and r.get("dataflow", "os") == "os"]  # fmt: skip
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name in sorted({r["board"] for r in rows}):
         board: Board = get_board(name)

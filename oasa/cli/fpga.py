@@ -88,7 +88,7 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
         widths = parse_acc_bits(args.acc_bits) if args.acc_bits else None
     except ValueError as e:
         raise FPGAUsageError(str(e)) from None
-    points = grid_points(boards, sizes, widths, args.multiplier)
+    points = grid_points(boards, sizes, widths, args.multiplier, args.dataflow)
     where = opt.where_from_args(args, default_jobs=1)
     out = files.check_output_dir(args.output, "-o")
     print(
@@ -101,7 +101,8 @@ def cmd_sweep(args: argparse.Namespace) -> Report | int:
         if rec.get("status") == "failed":
             what = f"FAILED ({rec['error']})"
         print(
-            f"  [{i}/{n}] {point.board} {point.rows}x{point.cols} P={point.acc_bits}: {what}",
+            f"  [{i}/{n}] {point.board} {point.rows}x{point.cols} {point.dataflow} "
+            f"P={point.acc_bits}: {what}",
             flush=True,
         )
 
@@ -177,6 +178,7 @@ def cmd_pareto(args: argparse.Namespace) -> Report:
 
 
 def register(sub) -> None:
+    from oasa.config import DATAFLOWS
     from oasa.fpga.boards import BOARDS
     from oasa.fpga.multipliers import MULTIPLIERS
 
@@ -214,6 +216,7 @@ def register(sub) -> None:
     p.add_argument("--sizes", help="array sizes, e.g. 4x4,8x8 (default: per board)")
     p.add_argument("--acc-bits", help="widths, e.g. 12,16,24,32 (default 12,16,24,32)")
     p.add_argument("--multiplier", choices=MULTIPLIERS, default="lut", help="default lut")
+    p.add_argument("--dataflow", choices=DATAFLOWS, default="os", help="default os")
     p.add_argument(
         "--seed",
         type=opt.int_range(0, 2**31 - 1),

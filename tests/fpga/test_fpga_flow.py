@@ -396,6 +396,35 @@ def test_board_tops_elaborate_with_their_pins_and_clock(name, multiplier, monkey
     assert top.pll.f_out == board.f_target
 
 
+def test_sweep_builds_the_dataflow_it_is_asked_for(tmp_path, monkeypatch, capsys):
+    """``--dataflow ws`` builds weight-stationary arrays, cached apart from the
+    output-stationary builds of the same size, and the table says which is which."""
+    built = []
+
+    def fake_board_build(board, cfg, build_dir, seed, multiplier):
+        built.append(cfg)
+        point = SweepPoint(board.name, cfg.rows, cfg.cols, cfg.acc_bits)
+        return BuildReport.from_json(_fake_report(point, 300 * point.pes, 40.0))
+
+    monkeypatch.setattr("oasa.fpga.sweep.build_board", fake_board_build)
+    argv = ["fpga", "sweep", "--boards", "icebreaker", "--sizes", "2x2", "--acc-bits", "16",
+            "-o", str(tmp_path)]  # fmt: skip
+    assert main([*argv, "--dataflow", "ws"]) == 0
+
+    def largest():
+        return summarize(list(load_results(tmp_path).values()))["icebreaker"]["largest_p16"]
+
+    assert largest()["dataflow"] == "ws"  # the only dataflow built
+    assert main(argv) == 0
+    assert [cfg.dataflow for cfg in built] == ["ws", "os"]  # neither came from the other's cache
+    assert largest()["dataflow"] == "os"  # sizes compare in one dataflow, os when built
+    assert main([*argv, "--dataflow", "ws"]) == 0
+    assert len(built) == 2
+    lines = table(list(load_results(tmp_path).values())).splitlines()
+    assert {line.split()[2] for line in lines[1:]} == {"os", "ws"}
+    capsys.readouterr()
+
+
 def test_sweep_records_a_tool_crash_as_failed_and_builds_it_again(tmp_path, monkeypatch, capsys):
     """A synthesis crash says nothing about fitting: it is recorded as a failed build (not
     as one that does not fit), reported (exit 1), and built again by the next sweep."""
