@@ -6,12 +6,12 @@ accumulator width, per board.
 - ECP5-85F (ULX3S): sizes up to 16 x 16 at P = 16 against 100 MHz, with LUT, FF, BRAM and
   DSP use; widths at 8 x 8; 8 x 8 with the PE products in DSP blocks.
 - Both: the weight-stationary array at the output-stationary default size (iCE40 4 x 3,
-  ECP5 8 x 8, P = 16).
+  ECP5 8 x 8, P = 16), and the iCE40 3 x 3.
 
 ``--config full`` (the default) builds every point of ``oasa fpga sweep``'s default grid
-plus the DSP-product 8 x 8 and the weight-stationary builds (21 builds, the ECP5 16 x 16
+plus the DSP-product 8 x 8 and the weight-stationary builds (22 builds, the ECP5 16 x 16
 the longest); ``--config reduced`` builds four iCE40 sizes, the ECP5 8 x 8 at every width
-and the weight-stationary builds (10 builds). Each build runs on
+and the weight-stationary builds (11 builds). Each build runs on
 one core; the section lists how long each took. Builds are cached in out/bench/fpga
 (``builds.jsonl``, keyed by a hash of the design's source): a second run of the same
 design prints at once, and a larger configuration builds only the new points. Copies the sweep's CSV and plot to
@@ -45,9 +45,9 @@ BOARDS = ("icebreaker", "ulx3s-85f")
 #: The iCE40 sizes of ``--config reduced``: those that leave the placer room.
 REDUCED_ICE40 = [(2, 2), (3, 3), (4, 3), (8, 2)]
 #: Weight-stationary builds beside the output-stationary ones of the same size (P = 16).
-WS_POINTS = [SweepPoint("icebreaker", 4, 3, 16, dataflow="ws"),
-             SweepPoint("ulx3s-85f", 8, 8, 16, dataflow="ws")]  # fmt: skip
-WS_WHAT = "the weight-stationary iCE40 4 x 3 and ECP5 8 x 8 (P = 16)"
+WS_POINTS = [SweepPoint("icebreaker", r, c, 16, dataflow="ws") for r, c in ((3, 3), (4, 3))]
+WS_POINTS += [SweepPoint("ulx3s-85f", 8, 8, 16, dataflow="ws")]
+WS_WHAT = "the weight-stationary iCE40 3 x 3 and 4 x 3 and ECP5 8 x 8 (P = 16)"
 FLOW_NAMES = {"os": "output-stationary", "ws": "weight-stationary"}
 TITLES = {
     "icebreaker": "iCE40UP5K (iCEBreaker)",

@@ -40,6 +40,8 @@ class Board:
     leds: tuple[tuple[str, str, int], ...]  #: (core status, resource, number)
     button: tuple[str, int]  #: the reset button
     default_array: tuple[int, int]  #: rows, cols built when none are given
+    #: rows, cols of a weight-stationary build when none are given (None: default_array)
+    default_ws_array: tuple[int, int] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     #: How the output stage's requantization product is built ("dsp" or "lut", see
     #: :mod:`oasa.fpga.multipliers`).
@@ -47,6 +49,10 @@ class Board:
     #: Keep the array's replicated marker registers apart in synthesis (see
     #: :mod:`oasa.hw.replicas`): local nets for speed, at a few flip-flops per PE.
     keep_replicas: bool = False
+
+    def array_for(self, dataflow: str) -> tuple[int, int]:
+        """The rows and columns built in ``dataflow`` when none are given."""
+        return (self.default_ws_array if dataflow == "ws" else None) or self.default_array
 
     def platform_class(self):
         module, cls = self.platform.split(":")
@@ -86,6 +92,10 @@ BOARDS: dict[str, Board] = {
             leds=(("done", "led_g", 0), ("link_error", "led_r", 0)),
             button=("button", 0),
             default_array=(4, 3),
+            # The weight-stationary sequencer (a second issuer, the partial sums' round
+            # trip) takes about 280 LCs more: its 4 x 3 does not place, its 3 x 3 does
+            # (python bench/fpga_builds.py).
+            default_ws_array=(3, 3),
         ),
         Board(
             name="ulx3s-85f",

@@ -44,8 +44,9 @@ def cmd_build(args: argparse.Namespace) -> Report:
     board = get_board(args.board)
     fields = opt.config_fields("shape", "arithmetic", "buffers")
     array = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
-    array.setdefault("rows", board.default_array[0])
-    array.setdefault("cols", board.default_array[1])
+    rows, cols = board.array_for(array.get("dataflow", board.defaults.get("dataflow", "os")))
+    array.setdefault("rows", rows)
+    array.setdefault("cols", cols)
     cfg = board_config(board, **array)
     out = files.check_output_dir(
         args.output or f"build/{board.name}_{cfg.rows}x{cfg.cols}_p{cfg.acc_bits}", "-o"

@@ -217,6 +217,23 @@ def test_the_icebreaker_defaults_hold_every_layer_of_the_digits_cnn():
         assert all(c.ks == slice(0, k) for c in calls)
 
 
+def test_a_build_without_a_size_takes_the_boards_size_for_its_dataflow(tmp_path, monkeypatch):
+    """The iCEBreaker's default 4 x 3 does not place in the weight-stationary dataflow
+    (docs/results.md, FPGA builds): ``--dataflow ws`` alone builds its 3 x 3, and a size
+    given is kept."""
+    built = []
+
+    def fake_build(board, cfg, out, **_):
+        built.append((cfg.dataflow, cfg.rows, cfg.cols))
+        point = SweepPoint(board.name, cfg.rows, cfg.cols, cfg.acc_bits)
+        return BuildReport.from_json(_fake_report(point, 300 * point.pes, 40.0))
+
+    monkeypatch.setattr("oasa.fpga.build.build_board", fake_build)
+    for extra in ([], ["--dataflow", "ws"], ["--dataflow", "ws", "--rows", "2"]):
+        assert main(["fpga", "build", "--board", "icebreaker", *extra, "-o", str(tmp_path)]) == 0
+    assert built == [("os", 4, 3), ("ws", 3, 3), ("ws", 2, 3)]
+
+
 def test_the_preload_chain_is_what_no_preload_saves():
     """The OS array without preload has no initial-value chain: at least P + 1 flip-flops
     fewer per PE (one chain register each, plus the columns' skew registers), and fewer
