@@ -293,6 +293,23 @@ def test_k_tiles_added_at_the_bottom_are_caught(mode):
     assert caught(cfg, x, w, chain="bottom") == (mode == "saturate", True)
 
 
+@pytest.mark.parametrize("m, stall", [(1, 0.0), (2, 0.0), (1, 0.3), (3, 0.3)])
+def test_passes_of_few_rows_on_a_wide_array_take_their_own_weights(m, stall):
+    """The load race at its tightest: independent passes (K = R, many N tiles) of fewer
+    rows than R + 1 on an array much wider than tall, where the next load begins the
+    cycle after a pass's first row and column C - 1 swaps C - 1 cycles after column 0.
+    Without the column skew of the loads this fails (below); random stalls on either
+    producer change nothing."""
+    cfg = ArrayConfig(rows=2, cols=5, acc_bits=12)
+    rng = np.random.default_rng(40 + m)
+    x, w = reference.random_operands(rng, cfg, m, 2, 20)
+    kw = {"stall_rng": rng, "stall_prob": stall} if stall else {}
+    _, cycles = check_gemm(cfg, x, w, **kw)
+    model = ws_gemm_cycles(cfg, m, 2, 20)
+    assert cycles > model if stall else cycles == model  # stalls did happen
+    assert caught(cfg, x, w, array=ArrayLoadsAllColumnsAtOnce)[0]
+
+
 def test_loading_all_columns_at_once_is_caught():
     cfg = ArrayConfig(rows=2, cols=3, acc_bits=16)
     x, w = reference.random_operands(np.random.default_rng(5), cfg, 3, 6, 3)
