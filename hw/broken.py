@@ -42,6 +42,7 @@ __all__ = [
     "PEProductOffByOne",
     "SequencerDropsLast",
     "StageRoundsHalfDown",
+    "WSArrayLoadsAllColumnsAtOnce",
     "WSPEFlagPositiveOnly",
     "WSPEFlagStuckLow",
     "WSSequencerForgetsPartialSums",
@@ -298,6 +299,16 @@ class WSPEFlagStuckLow(WSPE):
         m = super().elaborate(platform)
         m.d.sync += self.flag_out.eq(0)
         return m
+
+
+class WSArrayLoadsAllColumnsAtOnce(WSArray):
+    """Bug (weight-stationary array): the column skew of the weight loads is left out, so
+    a load writes every column in the same cycle while the pace stays the skewed one (the
+    next load the cycle after a pass's first row). Column c's next weight then lands
+    before that first row reaches it, for c > 1: a pass followed within about C cycles by
+    the next load multiplies some rows by the next pass's weights."""
+
+    skew_loads = False
 
 
 def ws_accel_flag_stuck_low(cfg: ArrayConfig) -> Accelerator:

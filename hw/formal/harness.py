@@ -61,7 +61,7 @@ from oasa.config import ArrayConfig
 from oasa.hw.array import SystolicArray
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.pe import ProcessingElement
-from oasa.hw.ws_array import WSPE
+from oasa.hw.ws_array import WSPE, WSArray
 
 __all__ = [
     "EUF_SOLVER",
@@ -76,6 +76,7 @@ __all__ = [
     "ws_pe_harness",
     "ws_pe_saturate_harness",
     "ws_pe_wrap_harness",
+    "ws_weights_harness",
 ]
 
 #: Extra bits of the wrap-mode shadow sum beyond P (any value >= 0 proves the same thing).
@@ -363,3 +364,72 @@ def _skew_checks(h: Harness, m: Module, array: SystolicArray) -> None:
             h.check(m, ~valid_d[n] | operands, f"PE ({i},{j}): act row {i}, wgt col {j} of beat k")
             markers = (pe.first == marked.first) & (pe.last == marked.last)
             h.check(m, ~pe.valid | markers, f"PE ({i},{j}): first/last of beat k, one later")
+
+
+def ws_weights_harness(
+    cfg: ArrayConfig, array: Callable[[ArrayConfig], WSArray] = WSArray
+) -> Harness:
+    """The weight-stationary array's load protocol, a bounded check (``mode bmc``; the
+    shadow's weights and the PEs' load registers are not related by an invariant simple
+    enough for k-induction): PE (r, c) multiplies every row of a pass by the weight its
+    load gave it (beat R - 1 - r, lane c: the K tile's rows last first) and by activation r
+    of that row, r + c + 1 cycles after the row was accepted; no weight beat is accepted
+    while a complete load waits, and no pass begins before its load is complete. The
+    shadow is the protocol of :class:`~oasa.hw.ws_array.WSArray`'s class text, written
+    from the ports: loads complete in order, and a pass's first row takes the waiting one.
+    """
+    rows, cols = cfg.rows, cfg.cols
+    h = Harness(Module(), depth=2 * (rows + cols) + 4)
+    m = h.module
+    m.submodules.dut = dut = array(cfg)
+    _free(m, dut.i_wgt.valid, dut.i_wgt.payload, dut.i_act.valid, dut.i_act.payload,
+          dut.i_psum.valid, dut.i_psum.payload)  # fmt: skip
+    take_w = Signal(name="spec_take_w")
+    take_a = Signal(name="spec_take_a")
+    m.d.comb += [
+        take_w.eq(dut.i_wgt.valid & dut.i_wgt.ready),
+        take_a.eq(dut.i_act.valid & dut.i_act.ready),
+    ]
+
+    def grid(what: str) -> list[list[Signal]]:
+        return [[Signal(signed(cfg.weight_bits), name=f"spec_{what}_{r}_{c}")
+                 for c in range(cols)] for r in range(rows)]  # fmt: skip
+
+    filling, waiting, active = grid("filling"), grid("waiting"), grid("active")
+    beat = Signal(range(rows), name="spec_beat")  # beats of the load in progress
+    has_wait = Signal(name="spec_has_wait")  # a complete load waits for its pass
+    in_pass = Signal(name="spec_in_pass")
+    first = Signal(name="spec_first")  # the row taken now begins a pass
+    m.d.comb += first.eq(take_a & ~in_pass)
+    with m.If(take_a):
+        m.d.sync += in_pass.eq(~dut.i_act.payload.last)
+    with m.If(first):
+        m.d.sync += has_wait.eq(0)
+        m.d.sync += [active[r][c].eq(waiting[r][c]) for r in range(rows) for c in range(cols)]
+    with m.If(take_w):
+        lane = dut.i_wgt.payload
+        m.d.sync += beat.eq(Mux(beat == rows - 1, 0, beat + 1))
+        for r in range(rows):
+            with m.If(beat == rows - 1 - r):
+                m.d.sync += [filling[r][c].eq(lane[c]) for c in range(cols)]
+        with m.If(beat == rows - 1):  # complete: row 0 takes this last beat
+            m.d.sync += has_wait.eq(1)
+            m.d.sync += [waiting[r][c].eq(lane[c] if r == 0 else filling[r][c])
+                         for r in range(rows) for c in range(cols)]  # fmt: skip
+    h.check(m, ~(take_w & has_wait), "no weight beat while a complete load waits")
+    h.check(m, ~first | has_wait, "a pass begins only once its load is complete")
+
+    depth = rows + cols
+    taken = _delay(m, take_a, depth, "spec_taken")
+    acts = _delay(m, dut.i_act.payload.data.as_value(), depth, "spec_acts")
+    for r in range(rows):
+        for c in range(cols):
+            pe = dut.pes[r][c]
+            own = Signal(signed(cfg.weight_bits), name=f"spec_own_{r}_{c}")  # this row's
+            m.d.comb += own.eq(Mux(first, waiting[r][c], active[r][c]))
+            n = r + c + 1
+            weight = _delay(m, own, n, f"spec_own_{r}_{c}")[n]
+            act = dut.i_act.payload.data.shape()(acts[n])[r]
+            h.check(m, ~taken[n] | ((pe.weight() == weight) & (pe.act == act)),
+                    f"PE ({r},{c}): its pass's weight and the row's activation {r}")  # fmt: skip
+    return h

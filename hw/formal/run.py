@@ -68,6 +68,9 @@ class Property:
     build: Callable[..., hz.Harness]
     applies: Callable[[ArrayConfig], bool]
     block: str  # the keyword of ``build`` that takes the block factory
+    #: "prove" (k-induction: for all time) or "bmc" (no counterexample within the
+    #: harness's depth from reset: a bounded check, said so wherever it is reported)
+    mode: str = "prove"
 
 
 PROPERTIES: dict[str, Property] = {
@@ -136,6 +139,16 @@ PROPERTIES: dict[str, Property] = {
             hz.ws_pe_flag_harness,
             lambda c: c.dataflow == "ws",
             "pe",
+        ),
+        Property(
+            "ws_weights",
+            9,
+            "weight-stationary array: PE (r,c) multiplies a pass's rows by the weight its "
+            "load gave it",
+            hz.ws_weights_harness,
+            lambda c: c.dataflow == "ws",
+            "array",
+            mode="bmc",
         ),
     )
 }
@@ -326,7 +339,7 @@ def run_property(
     lanes: list[int] | None = None,
     label: str = "",
     depth: int | None = None,
-    mode: str = "prove",
+    mode: str | None = None,
     timeout: int = DEFAULT_TIMEOUT,
 ) -> ProofResult:
     """Prove one property of ``cfg`` with yowasp-sby; ``block`` swaps the RTL block.
@@ -347,13 +360,15 @@ def run_property(
         Steps of the base case and of the induction; default the harness's own (enough
         for the induction). A counterexample from reset that needs more cycles than that
         (e.g. a bug that needs a long sum to show) needs a larger depth to be found.
-    mode : ``"prove"`` or ``"bmc"``
+    mode : ``"prove"`` or ``"bmc"``, optional
         ``"bmc"`` only searches for a counterexample from reset up to ``depth`` steps (its
-        PASS means "none that short", not a proof); for showing that a broken variant fails.
+        PASS means "none that short", not a proof); for showing that a broken variant
+        fails. Default: the property's own (:attr:`Property.mode`).
     """
+    p = PROPERTIES[prop] if isinstance(prop, str) else prop
+    mode = mode or p.mode
     if mode not in ("prove", "bmc"):
         raise ValueError(f"mode={mode!r}: allowed prove, bmc")
-    p = PROPERTIES[prop] if isinstance(prop, str) else prop
     kwargs = {}
     if block is not None:
         kwargs[p.block] = block

@@ -31,13 +31,17 @@ def cmd_prove(args: argparse.Namespace) -> Report:
             raise opt.UsageError(f"--lane {j}: out of range, the array has lanes 0..{cfg.cols - 1}")
     work = files.check_output_dir(args.work_dir, "--work-dir")
     print(f"config : {cfg.describe()} ({cfg.name})")
-    print("proving by k-induction with yowasp-sby and z3, one property at a time")
+    print(
+        "proving by k-induction with yowasp-sby and z3, one property at a time (a property "
+        "marked 'bounded' is checked from reset up to its depth only)"
+    )
     print(f"{'property':<22} {'result':<8} {'depth':>5} {'time':>9}  statement")
 
     def show(r) -> None:
+        bounded = " [bounded: no counterexample within the depth]" if r.mode == "bmc" else ""
         print(
             f"{r.name:<22} {r.status:<8} {r.depth:>5} {r.seconds:>7.1f} s  "
-            f"{PROPERTIES[r.property].summary}",
+            f"{PROPERTIES[r.property].summary}{bounded}",
             flush=True,
         )
         if not r.passed:
@@ -52,7 +56,10 @@ def cmd_prove(args: argparse.Namespace) -> Report:
         cfg, work_dir=work, properties=props, lanes=lanes, timeout=args.timeout, progress=show
     )
     failed = sum(not r.passed for r in results)
+    bounded = sum(r.mode == "bmc" for r in results)
     verdict = "all proved" if not failed else f"{failed} of {len(results)} NOT proved"
+    if not failed and bounded:
+        verdict = f"all passed ({bounded} bounded, the rest proved)"
     print(f"{verdict} in {time.perf_counter() - started:.1f} s (work files in {work / cfg.name})")
     return {
         "ok": not failed,
@@ -64,6 +71,7 @@ def cmd_prove(args: argparse.Namespace) -> Report:
                 "status": r.status,
                 "passed": r.passed,
                 "depth": r.depth,
+                "mode": r.mode,
                 "seconds": r.seconds,
                 "failed": list(r.failed),
             }

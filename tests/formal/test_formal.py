@@ -111,7 +111,7 @@ def test_properties_follow_the_dataflow():
         flow: {p.name for p in applicable(ArrayConfig(dataflow=flow))} for flow in ("os", "ws")
     }
     assert names == {"os": {"wrap", "flag", "output_stage", "skew"},
-                     "ws": {"ws_wrap", "ws_flag", "output_stage"}}  # fmt: skip
+                     "ws": {"ws_wrap", "ws_flag", "output_stage", "ws_weights"}}  # fmt: skip
 
 
 # The shift-and-add PE of the FPGA builds (its product is built in LUTs): the same
@@ -148,6 +148,24 @@ def _must_fail(r, what):
     assert r.trace.read_text().startswith("$"), "the trace is not a VCD"
     assert what in r.failed, f"expected {what!r} to fail, got {r.failed}"
     assert r.step is not None
+
+
+@pytest.mark.parametrize("cfg", [c.replace(dataflow="ws") for c in SKEW_CONFIGS], ids=_ids)
+def test_ws_array_weights(cfg, tmp_path):
+    """Bounded: three back-to-back one-row passes from reset, every beat when the array
+    takes it or any later, reach the last PE with their own weights."""
+    r = run_property(cfg, "ws_weights", work_dir=tmp_path)
+    assert r.mode == "bmc" and r.depth == 2 * (cfg.rows + cfg.cols) + 4
+    assert r.passed, _explain(r)
+
+
+def test_ws_loads_without_the_column_skew_fail(tmp_path):
+    """Loading every column at once overwrites column 2's weight before the first row has
+    reached it: a counterexample within a few cycles of reset."""
+    cfg = SKEW_CONFIGS[1].replace(dataflow="ws")
+    r = run_property(cfg, "ws_weights", work_dir=tmp_path, block=bad.WSArrayLoadsAllColumnsAtOnce)
+    assert r.status == "FAIL" and r.trace is not None
+    assert any("PE (1,2)" in f or "PE (0,2)" in f for f in r.failed), r.failed
 
 
 def test_flag_only_on_positive_overflow_fails(tmp_path):

@@ -9,6 +9,7 @@ from amaranth.hdl import Signal, signed
 from util import run_bench
 
 from oasa.config import ArrayConfig
+from oasa.hw.broken import WSArrayLoadsAllColumnsAtOnce
 from oasa.hw.ws_array import (
     WSPE,
     WSArray,
@@ -254,13 +255,6 @@ class PEDropsIncomingFlag(WSPE):
         return m
 
 
-class ArrayLoadsAllColumnsAtOnce(WSArray):
-    """Loads every column in the same cycle: the next weights overwrite column c's before
-    the swap marker has reached it."""
-
-    skew_loads = False
-
-
 def caught(cfg, x, w, **kw):
     """(some result differs from the golden model, some flag does)."""
     out, ovf, _ = rtl_ws_gemm(x, w, cfg, **kw)
@@ -307,14 +301,14 @@ def test_passes_of_few_rows_on_a_wide_array_take_their_own_weights(m, stall):
     _, cycles = check_gemm(cfg, x, w, **kw)
     model = ws_gemm_cycles(cfg, m, 2, 20)
     assert cycles > model if stall else cycles == model  # stalls did happen
-    assert caught(cfg, x, w, array=ArrayLoadsAllColumnsAtOnce)[0]
+    assert caught(cfg, x, w, array=WSArrayLoadsAllColumnsAtOnce)[0]
 
 
 def test_loading_all_columns_at_once_is_caught():
     cfg = ArrayConfig(rows=2, cols=3, acc_bits=16)
     x, w = reference.random_operands(np.random.default_rng(5), cfg, 3, 6, 3)
     assert caught(cfg, x, w) == (False, False)
-    assert caught(cfg, x, w, array=ArrayLoadsAllColumnsAtOnce)[0]
+    assert caught(cfg, x, w, array=WSArrayLoadsAllColumnsAtOnce)[0]
 
 
 def test_cycle_functions_reject_bad_sizes():
