@@ -189,7 +189,7 @@ class WSArray(wiring.Component):
     row reaches r + c cycles after PE (0, 0), is first overwritten (by beat r) at least
     r + c + 1 cycles after it, once it has swapped. So both producers may offer beats at
     any time, and back-to-back passes start max(M, R + 1) cycles apart. The skew costs
-    R (C - 1) enable and M C (C - 1) / 2 weight-lane registers.
+    R (C - 1) enable registers and C (C - 1) / 2 weight-lane registers (of the weight width).
 
     Latency: R + C + 1 cycles from an ``i_act`` beat to its ``o_res`` beat
     (:meth:`latency_of`). Throughput: one row per cycle while streaming; a pass takes
