@@ -48,9 +48,9 @@ def cmd_build(args: argparse.Namespace) -> Report:
     array.setdefault("rows", rows)
     array.setdefault("cols", cols)
     cfg = board_config(board, **array)
-    out = files.check_output_dir(
-        args.output or f"build/{board.name}_{cfg.rows}x{cfg.cols}_p{cfg.acc_bits}", "-o"
-    )
+    flow = "_ws" if cfg.dataflow == "ws" else ""
+    default_out = f"build/{board.name}_{cfg.rows}x{cfg.cols}_p{cfg.acc_bits}{flow}"
+    out = files.check_output_dir(args.output or default_out, "-o")
     f_clk = args.clock * 1e6 if args.clock else None
     pll = board.pll(f_clk or board.f_target)  # an unreachable clock fails here, before any work
     print(f"board  : {board.name} ({board.part}), clock {pll.f_out / 1e6:g} MHz from the PLL")
@@ -207,7 +207,11 @@ def register(sub) -> None:
         default=1,
         help="nextpnr placement seed (default 1)",
     )
-    p.add_argument("-o", "--output", help="build folder (default build/BOARD_RxC_pP)")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="build folder (default build/BOARD_RxC_pP, with _ws for weight-stationary)",
+    )
     p.add_argument("--program", action="store_true", help="program the attached board")
     opt.add_json_option(p)
     p.set_defaults(func=cmd_build)

@@ -217,7 +217,9 @@ def test_the_icebreaker_defaults_hold_every_layer_of_the_digits_cnn():
         assert all(c.ks == slice(0, k) for c in calls)
 
 
-def test_a_build_without_a_size_takes_the_boards_size_for_its_dataflow(tmp_path, monkeypatch):
+def test_a_build_without_a_size_takes_the_boards_size_for_its_dataflow(
+    tmp_path, monkeypatch, capsys
+):
     """The iCEBreaker's default 4 x 3 does not place in the weight-stationary dataflow
     (docs/results.md, FPGA builds): ``--dataflow ws`` alone builds its 3 x 3, and a size
     given is kept."""
@@ -229,9 +231,16 @@ def test_a_build_without_a_size_takes_the_boards_size_for_its_dataflow(tmp_path,
         return BuildReport.from_json(_fake_report(point, 300 * point.pes, 40.0))
 
     monkeypatch.setattr("oasa.fpga.build.build_board", fake_build)
+    monkeypatch.chdir(tmp_path)
+    outputs = []
     for extra in ([], ["--dataflow", "ws"], ["--dataflow", "ws", "--rows", "2"]):
-        assert main(["fpga", "build", "--board", "icebreaker", *extra, "-o", str(tmp_path)]) == 0
+        assert main(["fpga", "build", "--board", "icebreaker", *extra, "--json"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out)["output"])
     assert built == [("os", 4, 3), ("ws", 3, 3), ("ws", 2, 3)]
+    # Each in its own default folder: a weight-stationary build never lands on an
+    # output-stationary one of the same size.
+    assert outputs == ["build/icebreaker_4x3_p16", "build/icebreaker_3x3_p16_ws",
+                       "build/icebreaker_2x3_p16_ws"]  # fmt: skip
 
 
 def test_the_preload_chain_is_what_no_preload_saves():
