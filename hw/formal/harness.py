@@ -59,6 +59,7 @@ from amaranth.hdl import Assert, Const, Module, Mux, Signal, Value, signed, unsi
 
 from oasa.config import ArrayConfig
 from oasa.hw.array import SystolicArray
+from oasa.hw.delays import delay_line
 from oasa.hw.output_stage import OutputStage
 from oasa.hw.pe import ProcessingElement
 from oasa.hw.ws_array import WSPE, WSArray
@@ -117,16 +118,6 @@ def _free(m: Module, *ports) -> None:
     for port in ports:
         value = Value.cast(port)
         m.d.comb += value.eq(AnySeq(len(value)))
-
-
-def _delay(m: Module, value, cycles: int, name: str) -> list:
-    """``[value, value delayed 1, ..., value delayed cycles]`` (registers in ``sync``)."""
-    taps = [value]
-    for n in range(1, cycles + 1):
-        reg = Signal.like(value, name=f"{name}_d{n}")
-        m.d.sync += reg.eq(taps[-1])
-        taps.append(reg)
-    return taps
 
 
 # -- processing element ------------------------------------------------------------------
@@ -292,7 +283,7 @@ def stage_harness(
     h = Harness(m, depth=lat, split=True, solver=EUF_SOLVER)
     # Each port is delayed as one signal, so the shadow and the block read the same values.
     delayed = [
-        _delay(m, Value.cast(p), lat, f"spec_{n}")[-1]
+        delay_line(m, Value.cast(p), lat, f"spec_{n}")[-1]
         for p, n in zip(ports, ("valid", "payload", "params", "relu", "requant"), strict=True)
     ]
     valid, payload, params, relu, requant = delayed
@@ -349,9 +340,9 @@ def _skew_checks(h: Harness, m: Module, array: SystolicArray) -> None:
     accepted = Signal(name="spec_accepted")
     m.d.comb += accepted.eq(i_act.valid & i_act.ready & i_wgt.valid & i_wgt.ready)
     depth = cfg.rows + cfg.cols
-    valid_d = _delay(m, accepted, depth, "spec_valid")
-    act_d = _delay(m, i_act.payload.as_value(), depth, "spec_act")
-    wgt_d = _delay(m, i_wgt.payload.as_value(), depth, "spec_wgt")
+    valid_d = delay_line(m, accepted, depth, "spec_valid")
+    act_d = delay_line(m, i_act.payload.as_value(), depth, "spec_act")
+    wgt_d = delay_line(m, i_wgt.payload.as_value(), depth, "spec_wgt")
     for i in range(cfg.rows):
         for j in range(cfg.cols):
             pe = array.pes[i][j]
@@ -420,15 +411,15 @@ def ws_weights_harness(
     h.check(m, ~first | has_wait, "a pass begins only once its load is complete")
 
     depth = rows + cols
-    taken = _delay(m, take_a, depth, "spec_taken")
-    acts = _delay(m, dut.i_act.payload.data.as_value(), depth, "spec_acts")
+    taken = delay_line(m, take_a, depth, "spec_taken")
+    acts = delay_line(m, dut.i_act.payload.data.as_value(), depth, "spec_acts")
     for r in range(rows):
         for c in range(cols):
             pe = dut.pes[r][c]
             own = Signal(signed(cfg.weight_bits), name=f"spec_own_{r}_{c}")  # this row's
             m.d.comb += own.eq(Mux(first, waiting[r][c], active[r][c]))
             n = r + c + 1
-            weight = _delay(m, own, n, f"spec_own_{r}_{c}")[n]
+            weight = delay_line(m, own, n, f"spec_own_{r}_{c}")[n]
             act = dut.i_act.payload.data.shape()(acts[n])[r]
             h.check(m, ~taken[n] | ((pe.weight() == weight) & (pe.act == act)),
                     f"PE ({r},{c}): its pass's weight and the row's activation {r}")  # fmt: skip
